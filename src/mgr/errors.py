@@ -1,0 +1,31 @@
+"""Errors a user can cause (bad params, bad input files, missing data).
+
+Everything that is the user's fault raises a subclass of :class:`UserError`; the CLI and the
+stage runner print its message as one line on stderr and exit non-zero, without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """An error caused by input, configuration or environment: shown as one line."""
+
+    exit_code = 1
+
+
+class ParamsError(UserError):
+    """A value in params.yaml is unknown, of the wrong type or out of range."""
+
+    exit_code = 2
+
+
+class DataError(UserError):
+    """A dataset, archive, download or table is missing, corrupt or inconsistent."""
+
+
+class AudioError(UserError):
+    """An audio file cannot be decoded (or is too short to use)."""
+
+
+class ArtifactError(UserError):
+    """A model artifact is missing, tampered with, foreign or inconsistent with its inputs."""

@@ -1,0 +1,475 @@
+"""The one reader of ``params.yaml``: typed sections, defaults and validation.
+
+Every section is a frozen dataclass. :func:`load_params` reads the YAML file, checks every key
+against the dataclasses (unknown keys, wrong types, out-of-range values and unknown names are
+errors that name the dotted key and the allowed values) and fills in defaults for keys that
+are not given. Stages and the CLI use the returned :class:`Params`; nothing else parses
+``params.yaml``.
+
+Public contract (other tools read these keys): ``data.source``, ``data.path``, ``data.seed``,
+``split.strategy``, ``split.k``, ``split.seed``, ``split.test_size``, ``split.val_size``.
+
+This module imports only the standard library and PyYAML so that ``mgr --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+from mgr.errors import ParamsError
+
+PARAMS_FILE = "params.yaml"
+
+# Names that other modules register implementations for. Tests check that the registries agree.
+DATA_SOURCES = ("synthetic", "folder", "gtzan", "fma")
+SPLIT_STRATEGIES = ("stratified", "kfold", "group", "predefined")
+ML_MODELS = ("svm", "xgboost", "logreg", "random_forest")
+DL_MODELS = (
+    "cnn2d",
+    "pons_blackbox",
+    "pons_time",
+    "pons_freq",
+    "pons_timefreq",
+    "crnn",
+    "crnn_lstm",
+    "cnn_bigru",
+    "tempo_genre",
+)
+FEATURE_SETS = ("gtzan57", "fma518")
+GENRES_GTZAN = (
+    "blues",
+    "classical",
+    "country",
+    "disco",
+    "hiphop",
+    "jazz",
+    "metal",
+    "pop",
+    "reggae",
+    "rock",
+)
+
+
+def rng(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False) -> dict:
+    """Field metadata: allowed numeric range (closed unless ``*_open``)."""
+    return {"range": (lo, hi, lo_open, hi_open)}
+
+
+def num(default: Any, lo: float | None = None, hi: float | None = None, **kw: bool) -> Any:
+    return field(default=default, metadata=rng(lo, hi, **kw))
+
+
+# --------------------------------------------------------------------------------------- data
+@dataclass(frozen=True)
+class SyntheticParams:
+    """The built-in procedural dataset (see ``mgr.datasets.synthetic``)."""
+
+    clips_per_genre: int = num(24, 1, 100_000)
+    duration_s: float = num(8.0, 1.0, 600.0)
+    sample_rate: int = num(22050, 8000, 96000)
+    format: Literal["wav", "flac", "ogg"] = "flac"
+
+
+@dataclass(frozen=True)
+class GtzanParams:
+    """GTZAN (Tzanetakis & Cook 2002). ``data.path`` may also point at an archive or a folder."""
+
+    url: str = "http://opihi.cs.uvic.ca/sound/genres.tar.gz"
+    md5: str | None = "5b3d6dddb579ab49814ab86dba69e7c7"
+    tempo: bool = False
+    tempo_url: str = "https://github.com/TempoBeatDownbeat/gtzan_tempo_beat/archive/refs/heads/main.zip"
+    tempo_md5: str | None = "4baa58112697a8087de04558d6e97442"
+
+
+@dataclass(frozen=True)
+class FmaParams:
+    """FMA (Defferrard et al. 2017): metadata zip plus one audio subset zip."""
+
+    subset: Literal["small", "medium"] = "small"
+    metadata_url: str = "https://os.unil.cloud.switch.ch/fma/fma_metadata.zip"
+    metadata_sha1: str | None = "f0df49ffe5f2a6008d7dc83c6915b31835dfe733"
+    small_url: str = "https://os.unil.cloud.switch.ch/fma/fma_small.zip"
+    small_sha1: str | None = "ade154f733639d52e35e32f5593efe5be76c6d70"
+    medium_url: str = "https://os.unil.cloud.switch.ch/fma/fma_medium.zip"
+    medium_sha1: str | None = "c67b69ea232021025fca9231fc1c7c1a063ab50b"
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: Literal["synthetic", "folder", "gtzan", "fma"] = "synthetic"
+    # folder: a `<genre>/<file>` directory or a CSV manifest; gtzan: an archive, a URL or an
+    # extracted folder (either layout); fma: a directory holding the zips (or extracted folders).
+    path: str | None = None
+    seed: int = num(42, 0)
+    copy: bool = False
+    min_duration_s: float = num(1.0, 0.0)
+    inject_corrupt: int = num(2, 0, 1000)
+    download_dir: str = "data/downloads"
+    workers: int = num(0, 0, 256)
+    synthetic: SyntheticParams = field(default_factory=SyntheticParams)
+    gtzan: GtzanParams = field(default_factory=GtzanParams)
+    fma: FmaParams = field(default_factory=FmaParams)
+
+
+# -------------------------------------------------------------------------------------- split
+@dataclass(frozen=True)
+class SplitParams:
+    strategy: Literal["stratified", "kfold", "group", "predefined"] = "stratified"
+    k: int = num(5, 2, 100)
+    seed: int = num(42, 0)
+    test_size: float = num(0.2, 0.0, 1.0, lo_open=True, hi_open=True)
+    val_size: float = num(0.1, 0.0, 1.0, hi_open=True)
+
+
+# -------------------------------------------------------------------------------------- audio
+@dataclass(frozen=True)
+class AudioParams:
+    """Decoding policy shared by the spectrogram and feature stages and by ``mgr predict``."""
+
+    sample_rate: int = num(22050, 8000, 96000)
+    duration_s: float | None = num(None, 0.0, lo_open=True)  # None: the whole file
+    offset_s: float = num(0.0, 0.0)
+    pad: bool = True  # pad clips shorter than duration_s with zeros (else keep them short)
+
+
+@dataclass(frozen=True)
+class SpectrogramParams:
+    kind: Literal["logmel", "stft"] = "logmel"
+    preset: Literal["default", "choi"] = "default"  # choi: 12 kHz, 96 mels, hop 256, n_fft 512
+    n_fft: int = num(2048, 64, 65536)
+    hop_length: int = num(512, 16, 65536)
+    n_mels: int = num(128, 8, 512)
+    fmin: float = num(0.0, 0.0)
+    fmax: float | None = num(None, 0.0, lo_open=True)
+    top_db: float | None = num(80.0, 0.0, lo_open=True)  # dB floor below the fixed reference
+    compression: Literal["none", "gzip", "lzf"] = "none"
+    workers: int = num(0, 0, 256)
+
+
+@dataclass(frozen=True)
+class FeaturesParams:
+    set: Literal["gtzan57", "fma518"] = "gtzan57"
+    workers: int = num(0, 0, 256)
+
+
+# ----------------------------------------------------------------------------------- train-ml
+@dataclass(frozen=True)
+class SvmParams:
+    C: float = num(10.0, 0.0, lo_open=True)
+    gamma: Union[float, Literal["scale", "auto"]] = "scale"
+    calibration_cv: int = num(3, 2, 20)
+    grid: dict[str, list] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class XgboostParams:
+    n_estimators: int = num(300, 1, 100_000)
+    max_depth: int = num(4, 1, 64)
+    learning_rate: float = num(0.1, 0.0, 1.0, lo_open=True)
+    subsample: float = num(0.9, 0.0, 1.0, lo_open=True)
+    colsample_bytree: float = num(0.8, 0.0, 1.0, lo_open=True)
+    grid: dict[str, list] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LogregParams:
+    C: float = num(1.0, 0.0, lo_open=True)
+    max_iter: int = num(2000, 1, 1_000_000)
+    grid: dict[str, list] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RandomForestParams:
+    n_estimators: int = num(300, 1, 100_000)
+    max_depth: int | None = num(None, 1, 1000)
+    min_samples_leaf: int = num(1, 1, 10_000)
+    grid: dict[str, list] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MlParams:
+    models: list[Literal["svm", "xgboost", "logreg", "random_forest"]] = field(
+        default_factory=lambda: ["svm", "xgboost", "logreg", "random_forest"]
+    )
+    search: Literal["none", "grid", "random"] = "none"  # hyper-parameter search on train (CV)
+    search_cv: int = num(3, 2, 20)
+    search_iter: int = num(10, 1, 10_000)
+    seed: int = num(42, 0)
+    svm: SvmParams = field(default_factory=SvmParams)
+    xgboost: XgboostParams = field(default_factory=XgboostParams)
+    logreg: LogregParams = field(default_factory=LogregParams)
+    random_forest: RandomForestParams = field(default_factory=RandomForestParams)
+
+
+# ----------------------------------------------------------------------------------- train-dl
+@dataclass(frozen=True)
+class TrainParams:
+    """Shared settings of deep training (every `dl.<model>` block may override epochs etc.)."""
+
+    window_s: float = num(3.0, 0.1, 600.0)
+    batch_size: int = num(32, 1, 4096)
+    steps_per_epoch: int | None = num(None, 1)  # None: one pass worth of windows over train tracks
+    windows_per_track: int = num(4, 1, 10_000)  # windows drawn per train track per epoch
+    learning_rate: float = num(1e-3, 0.0, 1.0, lo_open=True)
+    early_stopping_patience: int = num(5, 0, 10_000)
+    reduce_lr_patience: int = num(3, 0, 10_000)
+    class_weights: bool = True
+    specaugment: bool = False
+    mixup: float = num(0.0, 0.0, 1.0)  # Beta(a, a) parameter; 0 disables mixup
+    seed: int = num(42, 0)
+    workers: int = num(1, 0, 64)
+    tempo_bins: Literal["10bpm", "log"] = "10bpm"
+    tempo_min_bpm: float = num(30.0, 1.0, 1000.0)
+    tempo_max_bpm: float = num(300.0, 1.0, 1000.0)
+    tempo_n_log_bins: int = num(64, 2, 2048)
+    tags_head: bool = True  # add a multi-label tags head when the dataset has tags
+
+
+@dataclass(frozen=True)
+class DlModelParams:
+    epochs: int = num(10, 1, 100_000)
+    learning_rate: float | None = num(None, 0.0, 1.0, lo_open=True)  # None: train.learning_rate
+    batch_size: int | None = num(None, 1, 4096)  # None: train.batch_size
+    dropout: float = num(0.3, 0.0, 1.0, hi_open=True)
+    width: float = num(1.0, 0.01, 16.0)  # multiplies filter/unit counts (small = fast)
+
+
+def _dl_default(epochs: int, width: float = 1.0) -> Any:
+    return field(default_factory=lambda: DlModelParams(epochs=epochs, width=width))
+
+
+@dataclass(frozen=True)
+class DlParams:
+    models: list[
+        Literal[
+            "cnn2d",
+            "pons_blackbox",
+            "pons_time",
+            "pons_freq",
+            "pons_timefreq",
+            "crnn",
+            "crnn_lstm",
+            "cnn_bigru",
+            "tempo_genre",
+        ]
+    ] = field(default_factory=lambda: ["cnn2d", "tempo_genre"])
+    cnn2d: DlModelParams = _dl_default(10)
+    pons_blackbox: DlModelParams = _dl_default(10)
+    pons_time: DlModelParams = _dl_default(10)
+    pons_freq: DlModelParams = _dl_default(10)
+    pons_timefreq: DlModelParams = _dl_default(10)
+    crnn: DlModelParams = _dl_default(10)
+    crnn_lstm: DlModelParams = _dl_default(10)
+    cnn_bigru: DlModelParams = _dl_default(10)
+    tempo_genre: DlModelParams = _dl_default(10)
+
+
+# ----------------------------------------------------------------------------------- evaluate
+@dataclass(frozen=True)
+class EvaluateParams:
+    window_s: float = num(3.0, 0.1, 600.0)
+    overlap: float = num(0.5, 0.0, 1.0, hi_open=True)
+    aggregate: Literal["mean", "vote"] = "mean"  # headline track-level rule
+    tempo_baseline: bool = True  # librosa.feature.tempo on the same test tracks
+    tag_threshold: float = num(0.5, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams = field(default_factory=DataParams)
+    split: SplitParams = field(default_factory=SplitParams)
+    audio: AudioParams = field(default_factory=AudioParams)
+    spectrogram: SpectrogramParams = field(default_factory=SpectrogramParams)
+    features: FeaturesParams = field(default_factory=FeaturesParams)
+    ml: MlParams = field(default_factory=MlParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    dl: DlParams = field(default_factory=DlParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ------------------------------------------------------------------------------- validation
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin is list:
+        return f"a list of {_type_name(get_args(tp)[0])}"
+    if origin is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _allowed_literals(tp: Any) -> list[Any]:
+    out: list[Any] = []
+    for a in get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,):
+        if get_origin(a) is Literal:
+            out.extend(get_args(a))
+    return out
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return the (lightly coerced) value."""
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ParamsError(f"params: {key} must be a mapping, got {value!r}")
+        return _build(tp, value, key)
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed or isinstance(value, bool) != any(isinstance(a, bool) for a in allowed):
+            raise ParamsError(
+                f"params: {key}: {value!r} is not allowed (allowed: {', '.join(map(str, allowed))})"
+            )
+        return value
+    if origin in (Union, types.UnionType):
+        errors = []
+        for alt in get_args(tp):
+            try:
+                return _coerce(value, alt, key)
+            except ParamsError as e:
+                errors.append(e)
+        lits = _allowed_literals(tp)
+        if lits:
+            others = [_type_name(a) for a in get_args(tp) if get_origin(a) is not Literal]
+            allowed = ", ".join([*map(str, lits), *others])
+            raise ParamsError(f"params: {key}: {value!r} is not allowed (allowed: {allowed})")
+        raise ParamsError(f"params: {key}: expected {_type_name(tp)}, got {value!r}")
+    if tp is type(None):
+        if value is not None:
+            raise ParamsError(f"params: {key}: expected null, got {value!r}")
+        return None
+    if origin is list:
+        if not isinstance(value, list):
+            raise ParamsError(f"params: {key}: expected {_type_name(tp)}, got {value!r}")
+        (item_tp,) = get_args(tp)
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(f"params: {key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"params: {key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"params: {key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(f"params: {key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ParamsError(f"params: {key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {tp!r} for {key}")  # programming error
+
+
+def _check_range(value: Any, meta: dict, key: str) -> None:
+    if "range" not in meta or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    lo, hi, lo_open, hi_open = meta["range"]
+    bad = (
+        (lo is not None and (value < lo or (lo_open and value == lo)))
+        or (hi is not None and (value > hi or (hi_open and value == hi)))
+    )
+    if bad:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        lo_s = "-inf" if lo is None else f"{lo:g}"
+        hi_s = "inf" if hi is None else f"{hi:g}"
+        raise ParamsError(f"params: {key}: {value!r} is out of range (allowed: {left}{lo_s}, {hi_s}{right})")
+
+
+def _build(cls: type, data: dict, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for k in data:
+        if k not in fields:
+            where = f"{prefix}.{k}" if prefix else str(k)
+            raise ParamsError(f"params: unknown key {where!r} (allowed: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in data:
+            continue
+        key = f"{prefix}.{name}" if prefix else name
+        value = _coerce(data[name], hints[name], key)
+        if isinstance(value, list):
+            for i, v in enumerate(value):
+                _check_range(v, f.metadata, f"{key}[{i}]")
+        else:
+            _check_range(value, f.metadata, key)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _cross_checks(p: Params) -> None:
+    if p.split.strategy in ("stratified", "group") and p.split.test_size + p.split.val_size >= 1.0:
+        raise ParamsError(
+            "params: split.test_size + split.val_size must be < 1 "
+            f"(got {p.split.test_size} + {p.split.val_size})"
+        )
+    if p.data.source == "folder" and not p.data.path:
+        raise ParamsError("params: data.path is required when data.source is 'folder' (a directory or a CSV manifest)")
+    if p.data.source == "fma" and p.split.strategy == "predefined":
+        pass  # FMA's official split is the predefined one
+    if p.split.strategy == "predefined" and p.data.source not in ("gtzan", "fma", "folder"):
+        raise ParamsError(
+            f"params: split.strategy: 'predefined' needs a source with an official split "
+            f"(gtzan, fma, or a folder manifest with source_split), not {p.data.source!r}"
+        )
+    if p.train.tempo_min_bpm >= p.train.tempo_max_bpm:
+        raise ParamsError("params: train.tempo_min_bpm must be below train.tempo_max_bpm")
+    for section, names in (("ml", p.ml.models), ("dl", p.dl.models)):
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ParamsError(f"params: {section}.models lists {sorted(dup)} more than once")
+
+
+def params_from_dict(data: dict | None) -> Params:
+    """Validate a parsed params mapping (missing keys take their defaults)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError("params: the top level of params.yaml must be a mapping")
+    p = _build(Params, data, "")
+    _cross_checks(p)
+    return p
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    """Read and validate ``params.yaml`` (one clear :class:`ParamsError` on any problem)."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"params: {path} not found (run from the project root)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ParamsError(f"params: {path} is not valid YAML{where}") from None
+    return params_from_dict(data)
+
+
+def dump_defaults() -> dict[str, Any]:
+    """The defaults as a plain mapping (used to write and check ``params.yaml``)."""
+    return Params().as_dict()

@@ -1,0 +1,30 @@
+"""Shared start-up for the stage scripts: run from the project root, one-line user errors.
+
+Each stage script is thin: it reads params through :func:`mgr.params.load_params`, calls
+into ``src/mgr`` and writes its outputs. :func:`run` turns a :class:`mgr.errors.UserError`
+into a single ``error: ...`` line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(main: Callable[[], object]) -> None:
+    os.chdir(ROOT)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from mgr.errors import UserError
+
+    try:
+        main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
