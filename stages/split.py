@@ -1,0 +1,43 @@
+"""split stage: data/raw/<source>/tracks.csv -> data/split.csv (+ metrics/split.json)."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import run  # noqa: E402
+
+
+def main() -> None:
+    import pandas as pd
+
+    from mgr.params import load_params
+    from mgr.split import SplitWarning, make_split, summary
+    from mgr.utils import atomic_path, write_json
+    from mgr.validation import validate_split
+
+    p = load_params()
+    tracks_csv = Path("data/raw") / p.data.source / "tracks.csv"
+    if not tracks_csv.exists():
+        from mgr.errors import DataError
+
+        raise DataError(f"{tracks_csv} not found: run the fetch stage first (dvc repro fetch)")
+    tracks = pd.read_csv(tracks_csv, dtype={"track_id": str, "artist": str, "source_split": str})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SplitWarning)
+        split = make_split(tracks, p.split)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    validate_split(split, tracks, grouped=p.split.strategy in ("group", "kfold"))
+    with atomic_path("data/split.csv") as tmp:
+        split.to_csv(tmp, index=False)
+    stats = summary(split, tracks)
+    stats["strategy"] = p.split.strategy
+    write_json("metrics/split.json", stats)
+    print(f"split: {stats['parts']} ({stats['n_excluded']} excluded)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run(main)
