@@ -200,6 +200,7 @@ class MlParams:
     search_cv: int = num(3, 2, 20)
     search_iter: int = num(10, 1, 10_000)
     seed: int = num(42, 0)
+    workers: int = num(0, 0, 256)  # threads for random_forest / xgboost; 0 = all CPUs (results do not depend on it)
     svm: SvmParams = field(default_factory=SvmParams)
     xgboost: XgboostParams = field(default_factory=XgboostParams)
     logreg: LogregParams = field(default_factory=LogregParams)
