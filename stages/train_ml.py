@@ -1,0 +1,54 @@
+"""train-ml stage: train one classical model on data/features.parquet.
+
+Usage: ``python stages/train_ml.py <name>`` (``<name>`` in ``ml.models``; dvc.yaml runs one
+per entry with ``foreach``). Writes ``models/<name>/`` (``model.json`` + ``model.skops`` or
+``model.ubj``) and ``metrics/train-ml/<name>.json``. The work is in
+:func:`mgr.models.classical.run`; see that module for the protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import run  # noqa: E402
+
+FEATURES = Path("data/features.parquet")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from mgr.errors import ParamsError
+    from mgr.models import classical
+    from mgr.params import load_params
+    from mgr.utils import write_json
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("name", help="model name (one of ml.models)")
+    ap.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    ap.add_argument("--features", default=str(FEATURES), help="features table (default: %(default)s)")
+    ap.add_argument("--models-dir", default="models", help="where models/<name>/ goes (default: %(default)s)")
+    ap.add_argument("--metrics-dir", default="metrics/train-ml", help="where <name>.json goes (default: %(default)s)")
+    args = ap.parse_args(argv)
+
+    p = load_params(args.params)
+    classical.get_spec(args.name)
+    if args.name not in p.ml.models:
+        raise ParamsError(f"params: {args.name!r} is not in ml.models ({', '.join(p.ml.models)})")
+
+    table = classical.load_table(args.features)
+    outcome = classical.run(
+        args.name, table, p.ml, feature_set=p.features.set, workers=p.ml.workers, log=lambda s: print(s, flush=True)
+    )
+    model_dir = Path(args.models_dir) / args.name
+    classical.save(outcome.model, model_dir, outcome.card)
+    write_json(Path(args.metrics_dir) / f"{args.name}.json", outcome.metrics)
+    val = outcome.metrics.get("val")
+    summary = f"val accuracy {val['accuracy']:.3f}" if val else "no val tracks"
+    print(f"{args.name}: wrote {model_dir}/ ({summary})")
+
+
+if __name__ == "__main__":
+    run(main)
