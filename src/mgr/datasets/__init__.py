@@ -1,0 +1,255 @@
+"""Dataset sources and the fetch step: ``data/raw/<source>/`` with ``tracks.csv`` and ``rejected.csv``.
+
+Each source module (``synthetic``, ``folder``, ``gtzan``, ``fma``) has a ``collect(params,
+work_dir, ...)`` that gathers candidate tracks (and any tracks already known to be bad) into
+a :class:`Candidates`; :func:`fetch` then probes every audio file in parallel and writes the
+two tables. The whole dataset directory is built under a temporary sibling name and renamed
+when complete, so a killed fetch never leaves a dataset that looks complete.
+
+Public API: :func:`fetch`, :func:`load_tracks`, :func:`dataset_dir`, :class:`FetchResult`.
+This module is imported by the CLI, so pandas and the sources are imported lazily.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mgr.errors import DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from mgr.params import Params
+
+DEFAULT_ROOT = Path("data/raw")
+TRACKS_FILE = "tracks.csv"
+REJECTED_FILE = "rejected.csv"
+AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")
+BASE_COLUMNS = ["track_id", "path", "genre", "duration_s", "sample_rate", "channels"]
+OPTIONAL_COLUMNS = ["artist", "tempo_bpm", "tags", "source_split"]
+STR_COLUMNS = ["track_id", "path", "genre", "artist", "tags", "source_split"]
+REJECTED_COLUMNS = ["path", "reason", "track_id"]
+
+
+@dataclass
+class Candidates:
+    """What a source found before probing.
+
+    ``rows``: records with at least ``track_id``, ``path`` (absolute, or relative to the
+    dataset directory being built) and ``genre``; optional ``artist``, ``tempo_bpm``, ``tags``
+    (``|``-joined), ``source_split`` and free extra columns. ``rejected``: records with
+    ``path``, ``reason`` and ``track_id`` (if known) for files refused before probing.
+    ``genres``: the dataset's genre vocabulary if the source defines one.
+    """
+
+    rows: list[dict[str, Any]]
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    genres: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    source: str
+    dataset_dir: Path
+    n_tracks: int
+    n_rejected: int
+    n_per_genre: dict[str, int]
+    genres: list[str] | None = None
+
+    def metrics(self) -> dict[str, Any]:
+        """The content of ``metrics/fetch.json``."""
+        return {
+            "source": self.source,
+            "n_tracks": self.n_tracks,
+            "n_rejected": self.n_rejected,
+            "n_per_genre": dict(sorted(self.n_per_genre.items())),
+        }
+
+
+def dataset_dir(params: Params, root: str | Path = DEFAULT_ROOT) -> Path:
+    """Where ``fetch`` puts the dataset: ``root/<data.source>``."""
+    return Path(root) / params.data.source
+
+
+def _collect(params: Params, work_dir: Path, progress: bool) -> Candidates:
+    source = params.data.source
+    if source == "folder":
+        from mgr.datasets import folder
+
+        return folder.collect(params, work_dir)
+    if source == "gtzan":
+        from mgr.datasets import gtzan
+
+        return gtzan.collect(params, work_dir, progress=progress)
+    if source == "fma":
+        from mgr.datasets import fma
+
+        return fma.collect(params, work_dir, progress=progress)
+    if source == "synthetic":
+        return _collect_synthetic(params, work_dir)
+    raise DataError(f"unknown data.source {source!r}")  # params validation normally catches this
+
+
+def _collect_synthetic(params: Params, work_dir: Path) -> Candidates:
+    from mgr.datasets import synthetic
+    from mgr.utils import n_workers
+
+    df = synthetic.generate(
+        work_dir,
+        params.data.synthetic,
+        seed=params.data.seed,
+        inject_corrupt=params.data.inject_corrupt,
+        workers=n_workers(params.data.workers),
+    )
+    genres = getattr(synthetic, "GENRES", None)
+    return Candidates(rows=df.to_dict("records"), genres=list(genres) if genres is not None else None)
+
+
+def _clean_stale(root: Path, source: str) -> None:
+    """Remove temporary directories left by an earlier fetch that was killed."""
+    for tmp in root.glob(f".{source}.tmp-*"):
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def finalize(work_dir: Path, cand: Candidates, *, min_duration_s: float, workers: int,
+             progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Probe the candidates and write ``tracks.csv`` / ``rejected.csv`` into ``work_dir``."""
+    import pandas as pd
+
+    from mgr.datasets.probe import probe_files
+
+    rows = list(cand.rows)
+    for r in rows:
+        for key in ("track_id", "path", "genre"):
+            if key not in r or _is_missing(r[key]) or str(r[key]) == "":
+                raise DataError(f"fetch: a candidate track lacks {key!r}: {r}")
+    ids = Counter(str(r["track_id"]) for r in rows)
+    dup = sorted(t for t, n in ids.items() if n > 1)
+    if dup:
+        raise DataError(f"fetch: duplicate track_id(s) {dup[:5]} in the source")
+
+    abs_paths = [Path(r["path"]) if Path(r["path"]).is_absolute() else work_dir / r["path"] for r in rows]
+    results = probe_files(abs_paths, min_duration_s=min_duration_s, workers=workers, progress=progress)
+
+    accepted: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = [
+        {"path": str(r.get("path", "")), "reason": str(r["reason"]), "track_id": r.get("track_id", "")}
+        for r in cand.rejected
+    ]
+    for r, res in zip(rows, results):
+        if res.ok:
+            rec = dict(r)
+            rec.update(duration_s=round(res.duration_s, 6), sample_rate=res.sample_rate, channels=res.channels)
+            accepted.append(rec)
+        else:
+            rejected.append({"path": str(r["path"]), "reason": res.reason, "track_id": str(r["track_id"])})
+
+    extra: list[str] = []
+    for r in rows:
+        for k in r:
+            if k not in BASE_COLUMNS and k not in OPTIONAL_COLUMNS and k not in extra:
+                extra.append(k)
+    present_optional = [c for c in OPTIONAL_COLUMNS if any(c in r for r in rows)]
+    columns = BASE_COLUMNS + present_optional + extra
+    tracks = pd.DataFrame(accepted, columns=columns)
+    tracks["track_id"] = tracks["track_id"].astype(str)
+    tracks["path"] = tracks["path"].astype(str)
+    tracks["genre"] = tracks["genre"].astype(str)
+    for c in ("tags", "artist", "source_split"):
+        if c in tracks:
+            tracks[c] = tracks[c].map(lambda v: "" if _is_missing(v) else str(v))
+    if "tempo_bpm" in tracks:
+        tracks["tempo_bpm"] = pd.to_numeric(tracks["tempo_bpm"], errors="coerce")
+    rej = pd.DataFrame(rejected, columns=REJECTED_COLUMNS)
+    rej["track_id"] = rej["track_id"].map(lambda v: "" if _is_missing(v) else str(v))
+    tracks.to_csv(work_dir / TRACKS_FILE, index=False)
+    rej.to_csv(work_dir / REJECTED_FILE, index=False)
+    return tracks, rej
+
+
+def fetch(params: Params, root: str | Path = DEFAULT_ROOT, *, progress: bool = True) -> FetchResult:
+    """Build ``root/<data.source>/`` for ``params.data`` (see the module docstring)."""
+    from mgr.utils import atomic_path, n_workers
+
+    root = Path(root)
+    source = params.data.source
+    target = dataset_dir(params, root)
+    root.mkdir(parents=True, exist_ok=True)
+    _clean_stale(root, source)
+    with atomic_path(target, is_dir=True) as work:
+        cand = _collect(params, work, progress)
+        tracks, rej = finalize(
+            work, cand, min_duration_s=params.data.min_duration_s,
+            workers=n_workers(params.data.workers), progress=progress,
+        )
+        if tracks.empty:
+            raise DataError(
+                f"fetch: no usable audio in the {source} source "
+                f"({len(rej)} file(s) rejected; see the reasons with data.min_duration_s={params.data.min_duration_s})"
+                + (f", first: {rej.iloc[0]['path']}: {rej.iloc[0]['reason']}" if len(rej) else "")
+            )
+    per_genre = {str(g): int(n) for g, n in tracks["genre"].value_counts().sort_index().items()}
+    return FetchResult(
+        source=source, dataset_dir=target, n_tracks=len(tracks), n_rejected=len(rej),
+        n_per_genre=per_genre, genres=cand.genres,
+    )
+
+
+def load_tracks(dataset_dir: str | Path) -> pd.DataFrame:
+    """Read ``dataset_dir/tracks.csv``: ids, tags etc. as str, ``path`` made absolute."""
+    import pandas as pd
+
+    d = Path(dataset_dir)
+    f = d / TRACKS_FILE
+    if not f.is_file():
+        raise DataError(f"{f} not found (run the fetch stage first: dvc repro fetch)")
+    try:
+        header = pd.read_csv(f, nrows=0).columns
+        dtypes = {c: str for c in STR_COLUMNS if c in header}
+        df = pd.read_csv(f, dtype=dtypes, keep_default_na=False, na_values={
+            c: ["", "nan", "NaN"] for c in header if c not in STR_COLUMNS})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataError(f"{f} is not a readable CSV table: {type(e).__name__}") from None
+    missing = [c for c in BASE_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"{f} lacks the column(s) {missing}")
+    base = d.resolve()
+    df["path"] = [p if Path(p).is_absolute() else str(base / p) for p in df["path"]]
+    for c in ("tags", "artist", "source_split"):
+        if c in df:
+            df[c] = df[c].fillna("").astype(str)
+    if "tempo_bpm" in df:
+        df["tempo_bpm"] = pd.to_numeric(df["tempo_bpm"], errors="coerce")
+    return df
+
+
+def load_rejected(dataset_dir: str | Path) -> pd.DataFrame:
+    """Read ``dataset_dir/rejected.csv`` (empty frame if there is none)."""
+    import pandas as pd
+
+    f = Path(dataset_dir) / REJECTED_FILE
+    if not f.is_file():
+        return pd.DataFrame(columns=REJECTED_COLUMNS)
+    return pd.read_csv(f, dtype=str, keep_default_na=False)
+
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "Candidates",
+    "FetchResult",
+    "dataset_dir",
+    "fetch",
+    "finalize",
+    "load_rejected",
+    "load_tracks",
+]
