@@ -1,0 +1,702 @@
+"""The spectrogram front end and the HDF5 spectrogram store (writer + windowed reader).
+
+Front end
+---------
+:func:`frontend_config` resolves the ``audio``/``spectrogram`` params (and the preset) into a
+plain dict of concrete values; :func:`compute_spectrogram` is *the* front end: the spectrogram
+stage and ``mgr predict`` both call it, so training and inference see identical inputs.
+
+* ``kind="logmel"`` (default): centred STFT (hann, ``center=True``, zero padding, as librosa),
+  power spectrum, Slaney mel filterbank (``librosa.filters.mel``, htk=False, norm="slaney"),
+  then dB with a **fixed** reference: ``10*log10(max(amin, S)) - 10*log10(ref)`` with
+  ``ref=1.0, amin=1e-10`` and values below ``-top_db`` clipped to ``-top_db`` (the floor is
+  relative to the fixed reference, not to the clip's maximum, so values compare across tracks).
+* ``kind="stft"``: the same dB scaling of the STFT power (``n_fft//2 + 1`` rows).
+* presets: ``default`` = ``audio.sample_rate`` (22050), n_fft 2048, hop 512, 128 mels;
+  ``choi`` = 12 kHz, n_fft 512, hop 256, 96 mels (Choi et al.'s tagging front end).
+
+The frontend dict's ``n_mels`` is the number of frequency rows for both kinds (for ``stft`` it
+equals ``n_bins = n_fft//2 + 1``); ``hop`` and ``hop_length`` are the same value.
+
+HDF5 layout (``data/spectrograms.h5``, format_version 1)
+--------------------------------------------------------
+``/spec``  float32 ``(total_frames, n_mels)`` -- **frames-major**: every track is one
+    contiguous block of rows ``offset[i] : offset[i] + n_valid_frames[i]``, so a training window
+    is a single contiguous read. Uncompressed (``spectrogram.compression: none``, default) the
+    dataset is HDF5-contiguous and the reader memory-maps it (``np.memmap`` at the dataset's
+    file offset): ``track(i)`` and window reads are zero-copy views (transposed to
+    ``(n_mels, frames)``). With ``gzip``/``lzf`` the dataset is chunked (about one track per
+    chunk) and read through h5py. Slots of tracks that failed to decode stay as zeros and are
+    not referenced by any track.
+``/tracks/*``  one entry per stored track, in ``track_id`` order: ``track_id`` (str), ``path``
+    (str), ``genre_idx`` (int32, index into the ``labels`` attr), ``split`` (str, train/val/test),
+    ``fold`` (int16, -1 without folds), ``offset`` (int64), ``n_valid_frames`` (int64),
+    ``tempo_bpm`` (float32, NaN if unknown), ``tags`` (uint8 ``(n_tracks, n_tags)`` multi-hot),
+    ``frame_sum`` / ``frame_sumsq`` (float64 ``(n_tracks, n_mels)``: per-track sums over frames,
+    from which train-only statistics of any fold are exact).
+``/stats/mean``, ``/stats/std``  per-mel statistics over the frames of **train** tracks only;
+    ``/stats/fold_<f>/{mean,std}`` for each fold in k-fold mode (train = neither test nor val fold).
+attrs: ``format_version``, ``frontend`` (JSON) and each frontend key as ``fe_<key>``, ``audio``
+    (JSON), ``labels`` (JSON list), ``tag_vocab`` (JSON list), ``versions`` (JSON),
+    ``content_hash`` (sha256 over the frontend and every track's id + spectrogram bytes),
+    ``n_tracks``, ``n_folds``.
+
+Reader: :class:`SpectrogramStore` (see ``docs/ARCHITECTURE.md`` for the contract).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mgr.errors import AudioError, DataError
+
+FORMAT_VERSION = 1
+DB_REF = 1.0
+AMIN = 1e-10
+STATS_EPS = 1e-6
+
+__all__ = [
+    "SpectrogramStore",
+    "build_store",
+    "compute_spectrogram",
+    "frontend_config",
+    "n_frames_for_samples",
+]
+
+
+# ---------------------------------------------------------------------------------- front end
+def frontend_config(audio_params: Any, spectrogram_params: Any) -> dict:
+    """Every front-end parameter as concrete values (presets resolved).
+
+    ``audio_params`` is ``Params.audio`` (``sample_rate``, ...), ``spectrogram_params`` is
+    ``Params.spectrogram``. The result is JSON-serialisable and is stored in the HDF5 attrs and
+    copied into deep model cards.
+    """
+    sp = spectrogram_params
+    if sp.preset == "choi":
+        sr, n_fft, hop, n_mels = 12000, 512, 256, 96
+    else:
+        sr, n_fft, hop, n_mels = int(audio_params.sample_rate), int(sp.n_fft), int(sp.hop_length), int(sp.n_mels)
+    fmax = float(sr) / 2 if sp.fmax is None else min(float(sp.fmax), float(sr) / 2)
+    fmin = float(sp.fmin)
+    if sp.kind == "logmel" and fmin >= fmax:
+        from mgr.errors import ParamsError
+
+        raise ParamsError(f"params: spectrogram.fmin ({fmin:g}) must be below fmax ({fmax:g} Hz)")
+    n_bins = n_fft // 2 + 1
+    rows = n_mels if sp.kind == "logmel" else n_bins
+    top_db = None if sp.top_db is None else float(sp.top_db)
+    floor_db = -top_db if top_db is not None else 10.0 * math.log10(AMIN) - 10.0 * math.log10(DB_REF)
+    return {
+        "kind": str(sp.kind),
+        "preset": str(sp.preset),
+        "sr": sr,
+        "n_fft": n_fft,
+        "win_length": n_fft,
+        "hop": hop,
+        "hop_length": hop,
+        "window": "hann",
+        "center": True,
+        "pad_mode": "constant",
+        "power": 2.0,
+        "n_mels": rows,
+        "n_bins": n_bins,
+        "fmin": fmin if sp.kind == "logmel" else 0.0,
+        "fmax": fmax,
+        "mel_htk": False,
+        "mel_norm": "slaney",
+        "scale": "db",
+        "ref": DB_REF,
+        "amin": AMIN,
+        "top_db": top_db,
+        "floor_db": float(floor_db),
+    }
+
+
+def n_frames_for_samples(n_samples: int, frontend: dict) -> int:
+    """Frames a centred STFT gives for ``n_samples`` (``1 + n_samples // hop``)."""
+    return 1 + int(n_samples) // int(frontend["hop"])
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    import librosa
+
+    basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False, norm="slaney")
+    return np.ascontiguousarray(basis.T, dtype=np.float32)  # (n_bins, n_mels)
+
+
+@functools.lru_cache(maxsize=8)
+def _hann(n_fft: int) -> np.ndarray:
+    n = np.arange(n_fft, dtype=np.float64)
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft)).astype(np.float32)  # periodic, as librosa
+
+
+def _frames_major(y: np.ndarray, frontend: dict, block: int = 2048) -> np.ndarray:
+    """The spectrogram as ``(n_frames, rows)`` float32 (C-contiguous), computed in frame blocks."""
+    n_fft, hop = int(frontend["n_fft"]), int(frontend["hop"])
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    half = n_fft // 2
+    yp = np.pad(y, (half, half))
+    n_frames = 1 + (yp.shape[0] - n_fft) // hop
+    if yp.shape[0] < n_fft:  # shorter than one frame even after padding
+        yp = np.pad(yp, (0, n_fft - yp.shape[0]))
+        n_frames = 1
+    frames = np.lib.stride_tricks.as_strided(
+        yp, shape=(n_frames, n_fft), strides=(yp.strides[0] * hop, yp.strides[0]), writeable=False
+    )
+    win = _hann(n_fft)
+    logmel = frontend["kind"] == "logmel"
+    basis = (
+        _mel_basis(int(frontend["sr"]), n_fft, int(frontend["n_mels"]), float(frontend["fmin"]), float(frontend["fmax"]))
+        if logmel
+        else None
+    )
+    rows = int(frontend["n_mels"])
+    out = np.empty((n_frames, rows), dtype=np.float32)
+    import scipy.fft
+
+    for s in range(0, n_frames, block):
+        spec = scipy.fft.rfft(frames[s : s + block] * win, axis=1)  # complex64 for float32 input
+        power = spec.real * spec.real
+        power += spec.imag * spec.imag
+        out[s : s + block] = power @ basis if logmel else power
+    # dB with a fixed reference; floor relative to the reference, not the clip maximum
+    np.maximum(out, np.float32(frontend["amin"]), out=out)
+    np.log10(out, out=out)
+    out *= np.float32(10.0)
+    if frontend["ref"] != 1.0:
+        out -= np.float32(10.0 * math.log10(frontend["ref"]))
+    if frontend["top_db"] is not None:
+        np.maximum(out, np.float32(frontend["floor_db"]), out=out)
+    return out
+
+
+def compute_spectrogram(y: np.ndarray, sr: int, frontend: dict) -> np.ndarray:
+    """The front end: mono signal -> ``(n_mels, n_frames)`` float32 dB spectrogram.
+
+    ``y`` is resampled (soxr HQ) when ``sr`` differs from ``frontend["sr"]``. ``n_frames`` is
+    ``1 + len(y) // hop``. Equal (to float32 rounding) to
+    ``librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft,
+    hop_length=hop, n_mels=n_mels, fmin=fmin, fmax=fmax), ref=1.0, amin=1e-10, top_db=None)``
+    clipped below at ``-top_db``. The result is a transposed view of a frames-major array.
+    """
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"compute_spectrogram expects a mono 1-D signal, got shape {y.shape}")
+    if int(sr) != int(frontend["sr"]):
+        from mgr.audio import resample
+
+        y = resample(y.astype(np.float32, copy=False), int(sr), int(frontend["sr"]))
+    return _frames_major(y, frontend).T
+
+
+# ------------------------------------------------------------------------------------- inputs
+def load_inputs(tracks_csv: str | os.PathLike, split_csv: str | os.PathLike) -> Any:
+    """Tracks present in both ``tracks.csv`` and ``split.csv`` (absolute paths), sorted by id.
+
+    Returns a DataFrame with ``track_id, path, genre, split, fold`` (+ ``tempo_bpm``, ``tags``
+    when present).
+    """
+    import pandas as pd
+
+    tracks_csv, split_csv = Path(tracks_csv), Path(split_csv)
+    for p in (tracks_csv, split_csv):
+        if not p.exists():
+            raise DataError(f"{p} not found (run the fetch and split stages first)")
+    try:
+        from mgr.datasets import load_tracks  # type: ignore[attr-defined]
+
+        tracks = load_tracks(tracks_csv.parent)
+    except (ImportError, AttributeError):
+        tracks = pd.read_csv(tracks_csv, dtype={"track_id": str})
+        base = tracks_csv.parent.resolve()
+        tracks["path"] = [str(p if os.path.isabs(p) else base / p) for p in tracks["path"].astype(str)]
+    split = pd.read_csv(split_csv, dtype={"track_id": str})
+    for col, df, name in (("track_id", tracks, "tracks.csv"), ("path", tracks, "tracks.csv"),
+                          ("genre", tracks, "tracks.csv"), ("track_id", split, "split.csv"),
+                          ("split", split, "split.csv")):
+        if col not in df.columns:
+            raise DataError(f"{name} has no {col!r} column")
+    tracks = tracks.copy()
+    tracks["track_id"] = tracks["track_id"].astype(str)
+    keep = ["track_id", "split"] + (["fold"] if "fold" in split.columns else [])
+    df = tracks.drop(columns=[c for c in ("split", "fold") if c in tracks.columns]).merge(
+        split[keep], on="track_id", how="inner"
+    )
+    if "fold" not in df.columns:
+        df["fold"] = -1
+    df["fold"] = df["fold"].fillna(-1).astype(int)
+    bad = set(df["split"]) - {"train", "val", "test"}
+    if bad:
+        raise DataError(f"split.csv: unknown split values {sorted(bad)} (allowed: train, val, test)")
+    return df.sort_values("track_id", kind="stable").reset_index(drop=True)
+
+
+def _tags_of(df: Any) -> tuple[list[str], np.ndarray]:
+    if "tags" not in df.columns:
+        return [], np.zeros((len(df), 0), dtype=np.uint8)
+    lists = [[t.strip() for t in str(v).split("|") if t.strip()] if isinstance(v, str) else [] for v in df["tags"]]
+    vocab = sorted({t for ts in lists for t in ts})
+    pos = {t: j for j, t in enumerate(vocab)}
+    mh = np.zeros((len(df), len(vocab)), dtype=np.uint8)
+    for i, ts in enumerate(lists):
+        for t in ts:
+            mh[i, pos[t]] = 1
+    return vocab, mh
+
+
+# ------------------------------------------------------------------------------------ workers
+def _limit_threads() -> None:
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except Exception:  # pragma: no cover - optional
+        pass
+
+
+def _probe(path: str) -> tuple[int, int] | str:
+    from mgr.audio import audio_info
+
+    try:
+        frames, sr, _ = audio_info(path)
+        return frames, sr
+    except AudioError as e:
+        return str(e)
+
+
+def _spec_job(args: tuple) -> tuple:
+    """Worker: decode one track and compute its frames-major spectrogram (or a failure reason)."""
+    i, path, n_samples, audio_d, frontend = args
+    from mgr.audio import fix_length, load_audio
+
+    try:
+        y = load_audio(
+            path, sr=frontend["sr"], offset_s=audio_d["offset_s"], duration_s=audio_d["duration_s"], pad=audio_d["pad"]
+        )
+        y = fix_length(y, n_samples)
+        spec = _frames_major(y, frontend)
+    except AudioError as e:
+        return i, None, str(e)
+    except Exception as e:  # a decoder bug on one file must not kill the stage
+        return i, None, f"audio: {path}: {type(e).__name__}: {e}"[:300]
+    return i, spec, None
+
+
+def _run_parallel(
+    fn: Callable, jobs: Iterable[tuple], n_jobs: int, workers: int, on_result: Callable, desc: str, progress: bool
+) -> None:
+    """Run ``fn`` over ``jobs`` with at most ``2 * workers`` in flight; stream results to ``on_result``."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=n_jobs, desc=desc, unit="clip", disable=not progress, mininterval=0.5, smoothing=0.1)
+    it = iter(jobs)
+    try:
+        if workers <= 1:
+            _limit_threads()
+            for job in it:
+                on_result(fn(job))
+                bar.update()
+            return
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_limit_threads) as ex:
+            pending = set()
+            for job in it:
+                pending.add(ex.submit(fn, job))
+                if len(pending) >= 2 * workers:
+                    break
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    on_result(fut.result())
+                    bar.update()
+                    job = next(it, None)
+                    if job is not None:
+                        pending.add(ex.submit(fn, job))
+    finally:
+        bar.close()
+
+
+def probe_files(paths: list[str], workers: int) -> list[tuple[int, int] | str]:
+    """Header probe of every file (frames, samplerate) or an error message, in parallel."""
+    if workers <= 1 or len(paths) < 64:
+        return [_probe(p) for p in paths]
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+        return list(ex.map(_probe, paths, chunksize=64))
+
+
+# ------------------------------------------------------------------------------------- writer
+def build_store(
+    tracks: Any,
+    audio_params: Any,
+    spectrogram_params: Any,
+    out_path: str | os.PathLike,
+    *,
+    workers: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Compute every track's spectrogram in parallel and write the HDF5 store atomically.
+
+    ``tracks`` is the DataFrame from :func:`load_inputs` (``track_id, path, genre, split, fold``
+    and optional ``tempo_bpm``, ``tags``). Results stream into a temporary file as they arrive
+    (at most ``2 * workers`` clips in memory), which is renamed onto ``out_path`` when complete.
+    A file that fails to decode is skipped and reported. Returns a report dict: ``n_tracks``,
+    ``n_skipped``, ``skipped`` (``track_id, path, reason``), ``total_frames``, ``seconds``,
+    ``content_hash``.
+    """
+    import h5py
+
+    from mgr.audio import describe, expected_samples
+    from mgr.utils import atomic_path, library_versions, n_workers
+
+    t0 = time.perf_counter()
+    fe = frontend_config(audio_params, spectrogram_params)
+    audio_d = describe(audio_params)
+    workers = n_workers(workers)
+    df = tracks.reset_index(drop=True)
+    if len(df) == 0:
+        raise DataError("spectrogram: no tracks to process (empty intersection of tracks.csv and split.csv)")
+    if df["track_id"].duplicated().any():
+        dup = df.loc[df["track_id"].duplicated(), "track_id"].iloc[0]
+        raise DataError(f"spectrogram: duplicate track_id {dup!r} in the inputs")
+    if fe["kind"] == "logmel":
+        _mel_basis(fe["sr"], fe["n_fft"], fe["n_mels"], fe["fmin"], fe["fmax"])  # warm the cache before fork
+    labels = sorted(df["genre"].astype(str).unique())
+    paths = df["path"].astype(str).tolist()
+
+    # 1. header probe -> exact sample and frame counts -> offsets (pre-allocated layout)
+    probes = probe_files(paths, workers)
+    skipped: list[dict] = []
+    n_samples = np.zeros(len(df), dtype=np.int64)
+    ok = np.zeros(len(df), dtype=bool)
+    for i, pr in enumerate(probes):
+        if isinstance(pr, str):
+            skipped.append({"track_id": df.at[i, "track_id"], "path": paths[i], "reason": pr})
+            continue
+        frames, file_sr = pr
+        n = expected_samples(frames, file_sr, sr=fe["sr"], offset_s=audio_d["offset_s"],
+                             duration_s=audio_d["duration_s"], pad=audio_d["pad"])
+        if n <= 0:
+            skipped.append({"track_id": df.at[i, "track_id"], "path": paths[i],
+                            "reason": f"audio: {paths[i]}: no samples after offset {audio_d['offset_s']:g} s"})
+            continue
+        n_samples[i] = n
+        ok[i] = True
+    n_frames = np.where(ok, 1 + n_samples // fe["hop"], 0).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(n_frames)[:-1]]).astype(np.int64)
+    total = int(n_frames.sum())
+    rows = fe["n_mels"]
+
+    sums = np.zeros((len(df), rows), dtype=np.float64)
+    sumsq = np.zeros((len(df), rows), dtype=np.float64)
+    digests: list[bytes | None] = [None] * len(df)
+
+    out_path = Path(out_path)
+    with atomic_path(out_path) as tmp:
+        with h5py.File(tmp, "w", libver="latest") as h5:
+            if fe_compression := spectrogram_params.compression if spectrogram_params.compression != "none" else None:
+                med = int(np.median(n_frames[ok])) if ok.any() else 1
+                chunk = (max(1, min(med, total or 1)), rows)
+                spec = h5.create_dataset("spec", shape=(max(total, 1), rows), dtype="f4", chunks=chunk,
+                                         compression=fe_compression, shuffle=True)
+            else:
+                spec = h5.create_dataset("spec", shape=(max(total, 1), rows), dtype="f4")
+
+            def on_result(res: tuple) -> None:
+                i, arr, reason = res
+                if arr is None:
+                    skipped.append({"track_id": df.at[i, "track_id"], "path": paths[i], "reason": reason})
+                    ok[i] = False
+                    return
+                if arr.shape != (n_frames[i], rows):  # cannot happen: length is forced; guard anyway
+                    skipped.append({"track_id": df.at[i, "track_id"], "path": paths[i],
+                                    "reason": f"unexpected shape {arr.shape} != {(int(n_frames[i]), rows)}"})
+                    ok[i] = False
+                    return
+                spec[offsets[i] : offsets[i] + n_frames[i]] = arr
+                a64 = arr.astype(np.float64)
+                sums[i] = a64.sum(axis=0)
+                sumsq[i] = np.einsum("ij,ij->j", a64, a64)
+                digests[i] = hashlib.sha256(arr.tobytes()).digest()
+
+            jobs = ((i, paths[i], int(n_samples[i]), audio_d, fe) for i in np.flatnonzero(ok))
+            _run_parallel(_spec_job, jobs, int(ok.sum()), workers, on_result, "spectrogram", progress)
+
+            keep = np.flatnonzero(ok)
+            if keep.size == 0:
+                raise DataError(f"spectrogram: no track could be decoded ({len(skipped)} skipped)")
+            sub = df.iloc[keep].reset_index(drop=True)
+            g = h5.create_group("tracks")
+            strs = h5py.string_dtype("utf-8")
+            g.create_dataset("track_id", data=sub["track_id"].astype(str).tolist(), dtype=strs)
+            g.create_dataset("path", data=sub["path"].astype(str).tolist(), dtype=strs)
+            lab = {l: j for j, l in enumerate(labels)}
+            g.create_dataset("genre_idx", data=np.array([lab[str(x)] for x in sub["genre"]], dtype=np.int32))
+            g.create_dataset("split", data=sub["split"].astype(str).tolist(), dtype=strs)
+            fold = sub["fold"].to_numpy(dtype=np.int16)
+            g.create_dataset("fold", data=fold)
+            g.create_dataset("offset", data=offsets[keep])
+            g.create_dataset("n_valid_frames", data=n_frames[keep])
+            tempo = (
+                np.asarray(sub["tempo_bpm"], dtype=np.float32) if "tempo_bpm" in sub.columns
+                else np.full(len(sub), np.nan, dtype=np.float32)
+            )
+            g.create_dataset("tempo_bpm", data=tempo)
+            tag_vocab, tags = _tags_of(sub)
+            g.create_dataset("tags", data=tags, dtype=np.uint8)
+            g.create_dataset("frame_sum", data=sums[keep])
+            g.create_dataset("frame_sumsq", data=sumsq[keep])
+
+            # train-only statistics (split column = fold 0 in k-fold mode) + per fold
+            st = h5.create_group("stats")
+            split_arr = sub["split"].astype(str).to_numpy()
+            m, s = _stats_from_sums(sums[keep], sumsq[keep], n_frames[keep], split_arr == "train")
+            st.create_dataset("mean", data=m)
+            st.create_dataset("std", data=s)
+            n_folds = int(fold.max()) + 1 if (fold >= 0).any() else 0
+            for f in range(n_folds):
+                tr = _fold_mask(fold, f, n_folds, "train")
+                fm, fs = _stats_from_sums(sums[keep], sumsq[keep], n_frames[keep], tr)
+                st.create_dataset(f"fold_{f}/mean", data=fm)
+                st.create_dataset(f"fold_{f}/std", data=fs)
+
+            h = hashlib.sha256(json.dumps(fe, sort_keys=True).encode())
+            for tid, d in zip(sub["track_id"].astype(str), (digests[i] for i in keep)):
+                h.update(tid.encode() + b"\0" + d)
+            content_hash = h.hexdigest()
+            versions = library_versions("mgr", "numpy", "librosa", "soundfile", "soxr", "h5py", "scipy")
+            a = h5.attrs
+            a["format_version"] = FORMAT_VERSION
+            a["layout"] = "frames_major_contiguous" if spectrogram_params.compression == "none" else "frames_major_chunked"
+            a["compression"] = spectrogram_params.compression
+            a["frontend"] = json.dumps(fe, sort_keys=True)
+            for k, v in fe.items():
+                a[f"fe_{k}"] = "null" if v is None else v
+            a["audio"] = json.dumps(audio_d, sort_keys=True)
+            a["labels"] = json.dumps(labels)
+            a["tag_vocab"] = json.dumps(tag_vocab)
+            a["versions"] = json.dumps(versions, sort_keys=True)
+            a["content_hash"] = content_hash
+            a["n_tracks"] = int(len(sub))
+            a["n_folds"] = n_folds
+            a["total_frames"] = total
+    skipped.sort(key=lambda r: str(r["track_id"]))
+    return {
+        "n_tracks": int(len(keep)),
+        "n_skipped": len(skipped),
+        "skipped": skipped,
+        "total_frames": total,
+        "n_mels": rows,
+        "labels": labels,
+        "content_hash": content_hash,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "workers": workers,
+    }
+
+
+def _fold_mask(fold: np.ndarray, f: int, k: int, split: str) -> np.ndarray:
+    """The ``mgr.split.fold_split`` rule: test = fold f, val = fold (f+1) % k, train = the rest."""
+    if split == "test":
+        return fold == f
+    if split == "val":
+        return fold == (f + 1) % k
+    if split == "train":
+        return (fold != f) & (fold != (f + 1) % k) & (fold >= 0)
+    raise DataError(f"unknown split {split!r} (allowed: train, val, test)")
+
+
+def _stats_from_sums(sums: np.ndarray, sumsq: np.ndarray, n_frames: np.ndarray, mask: np.ndarray):
+    n = float(n_frames[mask].sum())
+    if n <= 0:
+        raise DataError("spectrogram: no train tracks to compute normalisation statistics from")
+    mean = sums[mask].sum(axis=0) / n
+    var = np.maximum(sumsq[mask].sum(axis=0) / n - mean * mean, 0.0)
+    return mean.astype(np.float32), np.maximum(np.sqrt(var), STATS_EPS).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------- reader
+class SpectrogramStore:
+    """Read-only view of ``data/spectrograms.h5`` (see the module docstring for the layout).
+
+    Per-track metadata is loaded into memory on open; spectrogram data are memory-mapped when
+    the file is uncompressed (views, no copies) and read through h5py otherwise. Usable as a
+    context manager; :meth:`close` releases the file.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        import h5py
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DataError(f"{self.path} not found (run the spectrogram stage first)")
+        try:
+            self._h5 = h5py.File(self.path, "r")
+        except OSError as e:
+            raise DataError(f"{self.path}: not a readable HDF5 file ({e})") from None
+        h5 = self._h5
+        try:
+            a = h5.attrs
+            if int(a["format_version"]) != FORMAT_VERSION:
+                raise DataError(f"{self.path}: format_version {a['format_version']} (expected {FORMAT_VERSION})")
+            self.frontend: dict = json.loads(a["frontend"])
+            self.audio: dict = json.loads(a["audio"])
+            self.labels: list[str] = json.loads(a["labels"])
+            self.tag_vocab: list[str] = json.loads(a["tag_vocab"])
+            self.versions: dict = json.loads(a["versions"])
+            self.content_hash: str = str(a["content_hash"])
+            g = h5["tracks"]
+            self.track_ids = np.array(g["track_id"].asstr()[...], dtype=object)
+            self.paths = np.array(g["path"].asstr()[...], dtype=object)
+            self.genre_idx = g["genre_idx"][...]
+            self.split = np.array(g["split"].asstr()[...], dtype=object)
+            self.fold = g["fold"][...].astype(np.int64)
+            self.offset = g["offset"][...]
+            self.n_valid_frames = g["n_valid_frames"][...]
+            self.tempo_bpm = g["tempo_bpm"][...]
+            self.tags = g["tags"][...]
+            self._sums = g["frame_sum"][...]
+            self._sumsq = g["frame_sumsq"][...]
+            ds = h5["spec"]
+        except KeyError as e:
+            raise DataError(f"{self.path}: incomplete spectrogram store (missing {e})") from None
+        self.n_mels = int(ds.shape[1])
+        self.n_folds = int(a.get("n_folds", 0))
+        self._ds = ds
+        self._spec: Any = ds
+        self.memmapped = False
+        off = ds.id.get_offset() if ds.chunks is None and ds.compression is None else None
+        if off is not None:
+            self._spec = np.memmap(self.path, dtype=np.dtype("<f4"), mode="r", offset=off, shape=ds.shape)
+            self.memmapped = True
+        self.floor_db = float(self.frontend.get("floor_db", -80.0))
+
+    # -- basics
+    def __len__(self) -> int:
+        return len(self.track_ids)
+
+    def __enter__(self) -> SpectrogramStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._spec = None
+        if getattr(self, "_h5", None) is not None:
+            self._h5.close()
+            self._h5 = None
+
+    @property
+    def n_tracks(self) -> int:
+        return len(self.track_ids)
+
+    def frames_for_seconds(self, seconds: float) -> int:
+        """Frames spanned by ``seconds`` of audio at this front end's hop (at least 1)."""
+        return max(1, int(round(float(seconds) * self.frontend["sr"] / self.frontend["hop"])))
+
+    def _rows(self, start: int, stop: int) -> np.ndarray:
+        return self._spec[start:stop]  # memmap view, or an h5py read
+
+    def track(self, i: int) -> np.ndarray:
+        """``(n_mels, n_valid_frames[i])`` float32; a read-only view when memory-mapped."""
+        o, n = int(self.offset[i]), int(self.n_valid_frames[i])
+        return self._rows(o, o + n).T
+
+    def indices(self, split: str, fold: int | None = None) -> np.ndarray:
+        """Track indices of ``split`` (``train|val|test``); of fold ``fold``'s assignment in k-fold mode."""
+        if split not in ("train", "val", "test"):
+            raise DataError(f"unknown split {split!r} (allowed: train, val, test)")
+        if fold is None:
+            return np.flatnonzero(self.split == split)
+        if self.n_folds == 0:
+            raise DataError(f"{self.path}: fold {fold} requested but the split has no folds")
+        if not 0 <= fold < self.n_folds:
+            raise DataError(f"fold {fold} out of range (0..{self.n_folds - 1})")
+        return np.flatnonzero(_fold_mask(self.fold, int(fold), self.n_folds, split))
+
+    def random_windows(
+        self, indices: np.ndarray, n: int, window_frames: int, rng: np.random.Generator | int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` random windows from the given tracks: ``(X[n, n_mels, window_frames], track_index[n])``.
+
+        Tracks are drawn uniformly from ``indices`` and a start uniformly within the track, so a
+        window never crosses a track boundary. Tracks shorter than the window are padded at the
+        end with the front end's floor value.
+        """
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size == 0:
+            raise DataError("random_windows: no tracks to draw from")
+        w = int(window_frames)
+        tix = indices[rng.integers(0, indices.size, size=n)]
+        X = np.empty((n, self.n_mels, w), dtype=np.float32)
+        nv = self.n_valid_frames[tix]
+        starts = (rng.random(n) * np.maximum(nv - w + 1, 1)).astype(np.int64)
+        for k in range(n):
+            i = tix[k]
+            o = int(self.offset[i]) + int(starts[k])
+            m = min(w, int(nv[k]))
+            X[k, :, :m] = self._rows(o, o + m).T
+            if m < w:
+                X[k, :, m:] = self.floor_db
+        return X, tix
+
+    def track_windows(self, i: int, window_frames: int, overlap: float = 0.5) -> np.ndarray:
+        """All windows of track ``i`` with the given overlap, covering the whole track.
+
+        Windows start every ``round(window_frames * (1 - overlap))`` frames and the last one is
+        aligned to the track's end; a track shorter than the window gives one padded window.
+        """
+        from mgr.audio import _hop, window_starts
+
+        w = int(window_frames)
+        hop = _hop(w, None, overlap)
+        spec = self.track(i)
+        n = spec.shape[1]
+        if n < w:
+            X = np.full((1, self.n_mels, w), self.floor_db, dtype=np.float32)
+            X[0, :, :n] = spec
+            return X
+        starts = window_starts(n, w, hop)
+        X = np.empty((len(starts), self.n_mels, w), dtype=np.float32)
+        for k, s in enumerate(starts):
+            X[k] = spec[:, s : s + w]
+        return X
+
+    def stats(self, fold: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per-mel ``(mean, std)`` over the frames of train tracks only (of ``fold`` in k-fold mode)."""
+        mask = self.split == "train" if fold is None else np.isin(np.arange(len(self)), self.indices("train", fold))
+        return _stats_from_sums(self._sums, self._sumsq, self.n_valid_frames, mask)
+
+    def metadata(self) -> Any:
+        """Per-track metadata as a DataFrame (for validation and reports)."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "track_id": self.track_ids.astype(str),
+                "genre_idx": self.genre_idx,
+                "split": self.split.astype(str),
+                "fold": self.fold,
+                "offset": self.offset,
+                "n_valid_frames": self.n_valid_frames,
+                "tempo_bpm": self.tempo_bpm,
+            }
+        )

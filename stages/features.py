@@ -1,0 +1,46 @@
+"""features stage: audio + data/split.csv -> data/features.parquet (+ metrics/features.json)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import run  # noqa: E402
+
+OUT = "data/features.parquet"
+
+
+def peak_rss_mb() -> dict:
+    """Peak resident memory (MiB) of this process and of its largest finished child."""
+    import resource
+
+    me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"main": round(me, 1), "max_worker": round(kids, 1)}
+
+
+def main() -> None:
+    from mgr.features import build_feature_table, feature_names, read_feature_table
+    from mgr.params import load_params
+    from mgr.spectrogram import load_inputs
+    from mgr.utils import write_json
+    from mgr.validation.features import validate_feature_table
+
+    p = load_params()
+    tracks = load_inputs(Path("data/raw") / p.data.source / "tracks.csv", "data/split.csv")
+    report = build_feature_table(tracks, p.audio, p.features.set, OUT, workers=p.features.workers,
+                                 progress=sys.stderr.isatty())
+    validate_feature_table(read_feature_table(OUT), feature_names(p.features.set),
+                           sample_rate=p.audio.sample_rate, expected_tracks=tracks["track_id"].tolist())
+    report["peak_rss_mb"] = peak_rss_mb()
+    report["output"] = OUT
+    write_json("metrics/features.json", report)
+    for s in report["skipped"]:
+        print(f"warning: skipped {s['track_id']}: {s['reason']}", file=sys.stderr)
+    print(f"features: {report['n_tracks']} tracks x {report['n_features']} {p.features.set} features, "
+          f"{report['n_skipped']} skipped, {report['seconds']:.1f} s -> {OUT}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run(main)
