@@ -278,6 +278,7 @@ class EvaluateParams:
     aggregate: Literal["mean", "vote"] = "mean"  # headline track-level rule
     tempo_baseline: bool = True  # librosa.feature.tempo on the same test tracks
     tag_threshold: float = num(0.5, 0.0, 1.0)
+    workers: int = num(0, 0, 256)  # processes for the tempo baseline (0 = all CPUs)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,41 @@
+"""evaluate stage: score every trained model on the test split with one protocol.
+
+Usage: ``python stages/evaluate.py`` (from dvc.yaml). For each model in ``ml.models`` +
+``dl.models`` that has an artifact under ``models/<name>/`` it writes ``metrics/<name>.json``,
+then ``metrics/summary.json``, ``metrics/tempo_baseline.json`` (when the dataset has tempo),
+``reports/leaderboard.md``, ``reports/confusion/<name>.csv`` (DVC confusion plots) and
+``reports/figures/confusion_<name>.png``. The protocol is documented in :mod:`mgr.evaluation`
+(:func:`mgr.evaluation.run_evaluate`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import run  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    from mgr.evaluation import run_evaluate
+    from mgr.params import load_params
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    ap.add_argument("--root", default=".", help="project root holding data/, models/, metrics/ (default: %(default)s)")
+    args = ap.parse_args(argv)
+
+    p = load_params(args.params)
+    summary = run_evaluate(p, root=args.root, log=lambda s: print(s, flush=True))
+    if not summary:
+        print("evaluate: no trained model found; wrote an empty leaderboard")
+    else:
+        best = max(summary, key=lambda n: summary[n]["accuracy"] or 0.0)
+        print(f"evaluate: {len(summary)} model(s); best {best} (accuracy {summary[best]['accuracy']:.3f})")
+
+
+if __name__ == "__main__":
+    run(main)
