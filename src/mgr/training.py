@@ -1,0 +1,556 @@
+"""Deep training from the HDF5 spectrogram store: feeder, callbacks, fit loop, artifacts.
+
+Protocol (the same for every model in :data:`mgr.models.deep.REGISTRY`):
+
+- **Data**: the store (``mgr.spectrogram.SpectrogramStore`` or any object with its reader API).
+  In k-fold mode (``store.fold`` has values >= 0) training uses fold ``train.fold``'s
+  assignment (0 by default): ``store.indices("train"|"val", fold=...)`` and
+  ``store.stats(fold=...)``; otherwise ``fold=None``.
+- **Feeder** (:func:`window_feeder`, a ``keras.utils.PyDataset``, thread workers from
+  ``train.workers``): every batch draws fresh random windows of ``train.window_s`` seconds from
+  the **train** tracks only (``store.random_windows``), seeded by ``(seed, epoch, batch)`` so a
+  run is reproducible; optional SpecAugment-style masking (2 band + 2 time masks, filled with the
+  band mean, i.e. 0 after normalisation) and mixup (per-sample Beta(a, a), applied to inputs,
+  targets and sample weights).
+- **Normalisation**: the store's train statistics, as a fixed ``Normalization`` layer inside the
+  model (``mgr.models.deep.build(mean=, std=)``); the feeder passes raw log-mel windows.
+- **Imbalance**: class weights ``n / (n_classes * count)`` over train tracks, applied as
+  per-output sample weights (genre only); tempo samples without a reference get weight 0.
+- **Validation** (val split only): up to ``train.val_windows_per_track`` evenly spaced
+  windows of each val track (50 % overlap grid). After each epoch :class:`_ValCallback`
+  computes the window-level val loss (monitored by EarlyStopping, restoring the best weights,
+  and by ReduceLROnPlateau) and track-level metrics (mean window probability per track) with
+  the same functions the evaluate stage uses (``mgr.evaluation``).
+- **Logging**: dvclive into ``dvclive/<name>/`` (``plots/metrics/*.tsv`` are the DVC plots).
+- **Artifacts**: ``models/<name>/model.keras`` + ``model.json`` (see :func:`save_artifact`),
+  written to a temporary directory and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mgr.errors import DataError
+
+VERSION_PACKAGES = ("keras", "tensorflow", "tensorflow-cpu", "numpy", "h5py", "dvclive")
+
+
+# ---------------------------------------------------------------------------------- targets
+@dataclass
+class Targets:
+    """Per-track targets and sample weights for every output the model has."""
+
+    y: dict[str, np.ndarray]  # output -> (n_tracks, n_units) float32
+    w: dict[str, np.ndarray]  # output -> (n_tracks,) float32 training sample weights
+    w_val: dict[str, np.ndarray]  # output -> (n_tracks,) float32 (no class weighting)
+    tempo_bins: dict | None
+    class_weights: list[float]
+
+    @property
+    def outputs(self) -> list[str]:
+        return list(self.y)
+
+
+def has_tempo(store: Any, indices: np.ndarray) -> bool:
+    t = np.asarray(store.tempo_bpm, dtype=float)[indices]
+    return bool(np.isfinite(t).any())
+
+
+def make_targets(store: Any, train_idx: np.ndarray, tp: Any, *, tempo: bool, tags: bool) -> Targets:
+    """One-hot genre (+ tempo classes, + tags) per track and the weights that go with them."""
+    from mgr.models.deep import bpm_to_class, tempo_bins
+
+    labels = list(store.labels)
+    g = np.asarray(store.genre_idx, dtype=np.int64)
+    n_tracks, n_classes = g.size, len(labels)
+    y = {"genre": np.eye(n_classes, dtype=np.float32)[g]}
+    counts = np.bincount(g[train_idx], minlength=n_classes).astype(float)
+    if tp.class_weights:
+        cw = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
+    else:
+        cw = np.ones(n_classes)
+    w = {"genre": cw[g].astype(np.float32)}
+    w_val = {"genre": np.ones(n_tracks, np.float32)}
+    bins = None
+    if tempo:
+        bins = tempo_bins(tp.tempo_bins, tp.tempo_min_bpm, tp.tempo_max_bpm, tp.tempo_n_log_bins)
+        cls = bpm_to_class(np.asarray(store.tempo_bpm, dtype=float), bins["edges"])
+        k = len(bins["centres"])
+        yt = np.zeros((n_tracks, k), np.float32)
+        known = cls >= 0
+        yt[np.flatnonzero(known), cls[known]] = 1.0
+        y["tempo"] = yt
+        w["tempo"] = w_val["tempo"] = known.astype(np.float32)
+    if tags:
+        y["tags"] = np.asarray(store.tags, dtype=np.float32)
+        w["tags"] = w_val["tags"] = np.ones(n_tracks, np.float32)
+    return Targets(y=y, w=w, w_val=w_val, tempo_bins=bins, class_weights=[float(c) for c in cw])
+
+
+# ----------------------------------------------------------------------------- augmentation
+def spec_augment(X: np.ndarray, rng: np.random.Generator, fill: np.ndarray, n_masks: int = 2) -> np.ndarray:
+    """SpecAugment-style masking in place: ``n_masks`` band masks (<= n_mels/8 wide) and
+    ``n_masks`` time masks (<= frames/10 wide) per window, filled with the per-band ``fill``."""
+    n, n_mels, frames = X.shape[:3]
+    F, T = max(1, n_mels // 8), max(1, frames // 10)
+    fill = np.asarray(fill, dtype=X.dtype).reshape(n_mels, 1)
+    for i in range(n):
+        for _ in range(n_masks):
+            f = int(rng.integers(0, F + 1))
+            if f:
+                f0 = int(rng.integers(0, n_mels - f + 1))
+                X[i, f0 : f0 + f, :] = fill[f0 : f0 + f]
+            t = int(rng.integers(0, T + 1))
+            if t:
+                t0 = int(rng.integers(0, frames - t + 1))
+                X[i, :, t0 : t0 + t] = fill
+    return X
+
+
+def mixup(X, y: dict, w: dict, rng: np.random.Generator, alpha: float):
+    """Per-sample mixup with a random partner in the batch; lam ~ Beta(alpha, alpha)."""
+    n = X.shape[0]
+    lam = rng.beta(alpha, alpha, size=n).astype(np.float32)
+    lam = np.maximum(lam, 1 - lam)  # the sample keeps its identity (dominant label)
+    perm = rng.permutation(n)
+    lx = lam.reshape((n,) + (1,) * (X.ndim - 1))
+    X = lx * X + (1 - lx) * X[perm]
+    y = {k: lam[:, None] * v + (1 - lam[:, None]) * v[perm] for k, v in y.items()}
+    w = {k: lam * v + (1 - lam) * v[perm] for k, v in w.items()}
+    return X, y, w
+
+
+# ---------------------------------------------------------------------------------- feeder
+_FEEDER_CLS = None
+
+
+def _feeder_class():
+    """Define the PyDataset subclass on first use (keeps Keras out of import time)."""
+    global _FEEDER_CLS
+    if _FEEDER_CLS is not None:
+        return _FEEDER_CLS
+    import keras
+
+    class WindowFeeder(keras.utils.PyDataset):
+        """Random train windows, a fresh draw every epoch; yields ``(X, y, sample_weight)``."""
+
+        def __init__(
+            self,
+            store,
+            indices,
+            *,
+            window_frames: int,
+            batch_size: int,
+            steps: int,
+            targets: Targets | None = None,
+            fill: np.ndarray | None = None,
+            specaugment: bool = False,
+            mixup_alpha: float = 0.0,
+            seed: int = 0,
+            workers: int = 1,
+        ):
+            super().__init__(workers=max(1, int(workers)), use_multiprocessing=False)
+            self.store = store
+            self.indices = np.asarray(indices, dtype=np.int64)
+            if self.indices.size == 0:
+                raise DataError("the feeder got no tracks to draw windows from")
+            self.window_frames = int(window_frames)
+            self.batch_size = int(batch_size)
+            self.steps = int(steps)
+            self.targets = targets
+            self.fill = fill
+            self.specaugment = bool(specaugment)
+            self.mixup_alpha = float(mixup_alpha)
+            self.seed = int(seed)
+            self.epoch = 0
+            self.last_track_index: np.ndarray | None = None
+
+        def __len__(self) -> int:
+            return self.steps
+
+        def draw(self, idx: int):
+            """Raw windows and their track indices for batch ``idx`` of the current epoch."""
+            rng = np.random.default_rng([self.seed, self.epoch, int(idx)])
+            X, tidx = self.store.random_windows(self.indices, self.batch_size, self.window_frames, rng)
+            return np.asarray(X, dtype=np.float32), np.asarray(tidx, dtype=np.int64), rng
+
+        def __getitem__(self, idx: int):
+            if idx >= self.steps:
+                raise IndexError(idx)
+            X, tidx, rng = self.draw(idx)
+            self.last_track_index = tidx
+            if self.specaugment:
+                fill = self.fill if self.fill is not None else np.zeros(X.shape[1], np.float32)
+                X = spec_augment(X.copy(), rng, fill)
+            X = X[..., None]
+            if self.targets is None:
+                return X
+            y = {k: v[tidx] for k, v in self.targets.y.items()}
+            w = {k: v[tidx] for k, v in self.targets.w.items()}
+            if self.mixup_alpha > 0:
+                X, y, w = mixup(X, y, w, rng, self.mixup_alpha)
+            return X, y, w
+
+        def on_epoch_end(self) -> None:
+            self.epoch += 1
+
+    _FEEDER_CLS = WindowFeeder
+    return WindowFeeder
+
+
+def window_feeder(store, indices, **kwargs):
+    """A :class:`WindowFeeder` (``keras.utils.PyDataset``) over ``indices``; see the module doc."""
+    return _feeder_class()(store, indices, **kwargs)
+
+
+# ------------------------------------------------------------------------------ validation
+def val_windows(store, indices: np.ndarray, window_frames: int, max_per_track: int, overlap: float = 0.5):
+    """Evenly spaced windows of each val track: ``(X[n, n_mels, frames], track_index[n])``."""
+    xs, ts = [], []
+    for i in np.asarray(indices, dtype=np.int64):
+        W = np.asarray(store.track_windows(int(i), window_frames, overlap), dtype=np.float32)
+        if len(W) > max_per_track:
+            W = W[np.unique(np.linspace(0, len(W) - 1, max_per_track).round().astype(int))]
+        xs.append(W)
+        ts.append(np.full(len(W), i, dtype=np.int64))
+    if not xs:
+        return None, None
+    return np.concatenate(xs), np.concatenate(ts)
+
+
+def _ce(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    return -(y * np.log(np.clip(p, 1e-7, 1.0))).sum(axis=1)
+
+
+def _bce(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean(axis=1)
+
+
+def val_metrics(
+    probs: dict[str, np.ndarray], track_index: np.ndarray, store, targets: Targets, labels: list[str]
+) -> dict[str, Any]:
+    """Window-level val loss and track-level metrics (mean of window probabilities per track)."""
+    from mgr import evaluation as ev
+
+    out: dict[str, Any] = {}
+    loss = 0.0
+    for k, p in probs.items():
+        y, w = targets.y[k][track_index], targets.w_val[k][track_index]
+        per = _bce(y, p) if k == "tags" else _ce(y, p)
+        lk = float((per * w).sum() / max(len(per), 1))  # keras' sum-over-batch-size reduction
+        out[f"{k}_loss"] = lk
+        loss += lk
+    out["loss"] = loss
+    g_true = np.asarray(store.genre_idx)[track_index]
+    out["window_accuracy"] = float(np.mean(probs["genre"].argmax(axis=1) == g_true))
+    tracks, scores, _ = ev.aggregate_tracks(probs["genre"], track_index, "mean")
+    cm = ev.classification_metrics(np.asarray(store.genre_idx)[tracks], scores, labels)
+    out["track"] = {k: cm[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_f1", "top3")}
+    out["track"]["per_class"] = cm["per_class"]
+    if "tempo" in probs and targets.tempo_bins:
+        _, tscores, tpred = ev.aggregate_tracks(probs["tempo"], track_index, "mean")
+        ref = np.asarray(store.tempo_bpm, dtype=float)[tracks]
+        from mgr.models.deep import bpm_from_probs, bpm_to_class
+
+        est = bpm_from_probs(tscores, targets.tempo_bins["centres"], log=targets.tempo_bins["kind"] == "log")
+        known = np.isfinite(ref)
+        cls = bpm_to_class(ref, targets.tempo_bins["edges"])
+        tm = ev.tempo_metrics(est, ref)
+        tm["class_accuracy"] = float(np.mean(tpred[known] == cls[known])) if known.any() else float("nan")
+        out["tempo"] = tm
+    if "tags" in probs:
+        _, tg, _ = ev.aggregate_tracks(probs["tags"], track_index, "mean")
+        tagm = ev.tag_metrics(np.asarray(store.tags)[tracks], tg, list(store.tag_vocab))
+        out["tags"] = {k: tagm[k] for k in ("n", "roc_auc", "pr_auc", "n_tags_used")}
+    return out
+
+
+def _flat_epoch_metrics(m: dict[str, Any]) -> dict[str, float]:
+    """The scalar val metrics logged each epoch (names as they appear in dvclive plots)."""
+    flat = {"val_loss": m["loss"], "val_window_accuracy": m["window_accuracy"]}
+    for k in ("accuracy", "macro_f1", "top3"):
+        flat[f"val_track_{k}"] = m["track"][k]
+    if "tempo" in m:
+        flat["val_tempo_acc1"] = m["tempo"].get("acc1", float("nan"))
+        flat["val_tempo_class_accuracy"] = m["tempo"]["class_accuracy"]
+    if "tags" in m:
+        flat["val_tags_roc_auc"] = m["tags"]["roc_auc"]
+    return {k: float(v) for k, v in flat.items()}
+
+
+def _callbacks(model, Xv, tv, store, targets, labels, tp, live, state: dict):
+    import keras
+
+    class ValCallback(keras.callbacks.Callback):
+        """Val loss + track-level metrics into ``logs`` (before EarlyStopping/ReduceLR see them)."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs if logs is not None else {}
+            if Xv is not None:
+                probs = predict_dict(self.model, Xv)
+                m = val_metrics(probs, tv, store, targets, labels)
+                logs.update(_flat_epoch_metrics(m))
+                state["last"] = m
+            lr = self.model.optimizer.learning_rate
+            logs.setdefault("learning_rate", float(keras.ops.convert_to_numpy(lr)))
+
+    class LiveCallback(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if live is None:
+                return
+            for k, v in sorted((logs or {}).items()):
+                if isinstance(v, (int, float, np.floating)) and math.isfinite(float(v)):
+                    name = k if k.startswith("val_") or k == "learning_rate" else f"train_{k}"
+                    live.log_metric(name, float(v))
+            live.next_step()
+
+    monitor = "val_loss" if Xv is not None else "loss"
+    return [
+        ValCallback(),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=tp.reduce_lr_patience, min_lr=1e-6),
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=tp.early_stopping_patience, restore_best_weights=True
+        ),
+        LiveCallback(),
+    ]
+
+
+def predict_dict(model, X: np.ndarray, batch_size: int = 128) -> dict[str, np.ndarray]:
+    out = model.predict(X[..., None] if X.ndim == 3 else X, batch_size=batch_size, verbose=0)
+    if not isinstance(out, dict):
+        out = dict(zip(model.output_names, out if isinstance(out, (list, tuple)) else [out]))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+# ------------------------------------------------------------------------------ training
+@dataclass
+class TrainResult:
+    model: Any
+    card: dict
+    metrics: dict
+    history: dict
+
+
+def store_fold(store, fold: int) -> int | None:
+    """``fold`` if the store holds a k-fold assignment, else ``None``."""
+    f = np.asarray(store.fold)
+    if f.size and (f >= 0).any():
+        k = int(f.max()) + 1
+        if not 0 <= fold < k:
+            raise DataError(f"train.fold={fold} but the split has {k} folds (0..{k - 1})")
+        return int(fold)
+    return None
+
+
+def store_hash(store) -> str | None:
+    for attr in ("content_hash", "hash"):
+        v = getattr(store, attr, None)
+        if isinstance(v, str) and v:
+            return v
+    attrs = getattr(store, "attrs", None)
+    if isinstance(attrs, dict):
+        v = attrs.get("content_hash")
+        if v:
+            return str(v)
+    return None
+
+
+def train_model(
+    name: str,
+    store: Any,
+    tp: Any,
+    mp: Any,
+    *,
+    live_dir: str | Path | None = None,
+    verbose: int = 0,
+) -> TrainResult:
+    """Train registry model ``name`` on ``store`` under the protocol in the module doc.
+
+    ``tp`` is a :class:`mgr.params.TrainParams`, ``mp`` the model's :class:`DlModelParams`.
+    Returns the trained Keras model, its card (without file names), the metrics and history.
+    """
+    import keras
+
+    from mgr.models import deep
+
+    if name not in deep.REGISTRY:
+        raise DataError(f"unknown deep model {name!r} (known: {', '.join(deep.REGISTRY)})")
+    labels = list(store.labels)
+    if len(labels) < 2:
+        raise DataError(f"the store has {len(labels)} genre(s); at least 2 are needed to train")
+    fold = store_fold(store, getattr(tp, "fold", 0))
+    train_idx = np.asarray(store.indices("train", fold=fold), dtype=np.int64)
+    val_idx = np.asarray(store.indices("val", fold=fold), dtype=np.int64)
+    if train_idx.size == 0:
+        raise DataError("no train tracks in the spectrogram store (check the split)")
+    window_frames = int(store.frames_for_seconds(tp.window_s))
+    mean, std = (np.asarray(a, dtype=np.float32) for a in store.stats(fold=fold))
+    n_mels = int(mean.shape[0])
+
+    tempo = name in deep.TEMPO_MODELS and has_tempo(store, train_idx)
+    n_tags = len(store.tag_vocab) if tp.tags_head else 0
+    targets = make_targets(store, train_idx, tp, tempo=tempo, tags=n_tags > 0)
+
+    keras.utils.set_random_seed(tp.seed)
+    batch = int(mp.batch_size or tp.batch_size)
+    lr = float(mp.learning_rate or tp.learning_rate)
+    model = deep.build(
+        name,
+        (n_mels, window_frames, 1),
+        len(labels),
+        n_tempo_classes=len(targets.tempo_bins["centres"]) if tempo else 0,
+        n_tags=n_tags,
+        params=mp,
+        mean=mean,
+        std=std,
+    )
+    deep.compile_model(model, lr, targets.outputs)
+    steps = tp.steps_per_epoch or max(1, math.ceil(train_idx.size * tp.windows_per_track / batch))
+    feeder = window_feeder(
+        store,
+        train_idx,
+        window_frames=window_frames,
+        batch_size=batch,
+        steps=steps,
+        targets=targets,
+        fill=mean,
+        specaugment=tp.specaugment,
+        mixup_alpha=tp.mixup,
+        seed=tp.seed,
+        workers=tp.workers,
+    )
+    Xv, tv = val_windows(store, val_idx, window_frames, tp.val_windows_per_track) if val_idx.size else (None, None)
+
+    live = None
+    if live_dir is not None:
+        from dvclive import Live
+
+        live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, report=None)
+        live.log_params({"model": name, **dataclasses.asdict(mp), "batch_size_effective": batch})
+    state: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    try:
+        hist = model.fit(
+            feeder, epochs=mp.epochs, callbacks=_callbacks(model, Xv, tv, store, targets, labels, tp, live, state),
+            verbose=verbose,
+        )
+    finally:
+        if live is not None:
+            live.end()
+    train_s = time.perf_counter() - t0
+    history = {k: [float(x) for x in v] for k, v in hist.history.items()}
+    epochs_run = len(history.get("loss", []))
+
+    # final val metrics with the restored (best) weights
+    vm: dict[str, Any] = {}
+    if Xv is not None:
+        vm = val_metrics(predict_dict(model, Xv), tv, store, targets, labels)
+    monitor = "val_loss" if Xv is not None else "loss"
+    best_epoch = int(np.nanargmin(history[monitor])) + 1 if history.get(monitor) else epochs_run
+    metrics = {
+        "model": name,
+        "n_params": int(model.count_params()),
+        "epochs_run": epochs_run,
+        "best_epoch": best_epoch,
+        "train_seconds": round(train_s, 3),
+        "seconds_per_epoch": round(train_s / max(epochs_run, 1), 3),
+        "steps_per_epoch": steps,
+        "batch_size": batch,
+        "n_train_tracks": int(train_idx.size),
+        "n_val_tracks": int(val_idx.size),
+        "n_val_windows": int(0 if Xv is None else len(Xv)),
+        "fold": fold,
+        "val": vm,
+    }
+    card = make_card(
+        name, store, tp, mp, window_frames=window_frames, mean=mean, std=std, targets=targets,
+        n_tags=n_tags, val=vm, fold=fold, input_shape=(n_mels, window_frames, 1),
+    )
+    return TrainResult(model=model, card=card, metrics=metrics, history=history)
+
+
+def make_card(name, store, tp, mp, *, window_frames, mean, std, targets, n_tags, val, fold, input_shape) -> dict:
+    from mgr.utils import library_versions
+
+    frontend = dict(store.frontend)
+    audio_keys = ("sample_rate", "sr", "duration_s", "offset_s", "pad", "mono")
+    return {
+        "name": name,
+        "kind": "deep",
+        "labels": list(store.labels),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": library_versions(*VERSION_PACKAGES),
+        "params": {"model": dataclasses.asdict(mp), "train": dataclasses.asdict(tp)},
+        "train_data_hash": store_hash(store),
+        "val_metrics": val,
+        "frontend": frontend,
+        "audio": dict(getattr(store, "audio", None) or {k: frontend[k] for k in audio_keys if k in frontend}),
+        "window_s": float(tp.window_s),
+        "window_frames": int(window_frames),
+        "input_shape": [int(s) for s in input_shape],
+        "normalisation": {
+            "where": "inside the model (keras.layers.Normalization, fixed); feed raw log-mel windows",
+            "mean": [float(x) for x in mean],
+            "std": [float(x) for x in std],
+        },
+        "tempo_bins": targets.tempo_bins,
+        "tag_vocab": list(store.tag_vocab) if n_tags else [],
+        "outputs": sorted(targets.outputs),
+        "class_weights": targets.class_weights,
+        "fold": fold,
+        "model_file": "model.keras",
+    }
+
+
+def save_artifact(model, card: dict, model_dir: str | Path) -> Path:
+    """Write ``model.keras`` + ``model.json`` into ``model_dir`` atomically (dir renamed at the end)."""
+    from mgr.utils import atomic_path, write_json
+
+    model_dir = Path(model_dir)
+    with atomic_path(model_dir, is_dir=True) as tmp:
+        model.save(tmp / "model.keras")
+        write_json(tmp / "model.json", card)
+    return model_dir
+
+
+def run_train_dl(
+    name: str,
+    params: Any,
+    *,
+    store_path: str | Path = "data/spectrograms.h5",
+    models_dir: str | Path = "models",
+    metrics_dir: str | Path = "metrics/train-dl",
+    live_root: str | Path | None = "dvclive",
+    verbose: int = 0,
+) -> dict:
+    """The train-dl stage: train ``name`` with ``params.train`` / ``params.dl.<name>``, write
+    ``models/<name>/`` and ``metrics/train-dl/<name>.json``; returns the metrics."""
+    from mgr.errors import ParamsError
+    from mgr.params import DL_MODELS
+    from mgr.spectrogram import SpectrogramStore
+    from mgr.utils import write_json
+
+    if name not in DL_MODELS:
+        raise ParamsError(f"train-dl: unknown model {name!r} (known: {', '.join(DL_MODELS)})")
+    store_path = Path(store_path)
+    if not store_path.is_file():
+        raise DataError(f"{store_path} not found (run the spectrogram stage first: dvc repro spectrogram)")
+    mp = getattr(params.dl, name)
+    with SpectrogramStore(store_path) as store:
+        res = train_model(
+            name, store, params.train, mp,
+            live_dir=None if live_root is None else Path(live_root) / name, verbose=verbose,
+        )
+    save_artifact(res.model, res.card, Path(models_dir) / name)
+    write_json(Path(metrics_dir) / f"{name}.json", res.metrics)
+    return res.metrics

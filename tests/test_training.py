@@ -1,0 +1,227 @@
+"""Deep training from a real (tiny) HDF5 store built by mgr.spectrogram from click-track audio."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+SR = 8000
+CLIP_S = 4.0
+TEMPI = (60.0, 90.0, 130.0, 180.0)  # four well separated 10-BPM classes
+PITCH = {"low": 500.0, "high": 2500.0}  # the "genre" is the click's pitch, independent of tempo
+
+
+def click_track(bpm: float, pitch: float, rng: np.random.Generator, *, silent: bool = False) -> np.ndarray:
+    n = int(SR * CLIP_S)
+    y = 0.003 * rng.standard_normal(n)
+    if silent:
+        return np.zeros(n, np.float32)
+    period = 60.0 / bpm
+    t0 = rng.uniform(0, period)
+    click = np.sin(2 * np.pi * pitch * np.arange(int(0.03 * SR)) / SR) * np.hanning(int(0.03 * SR))
+    for t in np.arange(t0, CLIP_S, period):
+        s = int(t * SR)
+        e = min(n, s + click.size)
+        y[s:e] += 0.6 * click[: e - s]
+    return y.astype(np.float32)
+
+
+def make_store(tmp_path, *, reps: int = 5, silent_eval: bool = False, tags: bool = False, folds: bool = False):
+    """tempo x pitch x reps click tracks -> data/spectrograms.h5 via mgr.spectrogram.build_store."""
+    import pandas as pd
+    import soundfile as sf
+
+    from mgr.params import AudioParams, SpectrogramParams
+    from mgr.spectrogram import build_store
+
+    rng = np.random.default_rng(0)
+    rows = []
+    k = 0
+    for bpm in TEMPI:
+        for genre, pitch in PITCH.items():
+            for r in range(reps):
+                split = "train" if r < reps - 1 else ("val" if (k // reps) % 2 == 0 else "test")
+                path = tmp_path / f"{genre}_{int(bpm)}_{r}.wav"
+                silent = silent_eval and split != "train"
+                sf.write(path, click_track(bpm, pitch, rng, silent=silent), SR)
+                row = {"track_id": f"t{k:03d}", "path": str(path), "genre": genre, "split": split,
+                       "fold": (k % 3) if folds else -1, "tempo_bpm": bpm}
+                if tags:
+                    row["tags"] = "fast" if bpm >= 120 else "slow"
+                rows.append(row)
+                k += 1
+    df = pd.DataFrame(rows)
+    out = tmp_path / "spectrograms.h5"
+    build_store(df, AudioParams(sample_rate=SR), SpectrogramParams(n_fft=512, hop_length=128, n_mels=32),
+                out, workers=1, progress=False)
+    return out
+
+
+def tparams(**kw):
+    from mgr.params import TrainParams
+
+    base = dict(window_s=2.0, batch_size=16, windows_per_track=4, early_stopping_patience=50,
+                reduce_lr_patience=50, tempo_min_bpm=50.0, tempo_max_bpm=200.0, workers=1, seed=3)
+    base.update(kw)
+    return TrainParams(**base)
+
+
+@pytest.fixture(scope="module")
+def click_store(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("clicks"))
+
+
+def test_feeder_draws_only_from_requested_split(tmp_path):
+    from mgr.spectrogram import SpectrogramStore
+    from mgr.training import make_targets, window_feeder
+
+    path = make_store(tmp_path, reps=3, silent_eval=True)  # val/test tracks are digital silence
+    with SpectrogramStore(path) as store:
+        train = store.indices("train")
+        assert 0 < train.size < len(store)
+        floor = store.floor_db
+        tg = make_targets(store, train, tparams(), tempo=True, tags=False)
+        f = window_feeder(store, train, window_frames=store.frames_for_seconds(1.0), batch_size=32, steps=5,
+                          targets=tg, seed=1, specaugment=True, fill=np.zeros(store.n_mels, np.float32))
+        seen = set()
+        for epoch in range(2):
+            for b in range(len(f)):
+                X, y, w = f[b]
+                assert X.shape == (32, store.n_mels, store.frames_for_seconds(1.0), 1)
+                tix = f.last_track_index
+                seen.update(tix.tolist())
+                assert set(tix.tolist()) <= set(train.tolist())
+                # every window carries the audio of a (non-silent) train track
+                assert (X.reshape(32, -1).max(axis=1) > floor + 20).all()
+                np.testing.assert_array_equal(y["genre"].argmax(1), store.genre_idx[tix])
+                assert set(y) == {"genre", "tempo"} and set(w) == {"genre", "tempo"}
+            f.on_epoch_end()
+        assert seen == set(train.tolist())  # 2 epochs x 160 windows reach all 16 train tracks
+        # the val side: its own windows, never train's
+        from mgr.training import val_windows
+
+        Xv, tv = val_windows(store, store.indices("val"), store.frames_for_seconds(1.0), 3)
+        assert set(tv.tolist()) == set(store.indices("val").tolist())
+        assert (Xv <= floor + 1e-3).all()
+
+
+def test_feeder_reproducible_and_fresh_each_epoch(click_store):
+    from mgr.spectrogram import SpectrogramStore
+    from mgr.training import window_feeder
+
+    with SpectrogramStore(click_store) as store:
+        tr = store.indices("train")
+        kw = dict(window_frames=40, batch_size=8, steps=3, seed=7)
+        a, b = window_feeder(store, tr, **kw), window_feeder(store, tr, **kw)
+        np.testing.assert_array_equal(a[1], b[1])
+        first = a[1]
+        a.on_epoch_end()
+        assert not np.array_equal(first, a[1])  # a new draw in the next epoch
+
+
+def test_mixup_and_specaugment_shapes_and_weights():
+    from mgr.training import mixup, spec_augment
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6, 16, 30)).astype(np.float32) + 5
+    Xm = spec_augment(X.copy(), rng, np.zeros(16, np.float32))
+    assert Xm.shape == X.shape and (Xm == 0).any() and not (Xm == 0).all()
+    y = {"genre": np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]}
+    w = {"genre": np.array([1, 2, 3, 1, 2, 3], np.float32)}
+    X2, y2, w2 = mixup(X[..., None], y, w, rng, 0.4)
+    np.testing.assert_allclose(y2["genre"].sum(1), 1.0, rtol=1e-6)
+    assert (y2["genre"].max(1) >= 0.5 - 1e-6).all()  # the window keeps its dominant label
+    assert X2.shape == (6, 16, 30, 1) and ((w2["genre"] >= 1) & (w2["genre"] <= 3)).all()
+
+
+def test_class_weights_balance_the_train_split(click_store):
+    from mgr.spectrogram import SpectrogramStore
+    from mgr.training import make_targets
+
+    with SpectrogramStore(click_store) as store:
+        keep = np.concatenate([store.indices("train")[store.genre_idx[store.indices("train")] == 0][:2],
+                               store.indices("train")[store.genre_idx[store.indices("train")] == 1]])
+        tg = make_targets(store, keep, tparams(), tempo=False, tags=False)
+        cw = np.array(tg.class_weights)
+        counts = np.bincount(store.genre_idx[keep], minlength=2)
+        np.testing.assert_allclose(cw * counts, counts.sum() / 2)  # each class carries equal total weight
+        assert cw[0] > cw[1]
+
+
+def test_tempo_bins_and_readout():
+    from mgr.models.deep import bpm_from_probs, bpm_to_class, tempo_bins
+
+    b = tempo_bins("10bpm", 30, 300)
+    assert len(b["centres"]) == 27 and b["edges"][0] == 30 and b["edges"][-1] == 300
+    np.testing.assert_array_equal(bpm_to_class([30, 39.9, 40, 299, 500, np.nan], b["edges"]), [0, 0, 1, 26, 26, -1])
+    lb = tempo_bins("log", 30, 300, 16)
+    assert len(lb["centres"]) == 16 and np.allclose(np.diff(np.log(lb["edges"])), np.log(10) / 16)
+    p = np.zeros((1, 27))
+    p[0, [9, 10]] = 0.5  # 120-130 and 130-140 -> 130 BPM
+    assert bpm_from_probs(p, b["centres"])[0] == pytest.approx(130.0)
+
+
+@pytest.mark.slow
+def test_tempo_genre_learns_tempo_from_clicks(click_store, tmp_path):
+    """The joint net learns the click tempo: loss falls, val tempo class accuracy above chance."""
+    from mgr.models.deep import load
+    from mgr.params import DlModelParams
+    from mgr.spectrogram import SpectrogramStore
+    from mgr.training import save_artifact, train_model
+
+    tp = tparams(learning_rate=3e-3, windows_per_track=8)
+    mp = DlModelParams(epochs=8, width=0.5, dropout=0.1)
+    with SpectrogramStore(click_store) as store:
+        res = train_model("tempo_genre", store, tp, mp, live_dir=tmp_path / "live")
+        h = res.history
+        assert h["tempo_loss"][-1] < 0.8 * h["tempo_loss"][0]
+        val = res.metrics["val"]
+        # 4 tempi among 15 classes: chance is 0.25 at best; demand clearly better
+        assert val["tempo"]["class_accuracy"] >= 0.6, val["tempo"]
+        assert res.card["outputs"] == ["genre", "tempo"]
+        assert res.card["train_data_hash"] == store.content_hash
+        assert res.card["frontend"] == store.frontend
+        save_artifact(res.model, res.card, tmp_path / "m")
+        art = load(tmp_path / "m")
+        Xv = store.track_windows(int(store.indices("val")[0]), art.window_frames, 0.5)
+    out = art.predict_windows(Xv)
+    assert set(out) == {"genre", "tempo", "tempo_bpm"}
+    assert out["tempo"].shape == (len(Xv), 15) and np.all((out["tempo_bpm"] > 50) & (out["tempo_bpm"] < 200))
+    # dvclive curves for DVC plots
+    assert (tmp_path / "live" / "plots" / "metrics" / "val_loss.tsv").is_file()
+    assert (tmp_path / "live" / "plots" / "metrics" / "train_tempo_loss.tsv").is_file()
+
+
+def test_train_model_writes_card_and_reloads(tmp_path):
+    """One short run of cnn2d with tags, mixup and SpecAugment on fold 1 of a k-fold store."""
+    from mgr.models.deep import load
+    from mgr.params import DlModelParams
+    from mgr.spectrogram import SpectrogramStore
+    from mgr.training import save_artifact, train_model
+
+    path = make_store(tmp_path, reps=3, tags=True, folds=True)
+    tp = tparams(fold=1, mixup=0.3, specaugment=True, steps_per_epoch=2, batch_size=8, window_s=1.0)
+    with SpectrogramStore(path) as store:
+        assert store.n_folds == 3
+        res = train_model("cnn2d", store, tp, DlModelParams(epochs=2, width=0.125))
+        card = res.card
+        assert card["fold"] == 1 and res.metrics["n_train_tracks"] == store.indices("train", fold=1).size
+        assert card["kind"] == "deep" and card["labels"] == ["high", "low"]
+        assert card["outputs"] == ["genre", "tags"] and card["tag_vocab"] == ["fast", "slow"]
+        assert card["window_frames"] == store.frames_for_seconds(1.0)
+        mean, std = store.stats(fold=1)
+        np.testing.assert_allclose(card["normalisation"]["mean"], mean, rtol=1e-6)
+        assert set(res.metrics["val"]["track"]) >= {"accuracy", "macro_f1", "top3"}
+        assert "roc_auc" in res.metrics["val"]["tags"]
+        save_artifact(res.model, card, tmp_path / "models" / "cnn2d")
+        X = store.random_windows(store.indices("test", fold=1), 5, card["window_frames"], 0)[0]
+    on_disk = json.loads((tmp_path / "models" / "cnn2d" / "model.json").read_text())
+    assert on_disk["params"]["train"] == dataclasses.asdict(tp)
+    art = load(tmp_path / "models" / "cnn2d")
+    out = art.predict_windows(X)
+    ref = res.model.predict(X[..., None], verbose=0)
+    np.testing.assert_allclose(out["genre"], ref["genre"], rtol=1e-5, atol=1e-6)
+    assert out["tags"].shape == (5, 2)
