@@ -1,0 +1,47 @@
+"""fetch stage: data.source -> data/raw/<source>/ (tracks.csv, rejected.csv) + metrics/fetch.json."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import run  # noqa: E402
+
+
+def main(
+    params_file: str | Path = "params.yaml",
+    root: str | Path = "data/raw",
+    metrics_file: str | Path = "metrics/fetch.json",
+    report_dir: str | Path = "reports/validation",
+    progress: bool = True,
+) -> dict:
+    from mgr.datasets import fetch, load_tracks
+    from mgr.params import load_params
+    from mgr.utils import write_json
+
+    p = load_params(params_file)
+    res = fetch(p, root, progress=progress)
+    metrics = res.metrics()
+    write_json(metrics_file, metrics)
+    print(
+        f"fetch: {res.n_tracks} tracks, {res.n_rejected} rejected "
+        f"(see {res.dataset_dir / 'rejected.csv'}) in {res.dataset_dir}",
+        file=sys.stderr,
+    )
+    try:
+        from mgr.validation import validate_tracks
+    except ImportError:  # the validation module is optional for the fetch itself
+        validate_tracks = None
+    if validate_tracks is not None:
+        validate_tracks(
+            load_tracks(res.dataset_dir),
+            genres=res.genres,
+            min_duration_s=p.data.min_duration_s,
+            report_dir=Path(report_dir),
+        )
+    return metrics
+
+
+if __name__ == "__main__":
+    run(main)
