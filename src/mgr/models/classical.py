@@ -245,7 +245,9 @@ def feature_columns(df: Any) -> list[str]:
     cols = [str(c) for c in df.columns if c not in META_COLUMNS]
     if not cols:
         raise DataError("the features table has no feature columns")
-    bad = [c for c in cols if not np.issubdtype(df[c].dtype, np.number)]
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    bad = [c for c in cols if not is_numeric_dtype(df[c]) or is_bool_dtype(df[c])]
     if bad:
         raise DataError(f"feature columns must be numeric; not numeric: {bad[:5]}")
     return cols
@@ -266,11 +268,11 @@ def feature_matrix(df: Any, cols: Sequence[str]) -> np.ndarray:
 
 def load_table(path: str | Path) -> Any:
     """Read ``features.parquet`` and check its layout."""
-    import pandas as pd
-
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path} not found (run the features stage first: dvc repro features)")
+    import pandas as pd
+
     try:
         df = pd.read_parquet(path)
     except Exception as e:  # pyarrow raises several types for a broken file

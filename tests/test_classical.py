@@ -1,0 +1,338 @@
+"""mgr.models.classical: training on a tiny generated table, safe artifacts, feature checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mgr.errors import ArtifactError, DataError, ParamsError
+from mgr.models import classical as C
+from mgr.params import ML_MODELS, params_from_dict
+
+GENRES = ["blues", "jazz", "metal", "pop"]
+N_FEAT = 10
+
+
+def make_table(n_per_class: int = 60, seed: int = 0, folds: int | None = None) -> pd.DataFrame:
+    """Separable Gaussian blobs: 4 genres x n_per_class tracks x 10 features."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=1.5, size=(len(GENRES), N_FEAT))
+    y = np.repeat(np.arange(len(GENRES)), n_per_class)
+    X = centres[y] + rng.normal(size=(y.size, N_FEAT))
+    df = pd.DataFrame(X, columns=[f"mfcc{i + 1}_mean" for i in range(N_FEAT)])
+    n = y.size
+    split = np.array(["train"] * n, dtype=object)
+    order = rng.permutation(n)
+    split[order[: n // 5]] = "test"
+    split[order[n // 5 : n // 5 + n // 5]] = "val"
+    df.insert(0, "track_id", [f"{GENRES[g]}.{i:05d}" for i, g in enumerate(y)])
+    df.insert(1, "split", split)
+    df.insert(2, "genre", [GENRES[g] for g in y])
+    if folds:
+        fold = np.empty(n, dtype=np.int64)
+        fold[order] = np.arange(n) % folds
+        df.insert(3, "fold", fold)
+        # fold 0's assignment, as split.csv has it
+        df["split"] = np.where(fold == 0, "test", np.where(fold == 1, "val", "train"))
+    return df
+
+
+def small_ml(**over):
+    ml = {
+        "xgboost": {"n_estimators": 15, "max_depth": 3},
+        "random_forest": {"n_estimators": 15},
+        "svm": {"C": 3.0},
+        "workers": 1,
+    }
+    ml.update(over)
+    return params_from_dict({"ml": ml}).ml
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    return make_table()
+
+
+@pytest.fixture(scope="module")
+def trained(table, tmp_path_factory) -> dict:
+    """Every registered model trained once on the tiny table and saved."""
+    out = {}
+    root = tmp_path_factory.mktemp("models")
+    ml = small_ml()
+    for name in C.REGISTRY:
+        o = C.run(name, table, ml, feature_set="gtzan57")
+        card = C.save(o.model, root / name, o.card)
+        out[name] = (o, card, root / name)
+    return out
+
+
+def test_registry_matches_params():
+    assert tuple(C.REGISTRY) == ML_MODELS
+    with pytest.raises(ParamsError, match="unknown classical model 'knn'"):
+        C.get_spec("knn")
+
+
+@pytest.mark.parametrize("name", ML_MODELS)
+def test_round_trip_identical_predictions(trained, table, name):
+    o, card, model_dir = trained[name]
+    expected_file = C.XGB_FILE if name == "xgboost" else C.SKOPS_FILE
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted([C.CARD_FILE, expected_file])
+    art = C.load(model_dir)
+    X = table[card["feature_columns"]].to_numpy()
+    before = o.model.predict_proba(X)
+    after = art.predict_proba(table)
+    assert after.shape == (len(table), len(GENRES))
+    np.testing.assert_array_equal(after, before)
+    np.testing.assert_allclose(after.sum(axis=1), 1.0, rtol=1e-5)
+    assert art.labels == GENRES
+    assert art.feature_columns == [f"mfcc{i + 1}_mean" for i in range(N_FEAT)]
+    # the blobs are separable: every model is far above chance (0.25) on val
+    assert o.metrics["val"]["accuracy"] > 0.7, o.metrics
+    assert art.predict(table.iloc[:5]) == [GENRES[i] for i in before[:5].argmax(axis=1)]
+
+
+def test_card_contents(trained, table):
+    o, card, model_dir = trained["svm"]
+    disk = json.loads((model_dir / C.CARD_FILE).read_text())
+    assert disk == json.loads(json.dumps(card))
+    for key in ("name", "kind", "labels", "feature_set", "feature_columns", "params", "train_data_hash",
+                "val_metrics", "versions", "created", "model_file"):
+        assert key in disk, key
+    assert disk["kind"] == "classical" and disk["name"] == "svm" and disk["feature_set"] == "gtzan57"
+    assert disk["params"]["C"] == 3.0 and disk["params"]["gamma"] == "scale"
+    assert "scikit-learn" in disk["versions"] and "skops" in disk["versions"]
+    train = table[table["split"] == "train"]
+    assert disk["n_train"] == len(train)
+    assert disk["train_data_hash"] == C.train_data_hash(train.sort_values("track_id"), disk["feature_columns"])
+    vm = disk["val_metrics"]
+    assert vm["n"] == int((table["split"] == "val").sum())
+    assert set(vm["per_class"]) == set(GENRES)
+    assert o.metrics["val"] == {k: vm[k] for k in C.HEADLINE}
+    assert "test" not in o.metrics  # holdout mode: test is left to the evaluate stage
+
+
+def test_train_data_hash_tracks_rows_and_values(table):
+    cols = C.feature_columns(table)
+    h = C.train_data_hash(table, cols)
+    assert h == C.train_data_hash(table.copy(), cols)
+    changed = table.copy()
+    changed.loc[3, cols[0]] += 1e-9
+    assert C.train_data_hash(changed, cols) != h
+    assert C.train_data_hash(table.iloc[1:], cols) != h
+
+
+def test_columns_reordered_and_checked(trained, table):
+    art = C.load(trained["logreg"][2])
+    shuffled = table[["genre", "track_id"] + art.feature_columns[::-1]]
+    np.testing.assert_array_equal(art.predict_proba(shuffled), art.predict_proba(table))
+    with pytest.raises(ArtifactError, match=r"feature columns do not match model 'logreg'.*missing \['mfcc3_mean'\]"):
+        art.predict_proba(table.drop(columns=["mfcc3_mean"]))
+    with pytest.raises(ArtifactError, match=r"unexpected \['zcr_mean'\]"):
+        art.predict_proba(table.assign(zcr_mean=0.0))
+    renamed = table.rename(columns={"mfcc1_mean": "mfcc_mean_01"})
+    with pytest.raises(ArtifactError, match="missing.*unexpected"):
+        art.predict_proba(renamed)
+    with pytest.raises(ArtifactError, match=r"expects 10 feature columns .* shape \(4, 9\)"):
+        art.predict_proba(np.zeros((4, 9)))
+    with pytest.raises(DataError, match="non-finite"):
+        art.predict_proba(table.assign(mfcc2_mean=np.nan))
+
+
+class _Boom:
+    """Unpickling this would create the marker file (stand-in for arbitrary code)."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("name", ["svm", "xgboost"])
+def test_plain_pickle_refused_before_any_code_runs(trained, tmp_path, name):
+    src = trained[name][2]
+    card = json.loads((src / C.CARD_FILE).read_text())
+    d = tmp_path / name
+    d.mkdir()
+    (d / C.CARD_FILE).write_text(json.dumps(card))
+    marker = tmp_path / "pwned"
+    (d / card["model_file"]).write_bytes(pickle.dumps(_Boom(str(marker))))
+    with pytest.raises(ArtifactError, match="plain pickle"):
+        C.load(d)
+    assert not marker.exists()
+
+
+def _rewrite_schema(src: Path, dst: Path, edit) -> None:
+    with zipfile.ZipFile(src) as zi:
+        schema = json.loads(zi.read("schema.json"))
+        edit(schema)
+        with zipfile.ZipFile(dst, "w") as zo:
+            for it in zi.infolist():
+                data = json.dumps(schema).encode() if it.filename == "schema.json" else zi.read(it.filename)
+                zo.writestr(it, data)
+
+
+def _first_node(node, module_prefix):
+    if isinstance(node, dict):
+        if str(node.get("__module__", "")).startswith(module_prefix):
+            return node
+        children = node.values()
+    elif isinstance(node, list):
+        children = node
+    else:
+        return None
+    for child in children:
+        found = _first_node(child, module_prefix)
+        if found is not None:
+            return found
+    return None
+
+
+@pytest.mark.parametrize("module,cls", [("builtins", "eval"), ("posix", "system")])
+def test_tampered_skops_refused(trained, tmp_path, module, cls):
+    src = trained["logreg"][2]
+    d = tmp_path / "logreg"
+    d.mkdir()
+    (d / C.CARD_FILE).write_text((src / C.CARD_FILE).read_text())
+
+    def edit(schema):
+        node = _first_node(schema, "sklearn.preprocessing")
+        assert node is not None
+        node["__module__"], node["__class__"] = module, cls
+
+    _rewrite_schema(src / C.SKOPS_FILE, d / C.SKOPS_FILE, edit)
+    with pytest.raises(ArtifactError, match=rf"not trusted: {module}\.{cls}"):
+        C.load(d)
+
+
+def test_skops_with_untrusted_function_refused(tmp_path, trained):
+    """A well-formed skops file whose model calls os.system: refused, whatever the card says."""
+    import skops.io as sio
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    src = trained["logreg"][2]
+    d = tmp_path / "evil"
+    d.mkdir()
+    (d / C.CARD_FILE).write_text((src / C.CARD_FILE).read_text())
+    sio.dump(Pipeline([("f", FunctionTransformer(os.system))]), d / C.SKOPS_FILE)
+    with pytest.raises(ArtifactError, match="not trusted: .*system"):
+        C.load(d)
+
+
+def test_foreign_and_broken_artifacts(trained, tmp_path):
+    src = trained["svm"][2]
+    card = json.loads((src / C.CARD_FILE).read_text())
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / C.CARD_FILE).write_text(json.dumps(card))
+    (d / C.SKOPS_FILE).write_bytes(b"RIFF....WAVEfmt not a model")
+    with pytest.raises(ArtifactError, match="not a skops file"):
+        C.load(d)
+    (d / C.SKOPS_FILE).unlink()
+    with pytest.raises(ArtifactError, match="not found"):
+        C.load(d)
+    for bad, msg in [
+        ({"model_file": "../../etc/passwd"}, "model_file must be one of"),
+        ({"kind": "deep"}, "not a classical one"),
+        ({"labels": []}, "labels must be a non-empty list"),
+    ]:
+        (d / C.CARD_FILE).write_text(json.dumps({**card, **bad}))
+        with pytest.raises(ArtifactError, match=msg):
+            C.load(d)
+    (d / C.CARD_FILE).write_text("{not json")
+    with pytest.raises(ArtifactError, match="not valid JSON"):
+        C.load(d)
+    with pytest.raises(ArtifactError, match="not a model directory"):
+        C.load(tmp_path / "nowhere")
+    # card and model disagree on the label count
+    x = tmp_path / "x"
+    x.mkdir()
+    (x / C.SKOPS_FILE).write_bytes((src / C.SKOPS_FILE).read_bytes())
+    (x / C.CARD_FILE).write_text(json.dumps({**card, "labels": card["labels"][:3]}))
+    with pytest.raises(ArtifactError, match="4 classes but the card lists 3"):
+        C.load(x)
+    # an XGBoost file that is not a model
+    xg = tmp_path / "xg"
+    xg.mkdir()
+    (xg / C.CARD_FILE).write_text(json.dumps({**card, "model_file": C.XGB_FILE}))
+    (xg / C.XGB_FILE).write_bytes(b"{garbage")
+    with pytest.raises(ArtifactError, match="not a valid XGBoost model"):
+        C.load(xg)
+
+
+def test_kfold_reports_every_fold_and_saves_fold0(tmp_path):
+    df = make_table(n_per_class=30, folds=5)
+    o = C.run("logreg", df, small_ml(), feature_set="gtzan57")
+    m = o.metrics
+    assert m["folds"] == 5 and len(m["per_fold"]) == 5
+    for part in ("val", "test"):
+        per = [m["per_fold"][str(f)][part]["accuracy"] for f in range(5)]
+        assert m[part]["accuracy"] == pytest.approx(np.mean(per))
+        assert m[f"{part}_std"]["accuracy"] == pytest.approx(np.std(per))
+        for f in range(5):  # each fold's test part is that fold's tracks
+            assert m["per_fold"][str(f)][part]["n"] == int((df["fold"] == (f if part == "test" else (f + 1) % 5)).sum())
+    # folds differ (different training rows), the artifact is fold 0's model
+    assert len({r.train_hash for r in o.folds}) == 5
+    fold0_train = df[~df["fold"].isin([0, 1])]
+    assert o.card["n_train"] == len(fold0_train)
+    assert o.card["train_data_hash"] == C.train_data_hash(fold0_train.sort_values("track_id"), C.feature_columns(df))
+    assert o.card["cv"]["k"] == 5 and o.card["val_metrics"] == o.folds[0].val
+    assert o.model is o.folds[0].model
+
+
+def test_grid_search_on_train_picks_best(table):
+    ml = small_ml(search="grid", logreg={"grid": {"C": [1e-4, 1.0]}})
+    o = C.run("logreg", table, ml, feature_set="gtzan57")
+    s = o.card["search"]
+    assert s["n_candidates"] == 2 and s["scoring"] == "balanced_accuracy"
+    # a tiny C collapses the model towards the class prior, so C=1 wins
+    assert s["best_params"] == {"C": 1.0} and o.card["params"]["C"] == 1.0
+    scores = {r["params"]["C"]: r["mean"] for r in s["results"]}
+    assert scores[1.0] > scores[1e-4]
+    assert o.metrics["search_best_cv_score"] == s["best_score"]
+
+
+def test_random_search_is_capped_and_seeded():
+    ml = small_ml(search="random", search_iter=3, random_forest={"grid": {"n_estimators": [5, 10], "max_depth": [2, 3, None]}})
+    c1 = C.candidates("random_forest", ml)
+    assert len(c1) == 3 and c1 == C.candidates("random_forest", ml)
+    full = C.candidates("random_forest", small_ml(search="grid", random_forest=ml.random_forest.__dict__))
+    assert len(full) == 6 and all(c in full for c in c1)
+    assert C.candidates("random_forest", small_ml(random_forest=ml.random_forest.__dict__)) == []  # search: none
+
+
+def test_bad_grid_is_a_params_error(table):
+    with pytest.raises(ParamsError, match="ml.svm.grid: unknown key 'Cee'"):
+        C.run("svm", table, small_ml(search="grid", svm={"grid": {"Cee": [1]}}), feature_set="x")
+    with pytest.raises(ParamsError, match=r"ml.svm.grid.C: -1.*out of range"):
+        C.run("svm", table, small_ml(search="grid", svm={"grid": {"C": [1, -1]}}), feature_set="x")
+    with pytest.raises(ParamsError, match="non-empty list"):
+        C.run("svm", table, small_ml(search="grid", svm={"grid": {"C": []}}), feature_set="x")
+
+
+def test_data_errors(table):
+    ml = small_ml()
+    no_jazz_train = table[~((table["genre"] == "jazz") & (table["split"] == "train"))]
+    with pytest.raises(DataError, match=r"genre\(s\) \['jazz'\] have no train tracks"):
+        C.run("logreg", no_jazz_train, ml, feature_set="x")
+    with pytest.raises(DataError, match="non-finite feature values.*mfcc4_mean"):
+        C.run("logreg", table.assign(mfcc4_mean=np.inf), ml, feature_set="x")
+    with pytest.raises(DataError, match="lacks column"):
+        C.run("logreg", table.drop(columns=["genre"]), ml, feature_set="x")
+    with pytest.raises(DataError, match="not numeric"):
+        C.run("logreg", table.assign(mfcc1_mean="x"), ml, feature_set="x")
+
+
+def test_track_level_metrics_average_rows_of_a_track():
+    # two rows of track a (one right, one wrong with lower confidence) -> the track is right
+    probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8]])
+    m = C.track_metrics(probs, np.array([0, 0, 1]), ["a", "a", "b"], ["x", "y"])
+    assert m["n"] == 2 and m["accuracy"] == 1.0

@@ -1,0 +1,106 @@
+"""stages/train_ml.py: one model per call, artifacts + metrics, one-line user errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mgr.models import classical as C
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_classical import make_table  # noqa: E402
+
+PARAMS = {
+    "ml": {
+        "models": ["logreg", "xgboost"],
+        "workers": 1,
+        "xgboost": {"n_estimators": 10, "max_depth": 2},
+        "random_forest": {"n_estimators": 10},
+    }
+}
+
+
+def _stage():
+    spec = importlib.util.spec_from_file_location("train_ml_stage", ROOT / "stages" / "train_ml.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    make_table(n_per_class=30).to_parquet(tmp_path / "features.parquet", index=False)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    return tmp_path
+
+
+def _args(w: Path, name: str) -> list[str]:
+    return [name, "--params", str(w / "params.yaml"), "--features", str(w / "features.parquet"),
+            "--models-dir", str(w / "models"), "--metrics-dir", str(w / "metrics" / "train-ml")]
+
+
+@pytest.mark.parametrize("name", ["logreg", "xgboost"])
+def test_stage_writes_artifact_and_metrics(workdir, name, capsys):
+    _stage().main(_args(workdir, name))
+    metrics = json.loads((workdir / "metrics" / "train-ml" / f"{name}.json").read_text())
+    assert metrics["folds"] == 1
+    assert set(metrics["val"]) == set(C.HEADLINE) and metrics["val"]["n"] == 24
+    assert metrics["val"]["accuracy"] > 0.5
+    art = C.load(workdir / "models" / name)
+    assert art.card["feature_set"] == "gtzan57" and art.card["params"]["seed"] == 42
+    assert art.card["val_metrics"]["accuracy"] == metrics["val"]["accuracy"]
+    # nothing half-written is left next to the outputs
+    assert [p.name for p in (workdir / "models").iterdir()] == [name]
+    assert f"{name}: wrote" in capsys.readouterr().out
+
+
+def test_stage_kfold_metrics(workdir):
+    make_table(n_per_class=20, folds=4).to_parquet(workdir / "features.parquet", index=False)
+    _stage().main(_args(workdir, "logreg"))
+    m = json.loads((workdir / "metrics" / "train-ml" / "logreg.json").read_text())
+    assert m["folds"] == 4 and set(m["per_fold"]) == {"0", "1", "2", "3"}
+    assert {"val", "val_std", "test", "test_std"} <= set(m)
+
+
+@pytest.mark.parametrize(
+    "name,setup,code,message",
+    [
+        ("knn", None, 2, "error: unknown classical model 'knn' (known: svm, xgboost, logreg, random_forest)"),
+        ("svm", None, 2, "error: params: 'svm' is not in ml.models (logreg, xgboost)"),
+        ("logreg", "nofeatures", 1, "features.parquet not found (run the features stage first"),
+        ("logreg", "garbage", 1, "is not a readable parquet file"),
+    ],
+)
+def test_stage_user_errors_are_one_line(workdir, name, setup, code, message):
+    if setup == "nofeatures":
+        (workdir / "features.parquet").unlink()
+    elif setup == "garbage":
+        (workdir / "features.parquet").write_bytes(b"not parquet")
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / "train_ml.py"), *_args(workdir, name)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert r.returncode == code, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert message in lines[0]
+    assert not (workdir / "models").exists()
+
+
+def test_dvc_stage_fans_out_over_ml_models():
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    st = dvc["stages"]["train-ml"]
+    assert st["foreach"] == "${ml.models}"
+    do = st["do"]
+    assert do["cmd"] == "python stages/train_ml.py ${item}"
+    assert {"stages/train_ml.py", "src/mgr/models/classical.py", "data/features.parquet"} <= set(do["deps"])
+    assert "ml.${item}" in do["params"] and "ml.seed" in do["params"]
+    assert do["outs"] == ["models/${item}"]
+    assert list(do["metrics"][0]) == ["metrics/train-ml/${item}.json"]
