@@ -108,3 +108,18 @@ def test_killed_fetch_leaves_no_complete_looking_dataset(tmp_path):
     res = fetch(p, root, progress=False)
     assert res.n_tracks == 4 and len(load_tracks(res.dataset_dir)) == 4
     assert sorted(x.name for x in root.iterdir()) == ["folder"]
+
+
+@pytest.mark.slow
+def test_synthetic_source_probes_and_rejects_injected_corrupt_files(tmp_path):
+    p = params_from_dict({"data": {"source": "synthetic", "workers": 2, "inject_corrupt": 4,
+                                   "synthetic": {"clips_per_genre": 1, "duration_s": 2.0, "sample_rate": 8000}}})
+    res = fetch(p, tmp_path / "raw", progress=False)
+    assert res.n_tracks == 10 and res.n_rejected == 4
+    assert res.genres is not None and len(res.genres) == 10
+    tr = load_tracks(res.dataset_dir)
+    assert (tr.duration_s == 2.0).all() and (tr.sample_rate == 8000).all()
+    assert {"tempo_bpm", "tags", "meter", "key"} <= set(tr.columns)
+    assert all(Path(x).is_file() for x in tr.path)
+    rej = (res.dataset_dir / "rejected.csv").read_text().splitlines()
+    assert len(rej) == 5 and all("corrupt" in line for line in rej[1:])

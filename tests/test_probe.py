@@ -46,3 +46,8 @@ def test_probe_files_parallel_keeps_order(tmp_path):
     assert [r.ok for r in res] == [True, True, True, False, True, True]
     assert abs(res[5].duration_s - 2.25) < 1e-9
     assert probe_files([], workers=2) == []
+
+
+def test_reason_names_the_file_not_its_directory(tmp_path):
+    r = probe_file(write_corrupt(tmp_path / "deep" / "x.flac"))
+    assert "x.flac" in r.reason and str(tmp_path) not in r.reason

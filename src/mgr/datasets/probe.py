@@ -57,7 +57,9 @@ def probe_file(path: str | os.PathLike, min_duration_s: float = 0.0) -> ProbeRes
                 if finite and not np.isfinite(block).all():
                     finite = False
     except Exception as e:  # noqa: BLE001 - any decoder failure is a reason, never a crash
-        return ProbeResult(p, False, reason=f"does not decode ({_one_line(e)})")
+        # name the file, not the (possibly temporary) directory it was probed in
+        msg = _one_line(e).replace(p, os.path.basename(p))
+        return ProbeResult(p, False, reason=f"does not decode ({msg})")
     if sr <= 0:
         return ProbeResult(p, False, reason=f"invalid sample rate {sr}")
     if frames == 0:
