@@ -3,7 +3,7 @@
 Usage: ``python stages/train_ml.py <name>`` (``<name>`` in ``ml.models``; dvc.yaml runs one
 per entry with ``foreach``). Writes ``models/<name>/`` (``model.json`` + ``model.skops`` or
 ``model.ubj``) and ``metrics/train-ml/<name>.json``. The work is in
-:func:`mgr.models.classical.run`; see that module for the protocol.
+:func:`mgr.models.classical.train`; see that module for the protocol.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         raise ParamsError(f"params: {args.name!r} is not in ml.models ({', '.join(p.ml.models)})")
 
     table = classical.load_table(args.features)
-    outcome = classical.run(
+    outcome = classical.train(
         args.name, table, p.ml, feature_set=p.features.set, workers=p.ml.workers, log=lambda s: print(s, flush=True)
     )
     model_dir = Path(args.models_dir) / args.name

@@ -67,7 +67,7 @@ def trained(table, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("models")
     ml = small_ml()
     for name in C.REGISTRY:
-        o = C.run(name, table, ml, feature_set="gtzan57")
+        o = C.train(name, table, ml, feature_set="gtzan57")
         card = C.save(o.model, root / name, o.card)
         out[name] = (o, card, root / name)
     return out
@@ -270,7 +270,7 @@ def test_foreign_and_broken_artifacts(trained, tmp_path):
 
 def test_kfold_reports_every_fold_and_saves_fold0(tmp_path):
     df = make_table(n_per_class=30, folds=5)
-    o = C.run("logreg", df, small_ml(), feature_set="gtzan57")
+    o = C.train("logreg", df, small_ml(), feature_set="gtzan57")
     m = o.metrics
     assert m["folds"] == 5 and len(m["per_fold"]) == 5
     for part in ("val", "test"):
@@ -290,7 +290,7 @@ def test_kfold_reports_every_fold_and_saves_fold0(tmp_path):
 
 def test_grid_search_on_train_picks_best(table):
     ml = small_ml(search="grid", logreg={"grid": {"C": [1e-4, 1.0]}})
-    o = C.run("logreg", table, ml, feature_set="gtzan57")
+    o = C.train("logreg", table, ml, feature_set="gtzan57")
     s = o.card["search"]
     assert s["n_candidates"] == 2 and s["scoring"] == "balanced_accuracy"
     # a tiny C collapses the model towards the class prior, so C=1 wins
@@ -311,24 +311,24 @@ def test_random_search_is_capped_and_seeded():
 
 def test_bad_grid_is_a_params_error(table):
     with pytest.raises(ParamsError, match="ml.svm.grid: unknown key 'Cee'"):
-        C.run("svm", table, small_ml(search="grid", svm={"grid": {"Cee": [1]}}), feature_set="x")
+        C.train("svm", table, small_ml(search="grid", svm={"grid": {"Cee": [1]}}), feature_set="x")
     with pytest.raises(ParamsError, match=r"ml.svm.grid.C: -1.*out of range"):
-        C.run("svm", table, small_ml(search="grid", svm={"grid": {"C": [1, -1]}}), feature_set="x")
+        C.train("svm", table, small_ml(search="grid", svm={"grid": {"C": [1, -1]}}), feature_set="x")
     with pytest.raises(ParamsError, match="non-empty list"):
-        C.run("svm", table, small_ml(search="grid", svm={"grid": {"C": []}}), feature_set="x")
+        C.train("svm", table, small_ml(search="grid", svm={"grid": {"C": []}}), feature_set="x")
 
 
 def test_data_errors(table):
     ml = small_ml()
     no_jazz_train = table[~((table["genre"] == "jazz") & (table["split"] == "train"))]
     with pytest.raises(DataError, match=r"genre\(s\) \['jazz'\] have no train tracks"):
-        C.run("logreg", no_jazz_train, ml, feature_set="x")
+        C.train("logreg", no_jazz_train, ml, feature_set="x")
     with pytest.raises(DataError, match="non-finite feature values.*mfcc4_mean"):
-        C.run("logreg", table.assign(mfcc4_mean=np.inf), ml, feature_set="x")
+        C.train("logreg", table.assign(mfcc4_mean=np.inf), ml, feature_set="x")
     with pytest.raises(DataError, match="lacks column"):
-        C.run("logreg", table.drop(columns=["genre"]), ml, feature_set="x")
+        C.train("logreg", table.drop(columns=["genre"]), ml, feature_set="x")
     with pytest.raises(DataError, match="not numeric"):
-        C.run("logreg", table.assign(mfcc1_mean="x"), ml, feature_set="x")
+        C.train("logreg", table.assign(mfcc1_mean="x"), ml, feature_set="x")
 
 
 def test_track_level_metrics_average_rows_of_a_track():

@@ -17,7 +17,7 @@ Registry (:data:`REGISTRY`, name -> :class:`ModelSpec`; each configured by ``ml.
 Every model is fitted on integer labels ``0..n_classes-1`` indexing the sorted genre
 vocabulary (the card's ``labels``), so ``predict_proba`` columns follow ``labels``.
 
-Protocol (:func:`run`): rows are tracks of ``data/features.parquet`` (``track_id, split, genre``
+Protocol (:func:`train`): rows are tracks of ``data/features.parquet`` (``track_id, split, genre``
 [+ ``fold``] then float feature columns). Hyper-parameter search (``ml.search``: ``grid`` or
 ``random`` over ``ml.<name>.grid``) uses stratified ``ml.search_cv``-fold cross-validation on the
 **train** rows only, scored by balanced accuracy; val and test rows are never seen by it. In
@@ -366,7 +366,7 @@ def fit(name: str, X: np.ndarray, y: np.ndarray, ml: MlParams, *, n_jobs: int = 
 
 @dataclass
 class Outcome:
-    """What :func:`run` returns: the artifact's model and card, and the metrics file content."""
+    """What :func:`train` returns: the artifact's model and card, and the metrics file content."""
 
     model: Any
     card: dict[str, Any]
@@ -374,7 +374,7 @@ class Outcome:
     folds: list[FitResult] = field(default_factory=list)
 
 
-def run(
+def train(
     name: str,
     table: Any,
     ml: MlParams,
