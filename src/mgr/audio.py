@@ -58,6 +58,8 @@ def _reason(e: BaseException) -> str:
 def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
     """``(frames, samplerate, channels)`` of a file from its header, or :class:`AudioError`."""
     sf = _sf()
+    if not os.path.isfile(path):
+        raise AudioError(f"audio: {path}: file not found")
     try:
         info = sf.info(str(path))
     except FileNotFoundError:

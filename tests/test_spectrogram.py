@@ -1,0 +1,254 @@
+"""mgr.spectrogram: the front end, the HDF5 store (round trip, windows, train-only stats)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from mgr.audio import load_audio
+from mgr.errors import DataError
+from mgr.params import AudioParams, SpectrogramParams
+from mgr.spectrogram import SpectrogramStore, build_store, compute_spectrogram, frontend_config, load_inputs
+
+SR = 8000
+AUDIO = AudioParams(sample_rate=SR)
+SPEC = SpectrogramParams(n_fft=256, hop_length=128, n_mels=32, top_db=80.0)
+
+
+def _make_dataset(tmp_path, n=8, *, folds=False, corrupt=True):
+    """n short clips (different lengths, loudness per split) + one corrupt file; tracks & split tables."""
+    rng = np.random.default_rng(0)
+    rows, split_rows = [], []
+    splits = ["train", "train", "train", "train", "val", "test", "test", "val"]
+    for i in range(n):
+        secs = 0.6 + 0.25 * i
+        t = np.arange(int(SR * secs)) / SR
+        amp = 0.5 if splits[i % len(splits)] == "train" else 0.02  # train tracks much louder
+        y = amp * np.sin(2 * np.pi * (200 + 150 * i) * t) + 0.01 * rng.standard_normal(t.size)
+        fmt = ["wav", "flac", "ogg"][i % 3]
+        path = tmp_path / f"c{i:02d}.{fmt}"
+        sf.write(path, y.astype(np.float32), SR)
+        tid = f"t{i:02d}"
+        rows.append({"track_id": tid, "path": path.name, "genre": ["a", "b"][i % 2], "duration_s": secs,
+                     "sample_rate": SR, "channels": 1, "tempo_bpm": 100.0 + i if i % 2 else np.nan,
+                     "tags": "x|y" if i % 3 == 0 else ("y" if i % 3 == 1 else "")})
+        r = {"track_id": tid, "split": splits[i % len(splits)]}
+        if folds:
+            r["fold"] = i % 4
+        split_rows.append(r)
+    if corrupt:
+        bad = tmp_path / "broken.flac"
+        bad.write_bytes(b"fLaC" + b"\x00nonsense" * 40)
+        rows.append({"track_id": "zz_bad", "path": bad.name, "genre": "a", "duration_s": 1.0,
+                     "sample_rate": SR, "channels": 1, "tempo_bpm": np.nan, "tags": ""})
+        split_rows.append({"track_id": "zz_bad", "split": "train", **({"fold": 0} if folds else {})})
+    # a track in tracks.csv but not in split.csv is not processed
+    rows.append({"track_id": "zz_unsplit", "path": "c00.wav", "genre": "a", "duration_s": 0.6,
+                 "sample_rate": SR, "channels": 1, "tempo_bpm": np.nan, "tags": ""})
+    pd.DataFrame(rows).to_csv(tmp_path / "tracks.csv", index=False)
+    pd.DataFrame(split_rows).to_csv(tmp_path / "split.csv", index=False)
+    return load_inputs(tmp_path / "tracks.csv", tmp_path / "split.csv")
+
+
+@pytest.fixture
+def store_path(tmp_path):
+    tracks = _make_dataset(tmp_path)
+    out = tmp_path / "spec.h5"
+    report = build_store(tracks, AUDIO, SPEC, out, workers=2, progress=False)
+    return out, report, tracks
+
+
+def test_frontend_presets():
+    fe = frontend_config(AudioParams(), SpectrogramParams())
+    assert (fe["sr"], fe["n_fft"], fe["hop"], fe["n_mels"], fe["ref"], fe["floor_db"]) == (22050, 2048, 512, 128, 1.0, -80.0)
+    choi = frontend_config(AudioParams(), SpectrogramParams(preset="choi"))
+    assert (choi["sr"], choi["n_fft"], choi["hop"], choi["n_mels"]) == (12000, 512, 256, 96)
+    stft = frontend_config(AudioParams(), SpectrogramParams(kind="stft", n_fft=512))
+    assert stft["n_mels"] == stft["n_bins"] == 257
+    json.dumps(fe)  # plain JSON for attrs and model cards
+
+
+@pytest.mark.slow  # librosa's first call JIT-compiles (~20 s on a busy machine)
+def test_compute_spectrogram_matches_librosa_with_fixed_reference():
+    import librosa
+
+    rng = np.random.default_rng(1)
+    y = (0.3 * np.sin(2 * np.pi * 440 * np.arange(22050 * 2) / 22050) + 0.05 * rng.standard_normal(44100)).astype(np.float32)
+    fe = frontend_config(AudioParams(), SpectrogramParams())
+    S = compute_spectrogram(y, 22050, fe)
+    ref = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=22050, n_fft=2048, hop_length=512, n_mels=128),
+                              ref=1.0, amin=1e-10, top_db=None)
+    assert S.shape == ref.shape == (128, 1 + len(y) // 512)
+    np.testing.assert_allclose(S, np.maximum(ref, -80.0), atol=1e-3)
+    # fixed reference: a quieter copy is lower by exactly 20 dB where above the floor (not re-normalised)
+    quiet = compute_spectrogram(y * 0.1, 22050, fe)
+    mask = S > -50
+    np.testing.assert_allclose(S[mask] - quiet[mask], 20.0, atol=1e-2)
+    stft_fe = frontend_config(AudioParams(), SpectrogramParams(kind="stft", n_fft=512, hop_length=256))
+    P = compute_spectrogram(y, 22050, stft_fe)
+    ref_p = librosa.power_to_db(np.abs(librosa.stft(y, n_fft=512, hop_length=256)) ** 2, ref=1.0, amin=1e-10, top_db=None)
+    np.testing.assert_allclose(P, np.maximum(ref_p, -80.0), atol=0.05)  # float32 rounding in near-empty bins
+    assert np.abs(P - np.maximum(ref_p, -80.0)).mean() < 1e-3
+
+
+def test_round_trip_attributes_and_data(store_path):
+    out, report, tracks = store_path
+    with SpectrogramStore(out) as st:
+        assert st.memmapped
+        assert st.labels == ["a", "b"]
+        assert st.tag_vocab == ["x", "y"]
+        assert st.frontend == frontend_config(AUDIO, SPEC)
+        assert set(st.versions) >= {"numpy", "librosa", "h5py"}
+        assert len(st.content_hash) == 64
+        assert list(st.track_ids) == [f"t{i:02d}" for i in range(8)]  # not zz_bad, not zz_unsplit
+        assert list(st.genre_idx) == [i % 2 for i in range(8)]
+        assert st.split[4] == "val" and list(st.fold) == [-1] * 8
+        assert np.isnan(st.tempo_bpm[0]) and st.tempo_bpm[1] == pytest.approx(101.0)
+        assert st.tags[0].tolist() == [1, 1] and st.tags[1].tolist() == [0, 1] and st.tags[2].tolist() == [0, 0]
+        for i in (0, 3, 7):
+            y = load_audio(tracks.loc[i, "path"], sr=SR)
+            expect = compute_spectrogram(y, SR, st.frontend)
+            got = st.track(i)
+            assert got.shape == (32, st.n_valid_frames[i]) == expect.shape
+            np.testing.assert_allclose(got, expect, atol=1e-5)
+        assert st.frames_for_seconds(1.0) == round(SR / 128)
+    with h5py.File(out) as h5:
+        assert h5["spec"].chunks is None  # contiguous by default
+        assert h5["stats/mean"].shape == (32,)
+    # deterministic: a second build gives the same content hash
+    out2 = out.with_name("again.h5")
+    build_store(tracks, AUDIO, SPEC, out2, workers=1, progress=False)
+    with SpectrogramStore(out2) as a, SpectrogramStore(out) as b:
+        assert a.content_hash == b.content_hash
+
+
+def test_compressed_store_reads_the_same(store_path, tmp_path):
+    out, _, tracks = store_path
+    gz = tmp_path / "gz.h5"
+    build_store(tracks, AUDIO, replace(SPEC, compression="gzip"), gz, workers=1, progress=False)
+    with SpectrogramStore(gz) as c, SpectrogramStore(out) as u:
+        assert not c.memmapped and u.memmapped
+        np.testing.assert_array_equal(c.track(5), u.track(5))
+        Xc, ic = c.random_windows(c.indices("train"), 6, 5, rng=3)
+        Xu, iu = u.random_windows(u.indices("train"), 6, 5, rng=3)
+        np.testing.assert_array_equal(Xc, Xu)
+        np.testing.assert_array_equal(ic, iu)
+
+
+def test_corrupt_file_is_skipped_and_reported(store_path):
+    out, report, _ = store_path
+    assert report["n_tracks"] == 8 and report["n_skipped"] == 1
+    (s,) = report["skipped"]
+    assert s["track_id"] == "zz_bad" and "broken.flac" in s["reason"]
+    with SpectrogramStore(out) as st:
+        assert "zz_bad" not in set(st.track_ids)
+
+
+def test_random_windows_never_cross_track_boundaries(store_path):
+    out, _, _ = store_path
+    with SpectrogramStore(out) as st:
+        idx = st.indices("train")
+        assert set(st.split[idx]) == {"train"}
+        w = 12
+        X, tix = st.random_windows(idx, 64, w, rng=np.random.default_rng(0))
+        assert X.shape == (64, 32, w) and set(tix) <= set(idx)
+        for x, i in zip(X, tix):
+            spec = st.track(i)
+            n = spec.shape[1]
+            if n < w:
+                assert np.all(x[:, n:] == st.floor_db)
+                np.testing.assert_array_equal(x[:, :n], spec)
+                continue
+            # the window is a contiguous slice of its own track
+            assert any(np.array_equal(x, spec[:, s : s + w]) for s in range(n - w + 1))
+        # a window longer than every track is padded, never filled from the neighbour
+        big = int(st.n_valid_frames.max()) + 7
+        Xb, tb = st.random_windows(idx, 4, big, rng=1)
+        for x, i in zip(Xb, tb):
+            n = int(st.n_valid_frames[i])
+            assert np.all(x[:, n:] == st.floor_db)
+
+
+def test_track_windows_cover_the_whole_clip(store_path):
+    out, _, _ = store_path
+    with SpectrogramStore(out) as st:
+        for i in range(len(st)):
+            spec = st.track(i)
+            n = spec.shape[1]
+            w = 10
+            X = st.track_windows(i, w, overlap=0.5)
+            if n <= w:
+                assert X.shape[0] == 1
+                continue
+            np.testing.assert_array_equal(X[0], spec[:, :w])
+            np.testing.assert_array_equal(X[-1], spec[:, n - w :])  # last window aligned to the end
+            covered = np.zeros(n, dtype=bool)
+            hop = 5
+            starts = list(range(0, n - w + 1, hop))
+            if starts[-1] + w < n:
+                starts.append(n - w)
+            assert X.shape == (len(starts), 32, w)
+            for k, s in enumerate(starts):
+                np.testing.assert_array_equal(X[k], spec[:, s : s + w])
+                covered[s : s + w] = True
+            assert covered.all()
+
+
+def test_stats_come_from_train_tracks_only(store_path):
+    out, _, _ = store_path
+    with SpectrogramStore(out) as st:
+        mean, std = st.stats()
+        train = np.concatenate([st.track(i) for i in st.indices("train")], axis=1)
+        np.testing.assert_allclose(mean, train.mean(axis=1), atol=1e-3)
+        np.testing.assert_allclose(std, train.std(axis=1), atol=1e-3)
+        every = np.concatenate([st.track(i) for i in range(len(st))], axis=1)
+        assert np.abs(every.mean(axis=1) - mean).max() > 1.0  # val/test are quieter: they would shift it
+    with h5py.File(out) as h5:
+        np.testing.assert_allclose(h5["stats/mean"][...], mean, atol=1e-5)
+
+
+def test_kfold_indices_and_stats(tmp_path):
+    tracks = _make_dataset(tmp_path, folds=True, corrupt=False)
+    out = tmp_path / "k.h5"
+    build_store(tracks, AUDIO, SPEC, out, workers=1, progress=False)
+    with SpectrogramStore(out) as st:
+        assert st.n_folds == 4
+        test1, val1, train1 = st.indices("test", 1), st.indices("val", 1), st.indices("train", 1)
+        assert set(st.fold[test1]) == {1} and set(st.fold[val1]) == {2} and set(st.fold[train1]) == {0, 3}
+        assert len(set(test1) | set(val1) | set(train1)) == len(st)
+        mean, _ = st.stats(1)
+        ref = np.concatenate([st.track(i) for i in train1], axis=1).mean(axis=1)
+        np.testing.assert_allclose(mean, ref, atol=1e-3)
+        with h5py.File(out) as h5:
+            np.testing.assert_allclose(h5["stats/fold_1/mean"][...], mean, atol=1e-5)
+        with pytest.raises(DataError):
+            st.indices("train", 9)
+
+
+@pytest.mark.slow  # great-expectations import
+def test_store_validation_catches_inconsistent_metadata(store_path, tmp_path):
+    from mgr.validation.features import validate_store
+
+    out, _, _ = store_path
+    validate_store(out, report_dir=tmp_path / "rep")
+    with h5py.File(out, "r+") as h5:
+        h5["tracks/genre_idx"][0] = 7  # no such label
+    with pytest.raises(DataError, match="genre_idx"):
+        validate_store(out, report_dir=tmp_path / "rep")
+    with h5py.File(out, "r+") as h5:
+        del h5.attrs["content_hash"]
+    with pytest.raises(DataError, match="content_hash"):
+        validate_store(out, report_dir=None)
+
+
+def test_missing_inputs_are_user_errors(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_inputs(tmp_path / "tracks.csv", tmp_path / "split.csv")
+    with pytest.raises(DataError, match="not found"):
+        SpectrogramStore(tmp_path / "nope.h5")
