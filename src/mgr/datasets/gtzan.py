@@ -82,10 +82,12 @@ def find_genre_root(root: Path, max_depth: int = 4) -> tuple[Path, str]:
                 subs = sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith((".", "__MACOSX")))
             except OSError:
                 continue
-            names = {p.name.lower() for p in subs}
-            if len(names & set(GENRES)) >= 2:
-                exts = {f.suffix.lower() for g in subs if g.name.lower() in GENRES for f in g.iterdir()}
-                return d, ("original" if ".au" in exts and ".wav" not in exts else "kaggle")
+            gdirs = [p for p in subs if p.name.lower() in GENRES]
+            if len(gdirs) >= 2:
+                # genre-named folders that hold GTZAN audio (not e.g. Kaggle's images_original/)
+                exts = {f.suffix.lower() for g in gdirs for f in g.iterdir() if _FILE_RE.match(f.name)}
+                if exts:
+                    return d, ("original" if ".au" in exts and ".wav" not in exts else "kaggle")
             nxt.extend(subs)
         frontier = nxt
     raise DataError(
