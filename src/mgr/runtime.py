@@ -241,6 +241,32 @@ class _BatchNorm(_Layer):
         )
 
 
+class _Normalization(_Layer):
+    """keras.layers.Normalization: (x - mean) / max(sqrt(var), 1e-7) along ``axis``."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        if cfg.get("invert"):
+            raise _Unsupported("Normalization(invert=True)")
+
+    def __call__(self, x):
+        if self.cfg.get("mean") is not None:
+            mean = np.asarray(self.cfg["mean"], np.float32)
+            var = np.asarray(self.cfg["variance"], np.float32)
+        elif len(self.w) >= 2:
+            mean, var = self.w[0], self.w[1]
+        else:
+            raise ArtifactError(f"Normalization layer {self.name!r} has neither config statistics nor weights")
+        axis = self.cfg.get("axis", -1)
+        axes = [axis] if isinstance(axis, int) else list(axis or [])
+        shape = [1] * x.ndim
+        for a in axes:
+            shape[a] = x.shape[a]
+        mean = mean.reshape(shape) if mean.size > 1 else mean
+        var = var.reshape(shape) if var.size > 1 else var
+        return ((x - mean) / np.maximum(np.sqrt(var), np.float32(1e-7))).astype(np.float32)
+
+
 class _LayerNorm(_Layer):
     def __call__(self, x):
         axis = self.cfg.get("axis", -1)
@@ -481,6 +507,7 @@ LAYERS: dict[str, Any] = {
     "Conv1D": _Conv1D,
     "BatchNormalization": _BatchNorm,
     "LayerNormalization": _LayerNorm,
+    "Normalization": _Normalization,
     "Activation": _Activation,
     "ReLU": _ReLU,
     "LeakyReLU": _LeakyReLU,
@@ -509,7 +536,7 @@ LAYERS: dict[str, Any] = {
     "Bidirectional": _Bidirectional,
 }
 SUPPORTED_LAYERS = frozenset(LAYERS)
-_WEIGHTLESS = {"InputLayer", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout",
+_WEIGHTLESS = {"InputLayer", "Normalization", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout",
                "ActivityRegularization", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "Flatten", "Reshape",
                "Permute", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D", "AveragePooling1D",
                "GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
@@ -557,7 +584,7 @@ def _snake(name: str) -> str:
     import re
 
     s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
 
 
 def _inbound(node: Any) -> list[tuple[str, int, int]]:

@@ -1,0 +1,906 @@
+"""``mgr predict``: genre, tempo and tags for audio files from any trained artifact.
+
+Pipeline per input file
+-----------------------
+* **Deep models** (``kind: deep``): the file is decoded block by block
+  (:func:`mgr.audio.stream_blocks`, soxr stream resampling to the card's ``frontend.sr``) and
+  turned into log-mel frames incrementally with the card's front end (:class:`StreamingFrontEnd`,
+  the same centred STFT / Slaney mel / fixed-reference dB as
+  :func:`mgr.spectrogram.compute_spectrogram`, checked equal in the tests). Model windows of
+  ``window_frames`` frames are cut from a ring of frames as they arrive and run in small batches,
+  so memory is bounded by one block plus one segment whatever the file length. The network runs
+  on the NumPy runtime (:mod:`mgr.runtime`) when it supports every layer, else on Keras
+  (``safe_mode=True``); ``MGR_RUNTIME=keras`` forces Keras.
+* **Classical models** (``kind: classical``): the whole file is decoded with the training audio
+  policy (:func:`mgr.audio.load_audio`) and its handcrafted features
+  (:func:`mgr.features.extract_features`) go to the model, as in training. ``--window`` splits it
+  into segments whose predictions are aggregated instead.
+* **Aggregation** over segments: ``mean`` (mean probability) or ``vote`` (majority of segment
+  argmaxes; the reported probabilities are then the vote fractions).
+* **Tempo**: the model's tempo head when it has one (probability-weighted bin centre), else
+  the DSP estimate ``librosa.feature.tempo`` (for ``gtzan57`` classical models, its ``tempo``
+  feature, which is exactly that estimate). **Tags**: the tags head's mean scores above
+  ``--tag-threshold``.
+
+Bad inputs
+----------
+Each failing input gives one :class:`InputFailure` with a one-line reason (missing path, a
+directory with no audio, zero bytes, truncated, not audio / format not recognised, an
+unsupported codec, too short, undecodable); the other inputs are still processed.
+Files shorter than one window are **zero-padded to one window with a warning**; files shorter
+than :data:`MIN_DURATION_S` are refused (nothing meaningful to classify).
+
+Public API: :func:`discover_inputs`, :func:`resolve_model`, :func:`load_predictor`,
+:class:`Predictor` (``.predict_file(path)``), :class:`Prediction`, :class:`InputFailure`,
+:func:`predict_many`, :func:`list_models`, :func:`to_json_line`, :func:`csv_rows`,
+:class:`StreamingFrontEnd`, :func:`mel_filterbank`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mgr.errors import ArtifactError, AudioError, UserError
+
+#: Extensions picked up when a directory is given (explicit files are tried whatever their name).
+AUDIO_EXTS = (".wav", ".au", ".snd", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
+              ".m4a", ".aac", ".wma", ".mp4")
+#: Containers/codecs libsndfile cannot decode (named in the error instead of "not recognised").
+UNSUPPORTED_EXTS = {".m4a": "AAC/ALAC in MP4", ".aac": "AAC", ".wma": "WMA", ".mp4": "MP4"}
+MIN_DURATION_S = 0.5
+DEFAULT_TAG_THRESHOLD = 0.5
+BLOCK_S = 20.0  # decode block length for streaming (seconds)
+BATCH_WINDOWS = 16  # model windows per forward pass
+
+# exit codes of `mgr predict` (documented in the README's "Predicting" section)
+EXIT_OK = 0
+EXIT_INPUT_FAILED = 1  # at least one input failed; the others were predicted
+EXIT_USAGE = 2  # bad command line / params
+EXIT_MODEL = 3  # the model could not be found or loaded safely; nothing was predicted
+
+
+@dataclass
+class Prediction:
+    path: str
+    genre: str
+    top_k: list[tuple[str, float]]
+    tempo_bpm: float | None
+    tempo_source: str
+    tags: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    n_windows: int = 0
+    duration_s: float = 0.0
+
+    ok = True
+
+
+@dataclass
+class InputFailure:
+    path: str
+    error: str
+    ok = False
+
+
+# ------------------------------------------------------------------------------- inputs
+def discover_inputs(paths: Iterable[str | os.PathLike], recursive: bool = False) -> list[Path | InputFailure]:
+    """Expand the command-line paths, in order: files as given, directories to their audio files
+    (sorted; descending into sub-directories only with ``recursive``). A missing path or a
+    directory without audio becomes an :class:`InputFailure`."""
+    out: list[Path | InputFailure] = []
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            out.append(InputFailure(str(raw), "no such file or directory"))
+            continue
+        if p.is_dir():
+            it = p.rglob("*") if recursive else p.iterdir()
+            found = sorted(f for f in it if f.is_file() and f.suffix.lower() in AUDIO_EXTS)
+            if not found:
+                hint = ""
+                if not recursive and any(
+                    f.suffix.lower() in AUDIO_EXTS for f in p.rglob("*") if f.is_file()
+                ):
+                    hint = " (its sub-directories have some: add --recursive)"
+                out.append(InputFailure(str(raw), f"directory has no audio files{hint}"))
+            out.extend(found)
+            continue
+        out.append(p)
+    return out
+
+
+def _wav_au_truncation(path: Path, size: int) -> str | None:
+    """For WAV/AU, compare the header's declared data size with the bytes on disk."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        pos = 12
+        while pos + 8 <= len(head):
+            cid, csize = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
+            if cid == b"data":
+                if csize not in (0, 0xFFFFFFFF) and pos + 8 + csize > size:
+                    return f"truncated (header declares {csize} data bytes, file holds {size - pos - 8})"
+                return None
+            pos += 8 + csize + (csize & 1)
+        return None
+    if head[:4] == b".snd" and len(head) >= 12:
+        off, dsize = struct.unpack(">II", head[4:12])
+        if dsize != 0xFFFFFFFF and off + dsize > size:
+            return f"truncated (header declares {dsize} data bytes, file holds {max(0, size - off)})"
+    return None
+
+
+def check_file(path: Path) -> tuple[int, int, int]:
+    """Fail fast on bad files: ``(frames, samplerate, channels)`` or :class:`AudioError` (one line)."""
+    import soundfile as sf
+
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise AudioError(f"cannot read ({e.strerror})") from None
+    if size == 0:
+        raise AudioError("empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise AudioError("permission denied")
+    try:
+        info = sf.info(str(path))
+    except Exception as e:
+        msg = str(e)
+        ext = path.suffix.lower()
+        if ext in UNSUPPORTED_EXTS:
+            raise AudioError(f"unsupported codec ({UNSUPPORTED_EXTS[ext]} cannot be decoded; convert to WAV/FLAC/OGG/MP3)") from None
+        if "not recognised" in msg or "not recognized" in msg:
+            raise AudioError("not an audio file (format not recognised)") from None
+        if "nsupported" in msg or "encoding" in msg.lower():
+            raise AudioError(f"unsupported codec ({_short(msg)})") from None
+        raise AudioError(f"cannot decode ({_short(msg)})") from None
+    trunc = _wav_au_truncation(path, size)
+    if trunc:
+        raise AudioError(trunc)
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise AudioError("no audio frames (empty or truncated stream)")
+    return int(info.frames), int(info.samplerate), int(info.channels)
+
+
+def _short(msg: str) -> str:
+    msg = msg.strip().splitlines()[0] if msg.strip() else "unknown error"
+    if ":" in msg and msg.startswith("Error opening"):
+        msg = msg.split(":", 1)[1].strip()
+    return msg[:160]
+
+
+# ------------------------------------------------------------------------------- models
+def resolve_model(spec: str | None, root: str | os.PathLike = ".") -> Path:
+    """The model directory for ``--model``: a directory, ``models/NAME``, or (``None``) the best
+    model by test accuracy in ``metrics/summary.json`` (else ``reports/leaderboard.md``)."""
+    root = Path(root)
+    models = root / "models"
+    if spec:
+        p = Path(spec)
+        if p.is_dir():
+            return p
+        if (models / spec).is_dir():
+            return models / spec
+        have = sorted(d.name for d in models.iterdir() if (d / "model.json").is_file()) if models.is_dir() else []
+        raise ArtifactError(
+            f"model {spec!r} not found (not a directory, and no {models / spec}); "
+            + (f"available: {', '.join(have)}" if have else "no trained models in models/ (run dvc repro)")
+        )
+    best = best_model_name(root)
+    if best and (models / best).is_dir():
+        return models / best
+    have = sorted(d.name for d in models.iterdir() if (d / "model.json").is_file()) if models.is_dir() else []
+    if len(have) == 1:
+        return models / have[0]
+    if not have:
+        raise ArtifactError("no trained models in models/ (run `dvc repro`, or pass --model DIR)")
+    raise ArtifactError(f"no leaderboard to choose a default model from; pass --model (available: {', '.join(have)})")
+
+
+def _acc_of(entry: Any) -> float | None:
+    if isinstance(entry, (int, float)):
+        return float(entry)
+    if isinstance(entry, dict):
+        for key in ("accuracy", "track_accuracy", "acc"):
+            if key in entry:
+                v = _acc_of(entry[key])
+                if v is not None:
+                    return v
+        for key in ("track", "test", "headline", "mean"):
+            if key in entry:
+                v = _acc_of(entry[key])
+                if v is not None:
+                    return v
+    return None
+
+
+def best_model_name(root: str | os.PathLike = ".") -> str | None:
+    """Name of the model with the best test accuracy (``metrics/summary.json``, else the
+    leaderboard table), or ``None`` when neither exists."""
+    root = Path(root)
+    summary = root / "metrics" / "summary.json"
+    if summary.is_file():
+        try:
+            data = json.loads(summary.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = None
+        if isinstance(data, dict):
+            models = data.get("models", data)
+            scores = {}
+            if isinstance(models, dict):
+                for name, entry in models.items():
+                    acc = _acc_of(entry)
+                    if acc is not None and not math.isnan(acc):
+                        scores[name] = acc
+            elif isinstance(models, list):
+                for entry in models:
+                    if isinstance(entry, dict) and "name" in entry:
+                        acc = _acc_of(entry)
+                        if acc is not None:
+                            scores[str(entry["name"])] = acc
+            if scores:
+                return max(scores, key=lambda k: scores[k])
+    board = root / "reports" / "leaderboard.md"
+    if board.is_file():
+        rows = [r for r in board.read_text().splitlines() if r.startswith("|")]
+        if len(rows) > 2:
+            head = [c.strip().lower() for c in rows[0].strip("|").split("|")]
+            acc_col = next((i for i, c in enumerate(head) if "acc" in c and "bal" not in c), None)
+            name_col = next((i for i, c in enumerate(head) if c in ("model", "name")), 0)
+            best, best_v = None, -1.0
+            for r in rows[2:]:
+                cells = [c.strip().strip("*`") for c in r.strip("|").split("|")]
+                try:
+                    v = float(cells[acc_col].split()[0]) if acc_col is not None else 0.0
+                except (ValueError, IndexError):
+                    continue
+                if v > best_v:
+                    best, best_v = cells[name_col], v
+            return best
+    return None
+
+
+def read_card(model_dir: Path) -> dict:
+    path = model_dir / "model.json"
+    if not model_dir.is_dir():
+        raise ArtifactError(f"{model_dir} is not a model directory")
+    if not path.is_file():
+        raise ArtifactError(f"{model_dir}: no model.json (not a trained model directory)")
+    try:
+        card = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(card, dict) or card.get("kind") not in ("classical", "deep"):
+        kind = card.get("kind") if isinstance(card, dict) else None
+        raise ArtifactError(f"{path}: not an mgr model card (kind={kind!r}; expected 'classical' or 'deep')")
+    labels = card.get("labels")
+    if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(s, str) for s in labels):
+        raise ArtifactError(f"{path}: labels must be a list of at least two strings")
+    return card
+
+
+class Predictor:
+    """A loaded artifact that turns one audio file into a :class:`Prediction`."""
+
+    name: str
+    kind: str
+    labels: list[str]
+    runtime: str
+    card: dict
+
+    def __init__(self, *, top_k: int = 3, window_s: float | None = None, overlap: float = 0.5,
+                 aggregate: str = "mean", tag_threshold: float = DEFAULT_TAG_THRESHOLD):
+        if aggregate not in ("mean", "vote"):
+            raise UserError(f"--aggregate must be mean or vote, not {aggregate!r}")
+        if not 0.0 <= overlap < 1.0:
+            raise UserError(f"--overlap must be in [0, 1), got {overlap}")
+        if window_s is not None and window_s <= 0:
+            raise UserError(f"--window must be positive, got {window_s}")
+        if top_k < 1:
+            raise UserError(f"--top-k must be at least 1, got {top_k}")
+        self.top_k, self.window_s, self.overlap = top_k, window_s, overlap
+        self.aggregate, self.tag_threshold = aggregate, tag_threshold
+
+    def predict_file(self, path: Path) -> Prediction:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # shared helpers
+    def _combine(self, seg_probs: np.ndarray) -> np.ndarray:
+        if self.aggregate == "vote" and len(seg_probs) > 1:
+            votes = np.bincount(seg_probs.argmax(axis=1), minlength=seg_probs.shape[1]).astype(np.float64)
+            # ties broken by mean probability (tiny epsilon keeps the vote order)
+            return votes / votes.sum() + 1e-9 * seg_probs.mean(axis=0)
+        return seg_probs.mean(axis=0)
+
+    def _top(self, probs: np.ndarray) -> list[tuple[str, float]]:
+        order = np.argsort(-probs, kind="stable")[: self.top_k]
+        return [(self.labels[i], float(round(probs[i], 6))) for i in order]
+
+
+# ----------------------------------------------------------------------------- front end
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    f = np.asarray(f, dtype=np.float64)
+    f_sp = 200.0 / 3
+    mels = f / f_sp
+    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, np.log(6.4) / 27.0
+    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-12) / min_log_hz) / logstep, mels)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, np.log(6.4) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """Slaney mel filterbank ``(n_bins, n_mels)`` float32: NumPy re-implementation of
+    ``librosa.filters.mel(htk=False, norm="slaney")`` (equality tested) without importing librosa."""
+    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    weights = np.zeros((n_mels, n_fft // 2 + 1), dtype=np.float32)
+    for i in range(n_mels):
+        lower = -ramps[i] / fdiff[i]
+        upper = ramps[i + 2] / fdiff[i + 1]
+        weights[i] = np.maximum(0, np.minimum(lower, upper))
+    enorm = 2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels])
+    weights *= enorm[:, None]
+    return np.ascontiguousarray(weights.T)
+
+
+class StreamingFrontEnd:
+    """The card's front end applied incrementally: ``push(samples)`` returns the new frames
+    ``(k, rows)``; ``finish()`` the last ones. The frames equal those of
+    :func:`mgr.spectrogram.compute_spectrogram` on the whole signal (centred STFT with zero
+    padding, periodic Hann, power, Slaney mel, dB with a fixed reference, floor at ``-top_db``).
+    """
+
+    SUPPORTED = {"window": "hann", "center": True, "pad_mode": "constant", "power": 2.0, "scale": "db"}
+
+    def __init__(self, frontend: dict):
+        for k, v in self.SUPPORTED.items():
+            if k in frontend and frontend[k] != v:
+                raise ArtifactError(f"model card front end {k}={frontend[k]!r} is not supported by mgr predict (expects {v!r})")
+        if frontend.get("mel_htk") or frontend.get("mel_norm", "slaney") != "slaney":
+            raise ArtifactError("model card front end uses an HTK/unnormalised mel scale, which mgr predict does not support")
+        self.fe = frontend
+        self.sr = int(frontend["sr"])
+        self.n_fft = int(frontend["n_fft"])
+        self.hop = int(frontend.get("hop", frontend.get("hop_length")))
+        self.kind = frontend.get("kind", "logmel")
+        self.rows = int(frontend["n_mels"])
+        self.basis = (
+            mel_filterbank(self.sr, self.n_fft, self.rows, float(frontend["fmin"]), float(frontend["fmax"]))
+            if self.kind == "logmel" else None
+        )
+        n = np.arange(self.n_fft, dtype=np.float64)
+        self.win = (0.5 - 0.5 * np.cos(2.0 * np.pi * n / self.n_fft)).astype(np.float32)
+        self.amin = float(frontend.get("amin", 1e-10))
+        self.ref = float(frontend.get("ref", 1.0))
+        self.top_db = frontend.get("top_db")
+        self.floor_db = float(frontend.get("floor_db", -self.top_db if self.top_db is not None else -100.0))
+        self._buf = np.zeros(self.n_fft // 2, dtype=np.float32)  # centre padding
+        self.n_samples = 0
+        self.n_frames = 0
+
+    def _frames(self, buf: np.ndarray, n: int) -> np.ndarray:
+        frames = np.lib.stride_tricks.as_strided(
+            buf, shape=(n, self.n_fft), strides=(buf.strides[0] * self.hop, buf.strides[0]), writeable=False
+        )
+        out = np.empty((n, self.rows), dtype=np.float32)
+        for s in range(0, n, 1024):
+            spec = np.fft.rfft(frames[s : s + 1024] * self.win, axis=1)
+            power = (spec.real * spec.real + spec.imag * spec.imag).astype(np.float32)
+            out[s : s + 1024] = power @ self.basis if self.basis is not None else power
+        np.maximum(out, np.float32(self.amin), out=out)
+        np.log10(out, out=out)
+        out *= np.float32(10.0)
+        if self.ref != 1.0:
+            out -= np.float32(10.0 * math.log10(self.ref))
+        if self.top_db is not None:
+            np.maximum(out, np.float32(self.floor_db), out=out)
+        self.n_frames += n
+        return out
+
+    def push(self, y: np.ndarray) -> np.ndarray:
+        y = np.asarray(y, dtype=np.float32)
+        self.n_samples += len(y)
+        buf = np.concatenate([self._buf, y])
+        n = 1 + (len(buf) - self.n_fft) // self.hop if len(buf) >= self.n_fft else 0
+        if n <= 0:
+            self._buf = buf
+            return np.zeros((0, self.rows), np.float32)
+        out = self._frames(buf, n)
+        self._buf = buf[n * self.hop :].copy()
+        return out
+
+    def finish(self) -> np.ndarray:
+        total = 1 + self.n_samples // self.hop
+        buf = np.concatenate([self._buf, np.zeros(self.n_fft // 2 + self.n_fft, np.float32)])
+        n = total - self.n_frames
+        if n <= 0:
+            return np.zeros((0, self.rows), np.float32)
+        return self._frames(buf, n)
+
+
+def spectrogram_frames(path: Path, frontend: dict, block_s: float = BLOCK_S) -> Iterator[np.ndarray]:
+    """Stream a file's spectrogram as frames-major blocks ``(k, rows)`` (bounded memory)."""
+    from mgr.audio import stream_blocks
+
+    fe = StreamingFrontEnd(frontend)
+    for block in stream_blocks(path, fe.sr, block_s):
+        if not np.all(np.isfinite(block)):
+            raise AudioError("decoded samples contain NaN or inf")
+        out = fe.push(block)
+        if len(out):
+            yield out
+    out = fe.finish()
+    if len(out):
+        yield out
+
+
+def file_spectrogram(path: str | os.PathLike, frontend: dict) -> np.ndarray:
+    """The whole spectrogram ``(rows, frames)`` as predict computes it (tests, small files)."""
+    blocks = list(spectrogram_frames(Path(path), frontend))
+    return np.concatenate(blocks).T if blocks else np.zeros((int(frontend["n_mels"]), 0), np.float32)
+
+
+# ------------------------------------------------------------------------------ windowing
+class WindowStream:
+    """Cut windows of ``length`` frames every ``hop`` frames from frames that arrive in blocks;
+    the last window is end-aligned so the whole input is covered (as ``mgr.audio.window_starts``).
+    Keeps at most ``length + block`` frames."""
+
+    def __init__(self, length: int, hop: int, rows: int):
+        self.length, self.hop, self.rows = length, hop, rows
+        self.buf = np.zeros((0, rows), np.float32)
+        self.offset = 0  # absolute frame index of buf[0]
+        self.next_start = 0
+        self.last_end = 0  # end of the last emitted window
+
+    def push(self, frames: np.ndarray) -> list[np.ndarray]:
+        self.buf = np.concatenate([self.buf, frames]) if len(self.buf) else frames
+        out = []
+        while self.next_start + self.length <= self.offset + len(self.buf):
+            s = self.next_start - self.offset
+            out.append(self.buf[s : s + self.length].copy())
+            self.last_end = self.next_start + self.length
+            self.next_start += self.hop
+        # keep only what a later (or the final end-aligned) window can need
+        keep_from = min(self.next_start, self.offset + len(self.buf) - self.length)
+        drop = max(0, keep_from - self.offset)
+        if drop:
+            self.buf = self.buf[drop:]
+            self.offset += drop
+        return out
+
+    def finish(self, total: int, pad_value: float) -> list[np.ndarray]:
+        if total < self.length:  # one window, padded at the end
+            pad = np.full((self.length - len(self.buf), self.rows), pad_value, np.float32)
+            return [np.concatenate([self.buf, pad])]
+        if self.last_end < total:
+            s = total - self.length - self.offset
+            return [self.buf[s : s + self.length].copy()]
+        return []
+
+
+# --------------------------------------------------------------------------------- deep
+class DeepPredictor(Predictor):
+    kind = "deep"
+
+    def __init__(self, model_dir: Path, card: dict, **kw: Any):
+        super().__init__(**kw)
+        self.model_dir, self.card = model_dir, card
+        for key in ("frontend", "window_frames", "outputs"):
+            if key not in card:
+                raise ArtifactError(f"{model_dir / 'model.json'}: missing {key!r}")
+        self.name = str(card.get("name", model_dir.name))
+        self.labels = list(card["labels"])
+        self.frontend = dict(card["frontend"])
+        self.window_frames = int(card["window_frames"])
+        self.outputs = list(card["outputs"])
+        tb = card.get("tempo_bins") or {}
+        self.tempo_centres = list(tb.get("centres", []))
+        self.tempo_log = tb.get("kind") == "log"
+        self.tag_vocab = list(card.get("tag_vocab") or [])
+        self.hop_s = float(self.frontend.get("hop", self.frontend.get("hop_length"))) / float(self.frontend["sr"])
+        self.window_s_model = self.window_frames * self.hop_s
+        StreamingFrontEnd(self.frontend)  # validate the front end before loading anything
+        self._load_model()
+
+    def _load_model(self) -> None:
+        from mgr.runtime import NumpyModel, read_keras_config, unsupported_layers
+
+        path = self.model_dir / str(self.card.get("model_file", "model.keras"))
+        if path.name != "model.keras" or not path.is_file():
+            raise ArtifactError(f"{self.model_dir}: model.keras is missing")
+        config = read_keras_config(path)  # refuses non-Keras / foreign archives before any code
+        _check_keras_config(config, path)
+        self._verify_hash(path)
+        forced = os.environ.get("MGR_RUNTIME", "").lower()
+        if forced != "keras" and not unsupported_layers(config):
+            self.model = NumpyModel.load(path)
+            self.runtime = "numpy"
+            names = sorted(self.model.output_keys)
+        else:
+            from mgr.models import deep
+
+            art = deep.load(self.model_dir)
+            self.model = art
+            self.runtime = "keras"
+            names = sorted(art.outputs)
+        if names != sorted(self.outputs):
+            raise ArtifactError(f"{path}: outputs {names} do not match the card's {sorted(self.outputs)}")
+        if self.runtime == "numpy":
+            shape = self.model.input_shape
+            want = (int(self.frontend["n_mels"]), self.window_frames, 1)
+            if shape is not None and tuple(int(s) for s in shape) != want:
+                raise ArtifactError(f"{path}: input shape {shape} does not match the card ({want})")
+
+    def _verify_hash(self, path: Path) -> None:
+        want = (self.card.get("sha256") or {}).get(path.name) if isinstance(self.card.get("sha256"), dict) else None
+        if want:
+            from mgr.utils import file_hash
+
+            if file_hash(path) != want:
+                raise ArtifactError(f"{path}: sha256 does not match the model card (tampered or replaced)")
+
+    def _run(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        if self.runtime == "numpy":
+            return self.model.predict(X[..., None], batch_size=BATCH_WINDOWS)
+        return self.model.predict_windows(X)
+
+    def predict_file(self, path: Path) -> Prediction:
+        frames_total_hint, file_sr, _ = check_file(path)
+        duration = frames_total_hint / file_sr
+        if duration < MIN_DURATION_S:
+            raise AudioError(f"too short ({duration:.2f} s; at least {MIN_DURATION_S} s needed)")
+        warnings = []
+        L = self.window_frames
+        seg_frames = L if self.window_s is None else max(1, int(round(self.window_s / self.hop_s)))
+        if seg_frames < L:
+            raise UserError(
+                f"--window {self.window_s:g} s is shorter than the model's window ({self.window_s_model:.2f} s)"
+            )
+        seg_hop = max(1, int(round(seg_frames * (1.0 - self.overlap))))
+        sub_hop = max(1, int(round(L * (1.0 - self.overlap))))
+        rows = int(self.frontend["n_mels"])
+        ws = WindowStream(seg_frames, seg_hop, rows)
+        seg_probs: list[np.ndarray] = []
+        tempo_sum, tags_sum, n_win = None, None, 0
+        pad_value = float(self.frontend.get("floor_db", -100.0))
+        total = 0
+
+        def run_segments(segs: list[np.ndarray]) -> None:
+            nonlocal tempo_sum, tags_sum, n_win
+            from mgr.audio import window_starts
+
+            for seg in segs:
+                starts = window_starts(len(seg), L, sub_hop) if len(seg) > L else [0]
+                X = np.stack([seg[s : s + L].T for s in starts])
+                out = self._run(X)
+                g = np.asarray(out["genre"], np.float64)
+                seg_probs.append(g.mean(axis=0))
+                n_win += len(X)
+                if "tempo" in out and self.tempo_centres:
+                    t = np.asarray(out["tempo"], np.float64).sum(axis=0)
+                    tempo_sum = t if tempo_sum is None else tempo_sum + t
+                if "tags" in out:
+                    t = np.asarray(out["tags"], np.float64).sum(axis=0)
+                    tags_sum = t if tags_sum is None else tags_sum + t
+
+        onset = _OnsetTracker(self.frontend) if "tempo" not in self.outputs else None
+        pending: list[np.ndarray] = []
+        for frames in spectrogram_frames(path, self.frontend):
+            total += len(frames)
+            if onset is not None:
+                onset.push(frames)
+            pending.extend(ws.push(frames))
+            if len(pending) >= max(1, BATCH_WINDOWS // max(1, seg_frames // L)):
+                run_segments(pending)
+                pending = []
+        if total < seg_frames:
+            warnings.append(
+                f"shorter than one window ({duration:.2f} s < {seg_frames * self.hop_s:.2f} s): padded with silence"
+            )
+        pending.extend(ws.finish(total, pad_value))
+        run_segments(pending)
+        probs = self._combine(np.stack(seg_probs))
+        top = self._top(probs)
+        if tempo_sum is not None:
+            p = tempo_sum / max(1, n_win)
+            p = p / max(p.sum(), 1e-12)
+            c = np.asarray(self.tempo_centres, np.float64)
+            bpm = float(np.exp(p @ np.log(c))) if self.tempo_log else float(p @ c)
+            tempo_src = "model"
+        else:
+            bpm = onset.tempo() if onset is not None else None
+            tempo_src = "dsp"
+        tags: list[str] = []
+        if tags_sum is not None and self.tag_vocab:
+            scores = tags_sum / max(1, n_win)
+            tags = [self.tag_vocab[i] for i in np.argsort(-scores) if scores[i] >= self.tag_threshold]
+        return Prediction(str(path), top[0][0], top, bpm, tempo_src, tags, warnings, n_win,
+                          total * self.hop_s)
+
+
+def _check_keras_config(config: dict, path: Path) -> None:
+    """Refuse configs that name code outside Keras (custom objects, Lambda layers)."""
+    bad: list[str] = []
+
+    def walk(o: Any) -> None:
+        if isinstance(o, dict):
+            if o.get("class_name") == "Lambda":
+                bad.append("Lambda layer")
+            mod = o.get("module")
+            if isinstance(mod, str) and "class_name" in o and not (mod.startswith("keras") or mod == "builtins"):
+                bad.append(f"{mod}.{o.get('class_name')}")
+            if "registered_name" in o and isinstance(o["registered_name"], str) and ">" in o["registered_name"]:
+                bad.append(str(o["registered_name"]))
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+
+    walk(config)
+    if bad:
+        raise ArtifactError(f"{path}: refers to code outside Keras ({', '.join(sorted(set(bad))[:3])}); refusing to load it")
+
+
+class _OnsetTracker:
+    """Bounded-memory onset envelope for the DSP tempo estimate of deep models without a tempo head.
+
+    The envelope is computed from the streamed dB mel frames of the model's own front end as
+    ``librosa.onset.onset_strength`` does (mean over bands of the positive first difference,
+    centred by ``1 + n_fft // (2 hop)`` leading zeros, trimmed to the number of frames); with
+    librosa's default front end (22050 Hz, n_fft 2048, hop 512, 128 mels) that is librosa's own
+    envelope up to its max-relative ``top_db`` clipping. Only one float per frame is kept.
+    """
+
+    def __init__(self, frontend: dict):
+        self.fe = frontend
+        self.hop = int(frontend.get("hop", frontend.get("hop_length")))
+        self.sr = int(frontend["sr"])
+        self.prev: np.ndarray | None = None
+        self.env: list[np.ndarray] = []
+        self.usable = frontend.get("kind", "logmel") == "logmel"
+
+    def push(self, frames: np.ndarray) -> None:
+        if not self.usable:
+            return
+        if self.prev is not None:
+            frames_ext = np.concatenate([self.prev[None], frames])
+        else:
+            frames_ext = frames
+        if len(frames_ext) >= 2:
+            d = np.maximum(0.0, np.diff(frames_ext, axis=0)).mean(axis=1)
+            self.env.append(d.astype(np.float32))
+        self.prev = frames[-1].copy()
+
+    def tempo(self) -> float | None:
+        if not self.usable or not self.env:
+            return None
+        env = np.concatenate(self.env)
+        # librosa pads lag + n_fft // (2 * hop) frames at the front so the envelope is centred
+        pad = 1 + int(self.fe["n_fft"]) // (2 * self.hop)
+        n_frames = len(env) + 1
+        env = np.concatenate([np.zeros(pad, np.float32), env])[:n_frames]
+        return dsp_tempo_from_envelope(env, self.sr, self.hop)
+
+
+def dsp_tempo_from_envelope(env: np.ndarray, sr: int, hop: int) -> float | None:
+    """``librosa.feature.tempo`` (default prior) on an onset envelope."""
+    import librosa
+
+    if len(env) < 8 or not np.any(env > 0):
+        return None
+    bpm = librosa.feature.tempo(onset_envelope=np.asarray(env, np.float32), sr=sr, hop_length=hop)
+    return float(np.atleast_1d(bpm)[0])
+
+
+# ---------------------------------------------------------------------------- classical
+class ClassicalPredictor(Predictor):
+    kind = "classical"
+
+    def __init__(self, model_dir: Path, card: dict, **kw: Any):
+        super().__init__(**kw)
+        from mgr.models import classical
+
+        self.model_dir, self.card = model_dir, card
+        self.art = classical.load(model_dir)  # skops trusted types / xgboost JSON-UBJ only
+        self.name = self.art.name
+        self.labels = self.art.labels
+        self.feature_set = self.art.feature_set or "gtzan57"
+        self.columns = self.art.feature_columns
+        audio = card.get("audio") or {}
+        self.sr = int(audio.get("sample_rate", audio.get("sr", 22050)))
+        self.audio = audio
+        self.runtime = "sklearn" if card.get("model_file", "").endswith(".skops") else "xgboost"
+
+    def predict_file(self, path: Path) -> Prediction:
+        from mgr.audio import load_audio
+        from mgr.features import extract_features
+
+        frames, file_sr, _ = check_file(path)
+        duration = frames / file_sr
+        if duration < MIN_DURATION_S:
+            raise AudioError(f"too short ({duration:.2f} s; at least {MIN_DURATION_S} s needed)")
+        y = load_audio(path, sr=self.sr, offset_s=float(self.audio.get("offset_s", 0.0) or 0.0),
+                       duration_s=self.audio.get("duration_s"), pad=bool(self.audio.get("pad", True)))
+        warnings = []
+        if self.window_s is None:
+            segs = [y]
+        else:
+            from mgr.audio import windows
+
+            n = int(round(self.window_s * self.sr))
+            if len(y) < n:
+                warnings.append(f"shorter than one window ({len(y) / self.sr:.2f} s < {self.window_s:g} s): padded with silence")
+            segs = list(windows(y, n, overlap=self.overlap))
+        rows, tempos = [], []
+        for seg in segs:
+            feats = extract_features(seg, self.sr, self.feature_set)
+            rows.append([feats[c] for c in self.columns])
+            if "tempo" in feats:
+                tempos.append(float(feats["tempo"]))
+        X = np.asarray(rows, dtype=np.float64)
+        if not np.all(np.isfinite(X)):
+            raise AudioError("features are not finite (silent or corrupt audio?)")
+        seg_probs = np.asarray(self.art.predict_proba(X), np.float64)
+        probs = self._combine(seg_probs)
+        top = self._top(probs)
+        if self.window_s is None and tempos:
+            bpm = tempos[0]
+        else:
+            import librosa
+
+            bpm = float(np.atleast_1d(librosa.feature.tempo(y=y, sr=self.sr))[0])
+        return Prediction(str(path), top[0][0], top, bpm, "dsp", [], warnings, len(segs), len(y) / self.sr)
+
+
+def load_predictor(model_dir: str | os.PathLike, **kw: Any) -> Predictor:
+    """Check the card and load the artifact (refusing tampered/foreign ones before their code runs)."""
+    model_dir = Path(model_dir)
+    card = read_card(model_dir)
+    if card["kind"] == "deep":
+        return DeepPredictor(model_dir, card, **kw)
+    return ClassicalPredictor(model_dir, card, **kw)
+
+
+def predict_many(
+    predictor: Predictor, inputs: Iterable[Path | InputFailure], on_result: Callable[[Any], None] | None = None
+) -> list[Prediction | InputFailure]:
+    """Predict every input in order; failures become :class:`InputFailure` (one-line reason)."""
+    results: list[Prediction | InputFailure] = []
+    for item in inputs:
+        if isinstance(item, InputFailure):
+            res: Prediction | InputFailure = item
+        else:
+            try:
+                res = predictor.predict_file(item)
+            except AudioError as e:
+                res = InputFailure(str(item), _strip_prefix(str(e), item))
+            except UserError:
+                raise
+            except MemoryError:
+                res = InputFailure(str(item), "out of memory")
+            except Exception as e:  # a decoder bug on one file must not stop the others
+                res = InputFailure(str(item), f"cannot process ({type(e).__name__}: {_short(str(e))})")
+        results.append(res)
+        if on_result is not None:
+            on_result(res)
+    return results
+
+
+def _strip_prefix(msg: str, path: Path) -> str:
+    for pre in (f"audio: {path}: ", f"{path}: "):
+        if msg.startswith(pre):
+            return msg[len(pre) :]
+    return msg
+
+
+# ------------------------------------------------------------------------------ output
+def to_json_line(res: Prediction | InputFailure) -> str:
+    if isinstance(res, InputFailure):
+        return json.dumps({"path": res.path, "error": res.error})
+    obj = {
+        "path": res.path,
+        "genre": res.genre,
+        "top_k": [{"label": lab, "prob": p} for lab, p in res.top_k],
+        "tempo_bpm": None if res.tempo_bpm is None else round(float(res.tempo_bpm), 2),
+        "tags": list(res.tags),
+    }
+    return json.dumps(obj)
+
+
+CSV_HEADER = ["path", "genre", "prob", "top_k", "tempo_bpm", "tags", "error"]
+
+
+def csv_rows(res: Prediction | InputFailure) -> list[str]:
+    if isinstance(res, InputFailure):
+        return [res.path, "", "", "", "", "", res.error]
+    return [
+        res.path,
+        res.genre,
+        f"{res.top_k[0][1]:.4f}",
+        ";".join(f"{lab}:{p:.4f}" for lab, p in res.top_k),
+        "" if res.tempo_bpm is None else f"{res.tempo_bpm:.1f}",
+        "|".join(res.tags),
+        "",
+    ]
+
+
+# ------------------------------------------------------------------------------ models
+def list_models(root: str | os.PathLike = ".") -> list[dict]:
+    """One record per ``models/<name>/model.json``: name, kind, labels, created, test metrics
+    (from ``metrics/<name>.json`` or the evaluate outputs when present) and any card problem."""
+    root = Path(root)
+    out = []
+    models = root / "models"
+    if not models.is_dir():
+        return out
+    for d in sorted(models.iterdir()):
+        if not d.is_dir():
+            continue
+        rec: dict[str, Any] = {"name": d.name, "path": str(d)}
+        try:
+            card = read_card(d)
+        except ArtifactError as e:
+            rec["error"] = str(e)
+            out.append(rec)
+            continue
+        rec.update({
+            "kind": card["kind"],
+            "labels": card["labels"],
+            "created": card.get("created"),
+            "detail": card.get("feature_set") if card["kind"] == "classical" else
+            f"{card.get('window_s', '?')} s window, outputs {','.join(card.get('outputs', []))}",
+        })
+        rec["test"] = _test_metrics(root, d.name)
+        out.append(rec)
+    return out
+
+
+def _test_metrics(root: Path, name: str) -> dict | None:
+    for p in (root / "metrics" / f"{name}.json", root / "metrics" / "evaluate" / f"{name}.json"):
+        if p.is_file():
+            try:
+                data = json.loads(p.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            flat = {}
+            acc = _acc_of(data)
+            if acc is not None:
+                flat["accuracy"] = acc
+            for key in ("macro_f1", "balanced_accuracy"):
+                v = _find_key(data, key)
+                if v is not None:
+                    flat[key] = v
+            return flat or None
+    return None
+
+
+def _find_key(obj: Any, key: str, depth: int = 0) -> float | None:
+    if depth > 3 or not isinstance(obj, dict):
+        return None
+    if isinstance(obj.get(key), (int, float)):
+        return float(obj[key])
+    for v in obj.values():
+        r = _find_key(v, key, depth + 1)
+        if r is not None:
+            return r
+    return None
