@@ -199,3 +199,246 @@ def test_tag_metrics_skips_single_class_tags_and_says_so():
 def test_mean_std():
     assert ev.mean_std([0.5, 0.7, float("nan")]) == {"mean": pytest.approx(0.6), "std": pytest.approx(0.1), "n": 2}
     assert ev.mean_std([])["n"] == 0
+
+
+# ================================================================ the evaluate stage
+class FakeStore:
+    """The SpectrogramStore reader API over in-memory arrays (10 frames per second).
+
+    Row 0 of a track's spectrogram holds the genre class the fake model will predict for a
+    frame, row 1 the tempo class, row 2 a tag score.
+    """
+
+    def __init__(self, specs, genre_idx, labels, tempo_bpm=None, tags=None, tag_vocab=()):
+        self.specs = [np.asarray(s, dtype=np.float32) for s in specs]
+        self.track_ids = np.array([f"t{i}" for i in range(len(specs))], dtype=object)
+        self.genre_idx = np.asarray(genre_idx)
+        self.labels = list(labels)
+        self.frontend = {"sr": 1000, "hop": 100, "n_mels": 3}
+        self.tempo_bpm = np.full(len(specs), np.nan) if tempo_bpm is None else np.asarray(tempo_bpm, float)
+        self.tag_vocab = list(tag_vocab)
+        self.tags = np.zeros((len(specs), 0), np.uint8) if tags is None else np.asarray(tags, np.uint8)
+        self.n_mels = 3
+
+    def frames_for_seconds(self, s):
+        return max(1, int(round(s * 10)))
+
+    def track(self, i):
+        return self.specs[i]
+
+    def track_windows(self, i, w, overlap=0.5):
+        spec = self.specs[i]
+        n = spec.shape[1]
+        if n < w:
+            X = np.full((1, 3, w), -80.0, np.float32)
+            X[0, :, :n] = spec
+            return X
+        hop = max(1, int(round(w * (1 - overlap))))
+        starts = list(range(0, n - w + 1, hop))
+        if starts[-1] + w < n:
+            starts.append(n - w)
+        return np.stack([spec[:, s : s + w] for s in starts])
+
+
+class FakeDeep:
+    """A deep artifact whose genre output is the one-hot of a window's mean row-0 value."""
+
+    def __init__(self, labels, window_frames, frontend, tempo_centres=(), tag_vocab=()):
+        self.name = "fake"
+        self.labels = list(labels)
+        self.window_frames = window_frames
+        self.frontend = dict(frontend)
+        self.tempo_centres = list(tempo_centres)
+        self.tag_vocab = list(tag_vocab)
+        edges = [c - 5 for c in tempo_centres] + [tempo_centres[-1] + 5] if tempo_centres else []
+        self.card = {"tempo_bins": {"kind": "10bpm", "centres": list(tempo_centres), "edges": edges}}
+        self.seen = []
+
+    def predict_windows(self, X):
+        X = np.asarray(X)
+        assert X.shape[1:] == (3, self.window_frames)
+        self.seen.append(len(X))
+        k = len(self.labels)
+        g = np.clip(np.rint(X[:, 0, :].mean(axis=1)).astype(int), 0, k - 1)
+        out = {"genre": np.eye(k)[g] * 0.9 + 0.1 / k}
+        if self.tempo_centres:
+            t = np.clip(np.rint(X[:, 1, :].mean(axis=1)).astype(int), 0, len(self.tempo_centres) - 1)
+            out["tempo"] = np.eye(len(self.tempo_centres))[t]
+        if self.tag_vocab:
+            out["tags"] = np.repeat(X[:, 2, :].mean(axis=1, keepdims=True), len(self.tag_vocab), axis=1)
+        return out
+
+
+def _spec(genre_frames, tempo=0, tag=0.0):
+    g = np.asarray(genre_frames, dtype=np.float32)
+    return np.stack([g, np.full_like(g, tempo), np.full_like(g, tag)])
+
+
+def test_evaluate_deep_windows_mean_vote_and_skipped():
+    labels = ["a", "b", "c"]
+    specs = [
+        _spec([0] * 10),  # t0: all windows say a (truth a)
+        _spec([1] * 6 + [2] * 4),  # t1 (truth b): windows b, b, b/c-mix, c
+        _spec([2] * 10),  # t2 (truth a): wrong
+    ]
+    store = FakeStore(specs, [0, 1, 0], labels)
+    art = FakeDeep(labels, 4, store.frontend)
+    res = ev.evaluate_deep(art, store, ["t0", "t1", "t2", "gone"], window_s=0.4, overlap=0.5)
+    assert res["n_tracks"] == 4 and res["n_skipped"] == 1 and "gone" in res["skipped"]
+    assert res["window"]["n_windows"] == 12  # 4 windows (starts 0, 2, 4, 6) x 3 tracks
+    # t1 windows: [1,1,1,1]->b, [1,1,1,1]->b, [1,1,2,2]->1.5 rounds to 2 (c), [2,2,2,2]->c
+    assert res["window"]["accuracy"] == pytest.approx((4 + 2 + 0) / 12)
+    assert res["track_mean"]["accuracy"] == pytest.approx(2 / 3)
+    # vote on t1: b 2 votes, c 2 votes; mean prob equal -> lower index (b) wins
+    assert res["track_vote"]["accuracy"] == pytest.approx(2 / 3)
+    assert res["protocol"]["segment_frames"] == 4 and res["protocol"]["model_window_frames"] == 4
+    assert "tempo" not in res and "tags" not in res
+
+
+def test_evaluate_deep_tiles_long_segments_with_model_windows():
+    labels = ["a", "b"]
+    store = FakeStore([_spec([1] * 10)], [1], labels)
+    art = FakeDeep(labels, 4, store.frontend)
+    # 0.8 s segments = 8 frames over a 10-frame track: starts 0, 2 -> 2 segments;
+    # each tiled by 4-frame model windows at 0, 2, 4 -> 6 model windows, 2 segment rows
+    res = ev.evaluate_deep(art, store, ["t0"], window_s=0.8, overlap=0.5)
+    assert sum(art.seen) == 6
+    assert res["window"]["n_windows"] == 2
+    assert res["protocol"]["segment_frames"] == 8
+    # a segment shorter than the model window falls back to the model window
+    res = ev.evaluate_deep(FakeDeep(labels, 4, store.frontend), store, ["t0"], window_s=0.2, overlap=0.5)
+    assert res["protocol"]["segment_frames"] == 4 and res["window"]["n_windows"] == 4
+
+
+def test_evaluate_deep_tempo_and_tags():
+    labels = ["a", "b"]
+    centres = [95.0, 105.0, 115.0]
+    specs = [_spec([0] * 8, tempo=0, tag=0.9), _spec([1] * 8, tempo=2, tag=0.2), _spec([1] * 8, tempo=1, tag=0.6)]
+    tags = [[1], [0], [1]]
+    store = FakeStore(specs, [0, 1, 1], labels, tempo_bpm=[96.0, 100.0, np.nan], tags=tags, tag_vocab=["x"])
+    art = FakeDeep(labels, 4, store.frontend, tempo_centres=centres, tag_vocab=["x"])
+    res = ev.evaluate_deep(art, store, ["t0", "t1", "t2"], window_s=0.4, overlap=0.5)
+    t = res["tempo"]
+    # t0: 95 vs 96 within 4 %; t1: 115 vs 100 is not (nor x2 etc.); t2 has no reference
+    assert t["n"] == 2 and t["n_no_reference"] == 1
+    assert t["acc1"] == pytest.approx(0.5) and t["acc2"] == pytest.approx(0.5)
+    assert t["mae_bpm"] == pytest.approx((1 + 15) / 2)
+    assert t["class_accuracy"] == pytest.approx(0.5)  # 96 -> bin 0 (ok), 100 -> bin 0 (predicted 2)
+    assert res["tags"]["roc_auc"] == pytest.approx(1.0) and res["tags"]["n_tags_used"] == 1
+    assert res["tags"]["f1_at_threshold"] == pytest.approx(1.0)
+
+
+def test_evaluate_deep_refuses_a_foreign_front_end_or_labels():
+    from mgr.errors import ArtifactError
+
+    store = FakeStore([_spec([0] * 8)], [0], ["a", "b"])
+    with pytest.raises(ArtifactError, match="front end"):
+        ev.evaluate_deep(FakeDeep(["a", "b"], 4, {**store.frontend, "hop": 50}), store, ["t0"], window_s=0.4, overlap=0.5)
+    with pytest.raises(ArtifactError, match="lack"):
+        ev.evaluate_deep(FakeDeep(["a", "z"], 4, store.frontend), store, ["t0"], window_s=0.4, overlap=0.5)
+
+
+def test_leaderboard_is_sorted_best_first():
+    s = {
+        "m1": {"accuracy": 0.5, "balanced_accuracy": 0.5, "macro_f1": 0.4, "top3": 0.9, "n_tracks": 10, "n_skipped": 0},
+        "m2": {"accuracy": 0.7, "balanced_accuracy": 0.7, "macro_f1": 0.6, "top3": 1.0, "n_tracks": 10, "n_skipped": 1},
+        "m3": {"accuracy": 0.5, "balanced_accuracy": 0.5, "macro_f1": 0.45, "top3": 0.9, "n_tracks": 10, "n_skipped": 0,
+               "tempo_acc1": 0.3, "tempo_acc2": 0.6},
+    }
+    md = ev.leaderboard_markdown(s, {"m1": "classical", "m2": "classical", "m3": "deep"}, protocol="p", missing=["m9"])
+    rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| #")]
+    assert [r.split(" | ")[1] for r in rows] == ["m2", "m3", "m1"]  # ties on accuracy -> macro-F1
+    assert "10 (1)" in rows[0] and "0.300" in rows[1] and "`m9`" in md
+
+
+def _classical_project(root, folds=None, models=("logreg", "random_forest")):
+    """A project dir with split.csv, features.parquet, trained classical artifacts and their
+    train-ml metrics (the real train-ml code on a tiny generated table)."""
+    import pandas as pd
+
+    from mgr.models import classical as C
+    from mgr.params import params_from_dict
+    from mgr.utils import write_json
+
+    rng = np.random.default_rng(0)
+    genres = ["blues", "jazz", "metal"]
+    y = np.repeat(np.arange(3), 20)
+    X = rng.normal(scale=2.0, size=(3, 6))[y] + rng.normal(size=(60, 6))
+    df = pd.DataFrame(X, columns=[f"mfcc{i + 1}_mean" for i in range(6)])
+    order = rng.permutation(60)
+    split = np.array(["train"] * 60, dtype=object)
+    split[order[:15]] = "test"
+    split[order[15:24]] = "val"
+    df.insert(0, "track_id", [f"{genres[g]}.{i:05d}" for i, g in enumerate(y)])
+    df.insert(1, "split", split)
+    df.insert(2, "genre", [genres[g] for g in y])
+    if folds:
+        fold = np.empty(60, dtype=np.int64)
+        fold[order] = np.arange(60) % folds
+        df.insert(3, "fold", fold)
+        df["split"] = np.where(fold == 0, "test", np.where(fold == 1, "val", "train"))
+    (root / "data").mkdir(parents=True)
+    df[["track_id", "split"] + (["fold"] if folds else [])].to_csv(root / "data" / "split.csv", index=False)
+    # one test track lost its feature row (e.g. decoding failed in the features stage)
+    lost = str(df.loc[df["split"] == "test", "track_id"].iloc[0])
+    df[df["track_id"] != lost].to_parquet(root / "data" / "features.parquet")
+    p = params_from_dict({"ml": {"models": list(models), "random_forest": {"n_estimators": 10}, "workers": 1},
+                          "dl": {"models": ["cnn2d"]}, "evaluate": {"tempo_baseline": False}})
+    table = C.load_table(root / "data" / "features.parquet")
+    for name in models:
+        out = C.train(name, table, p.ml, feature_set="gtzan57", workers=1)
+        C.save(out.model, root / "models" / name, out.card)
+        write_json(root / "metrics" / "train-ml" / f"{name}.json", out.metrics)
+    return p, lost
+
+
+def test_run_evaluate_holdout_outputs_and_determinism(tmp_path):
+    import json
+
+    p, lost = _classical_project(tmp_path)
+    (tmp_path / "metrics").mkdir(exist_ok=True)
+    (tmp_path / "metrics" / "xgboost.json").write_text("{}")  # stale: xgboost is no longer listed
+    (tmp_path / "metrics" / "fetch.json").write_text("{}")  # another stage's file: untouched
+    logs = []
+    summary = ev.run_evaluate(p, root=tmp_path, log=logs.append)
+    assert set(summary) == {"logreg", "random_forest"}
+    for name, s in summary.items():
+        assert {"accuracy", "macro_f1", "top3", "balanced_accuracy"} <= set(s)
+        assert s["n_tracks"] == 15 and s["n_skipped"] == 1  # the lost track is counted
+        m = json.loads((tmp_path / "metrics" / f"{name}.json").read_text())
+        assert m["skipped"][0]["track_id"] == lost
+        assert m["track"]["accuracy"] == s["accuracy"]
+        assert sum(v["support"] for v in m["track"]["per_class"].values()) == 14
+        csv = (tmp_path / "reports" / "confusion" / f"{name}.csv").read_text().splitlines()
+        assert csv[0] == "track_id,fold,actual,predicted" and len(csv) == 15
+        assert (tmp_path / "reports" / "figures" / f"confusion_{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "metrics" / "xgboost.json").exists()
+    assert (tmp_path / "metrics" / "fetch.json").exists()
+    assert any("cnn2d: no artifact" in line for line in logs)
+    md = (tmp_path / "reports" / "leaderboard.md").read_text()
+    assert "`cnn2d`" in md and "holdout" in md
+    # rerun: byte-identical metrics, leaderboard and plot data
+    files = ["metrics/logreg.json", "metrics/random_forest.json", "metrics/summary.json", "reports/leaderboard.md",
+             "reports/confusion/logreg.csv", "reports/figures/confusion_logreg.png"]
+    before = {f: (tmp_path / f).read_bytes() for f in files}
+    ev.run_evaluate(p, root=tmp_path, log=lambda s: None)
+    assert {f: (tmp_path / f).read_bytes() for f in files} == before
+
+
+def test_run_evaluate_kfold_reports_the_mean_over_folds(tmp_path):
+    import json
+
+    p, _ = _classical_project(tmp_path, folds=3, models=("logreg",))
+    summary = ev.run_evaluate(p, root=tmp_path, log=lambda s: None)
+    m = json.loads((tmp_path / "metrics" / "logreg.json").read_text())
+    assert m["n_folds"] == 3 and m["folds"] == [0, 1, 2]
+    assert m["per_fold"]["0"]["source"] == "evaluate"  # the saved artifact is fold 0's
+    assert m["per_fold"]["1"]["source"] == "train-ml"  # folds 1, 2: train-ml's per-fold test scores
+    accs = [m["per_fold"][f]["track"]["accuracy"] for f in "012"]
+    assert summary["logreg"]["accuracy"] == pytest.approx(np.mean(accs), abs=1e-6)
+    assert summary["logreg"]["accuracy_std"] == pytest.approx(np.std(accs), abs=1e-6)
+    assert summary["logreg"]["n_folds"] == 3 and summary["logreg"]["n_tracks"] == 60
+    # same protocol: evaluate's fold-0 score equals train-ml's own fold-0 test score
+    tm = json.loads((tmp_path / "metrics" / "train-ml" / "logreg.json").read_text())
+    assert m["per_fold"]["0"]["track"]["accuracy"] == pytest.approx(tm["per_fold"]["0"]["test"]["accuracy"], abs=1e-6)
+    assert "3-fold" in (tmp_path / "reports" / "leaderboard.md").read_text()
