@@ -1,0 +1,55 @@
+"""train-dl stage: train one deep model on data/spectrograms.h5.
+
+Usage: ``python stages/train_dl.py <name>`` (``<name>`` in ``dl.models``; dvc.yaml runs one per
+entry with ``foreach``). Writes ``models/<name>/`` (``model.keras`` + ``model.json``),
+``metrics/train-dl/<name>.json`` and the dvclive curves in ``dvclive/<name>/``. The work is in
+:func:`mgr.training.run_train_dl`; see :mod:`mgr.training` for the protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import run  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    from mgr.errors import ParamsError
+    from mgr.params import load_params
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("name", help="model name (one of dl.models)")
+    ap.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    ap.add_argument("--store", default="data/spectrograms.h5", help="spectrogram store (default: %(default)s)")
+    ap.add_argument("--models-dir", default="models", help="where models/<name>/ goes (default: %(default)s)")
+    ap.add_argument("--metrics-dir", default="metrics/train-dl", help="where <name>.json goes (default: %(default)s)")
+    ap.add_argument("--live-dir", default="dvclive", help="dvclive root, curves in <root>/<name>/ (default: %(default)s)")
+    ap.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity 0/1/2 (default: %(default)s)")
+    args = ap.parse_args(argv)
+
+    p = load_params(args.params)
+    if args.name not in p.dl.models:
+        raise ParamsError(f"params: {args.name!r} is not in dl.models ({', '.join(p.dl.models)})")
+    from mgr.training import run_train_dl
+
+    m = run_train_dl(
+        args.name, p, store_path=args.store, models_dir=args.models_dir, metrics_dir=args.metrics_dir,
+        live_root=args.live_dir, verbose=args.verbose,
+    )
+    val = m.get("val") or {}
+    summary = (
+        f"val track accuracy {val['track']['accuracy']:.3f}, macro-F1 {val['track']['macro_f1']:.3f}"
+        if val else "no val tracks"
+    )
+    if "tempo" in val:
+        summary += f", tempo Acc1 {val['tempo'].get('acc1', float('nan')):.3f}"
+    print(f"{args.name}: wrote {Path(args.models_dir) / args.name}/ in {m['train_seconds']:.0f} s "
+          f"({m['epochs_run']} epochs, {summary})")
+
+
+if __name__ == "__main__":
+    run(main)
