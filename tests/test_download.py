@@ -111,3 +111,12 @@ def test_verify_checksum_names_file(tmp_path):
     with pytest.raises(DataError, match=r"genres\.tar\.gz: expected md5"):
         verify_checksum(f, md5="f" * 32)
     assert f.exists()  # not removed unless asked
+
+
+def test_unknown_host_fails_fast_without_retries(tmp_path):
+    import time
+
+    t = time.time()
+    with pytest.raises(DataError, match="cannot resolve host"):
+        download("http://no-such-host.invalid/x.zip", tmp_path / "x.zip", progress=False, backoff=5)
+    assert time.time() - t < 4  # no backoff sleeps

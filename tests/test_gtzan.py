@@ -148,3 +148,12 @@ def test_no_gtzan_folders_is_a_clear_error(tmp_path):
         fetch(_params(tmp_path / "x", tmp_path), tmp_path / "raw", progress=False)
     with pytest.raises(DataError, match="does not exist"):
         fetch(_params(tmp_path / "nope.tar.gz", tmp_path), tmp_path / "raw", progress=False)
+
+
+def test_extracted_folder_copy_mode(tmp_path):
+    tree = _original_tree(tmp_path / "src")
+    p = params_from_dict({"data": {"source": "gtzan", "path": str(tree), "copy": True, "workers": 1}})
+    res = fetch(p, tmp_path / "raw", progress=False)
+    raw = (res.dataset_dir / "tracks.csv").read_text()
+    assert "audio/blues/blues.00000.au" in raw and str(tree) not in raw
+    assert (res.dataset_dir / "audio" / "jazz" / "jazz.00054.au").is_file()

@@ -126,6 +126,9 @@ def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool, desc: s
         raise DataError(f"download failed: HTTP {e.code} {e.reason} for {url}") from None
     except urllib.error.URLError as e:
         reason = e.reason
+        if isinstance(reason, socket.gaierror):  # unknown host / no DNS: retrying will not help
+            host = urllib.parse.urlsplit(url).hostname
+            raise DataError(f"download failed: cannot resolve host {host!r} for {url} (offline?)") from None
         if isinstance(reason, (socket.timeout, TimeoutError, ConnectionError, OSError)):
             raise _Transient(f"{type(reason).__name__}: {reason}") from None
         raise DataError(f"download failed for {url}: {reason}") from None

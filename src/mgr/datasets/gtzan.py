@@ -30,7 +30,7 @@ from mgr.datasets import Candidates
 from mgr.datasets.download import download, is_url, url_basename, verify_checksum
 from mgr.datasets.extract import archive_kind, safe_extract
 from mgr.errors import DataError
-from mgr.params import GENRES_GTZAN
+from mgr.params import GENRES_GTZAN, GtzanParams
 
 if TYPE_CHECKING:  # pragma: no cover
     from mgr.params import Params
@@ -143,8 +143,16 @@ def _materialise(params: Params, work_dir: Path, progress: bool) -> tuple[Path, 
     src = params.data.path or g.url
     if is_url(src) and not src.lower().startswith("file://"):
         name = url_basename(src) or KNOWN_ARCHIVE
-        archive = download(src, Path(params.data.download_dir) / name, md5=_archive_md5(params, name),
-                           progress=progress)
+        try:
+            archive = download(src, Path(params.data.download_dir) / name, md5=_archive_md5(params, name),
+                               progress=progress)
+        except DataError as e:
+            if src == GtzanParams.url:
+                raise DataError(
+                    f"{e}; the original GTZAN host has been down since about 2022: get the Kaggle re-release "
+                    "('GTZAN Dataset - Music Genre Classification') and set data.path to its zip or folder"
+                ) from None
+            raise
     else:
         local = Path(src[7:] if src.lower().startswith("file://") else src).expanduser()
         if not local.exists():
