@@ -702,14 +702,45 @@ class _OnsetTracker:
         return dsp_tempo_from_envelope(env, self.sr, self.hop)
 
 
-def dsp_tempo_from_envelope(env: np.ndarray, sr: int, hop: int) -> float | None:
-    """``librosa.feature.tempo`` (default prior) on an onset envelope."""
-    import librosa
+def dsp_tempo_from_envelope(env: np.ndarray, sr: int, hop: int, *, start_bpm: float = 120.0,
+                            std_bpm: float = 1.0, ac_size: float = 8.0, max_tempo: float = 320.0,
+                            block: int = 4096) -> float | None:
+    """``librosa.feature.tempo(onset_envelope=env, sr=sr, hop_length=hop)`` in NumPy.
 
-    if len(env) < 8 or not np.any(env > 0):
+    Same algorithm and defaults (librosa 0.11): a centred autocorrelation tempogram (Hann
+    window of ``ac_size`` seconds, ``linear_ramp`` padding, max-normalised per frame), averaged
+    over time, weighted by a log-normal prior around ``start_bpm`` and capped at ``max_tempo``.
+    Frames are processed in blocks so memory stays bounded on long files; equality with librosa
+    is tested. Avoids importing librosa (and numba) at prediction time.
+    """
+    env = np.asarray(env, dtype=np.float64)
+    n = env.shape[-1]
+    if n < 8 or not np.any(env > 0):
         return None
-    bpm = librosa.feature.tempo(onset_envelope=np.asarray(env, np.float32), sr=sr, hop_length=hop)
-    return float(np.atleast_1d(bpm)[0])
+    win = int(int(ac_size * sr) // hop)
+    half = win // 2
+    padded = np.pad(env, (half, half), mode="linear_ramp", end_values=(0, 0))
+    k = np.arange(win, dtype=np.float64)
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * k / win)
+    n_fft = 1 << int(math.ceil(math.log2(2 * win - 1)))
+    acc = np.zeros(win, dtype=np.float64)
+    tiny = np.finfo(np.float64).tiny
+    for s in range(0, n, block):
+        m = min(block, n - s)
+        frames = np.lib.stride_tricks.sliding_window_view(padded[s : s + m + win - 1], win)[:m]
+        spec = np.fft.rfft(frames * window, n=n_fft, axis=1)
+        ac = np.fft.irfft(spec.real**2 + spec.imag**2, n=n_fft, axis=1)[:, :win]
+        peak = np.max(np.abs(ac), axis=1, keepdims=True)
+        ac = np.where(peak < tiny, ac, ac / np.where(peak < tiny, 1.0, peak))
+        acc += ac.sum(axis=0)
+    tg = acc / n
+    with np.errstate(divide="ignore"):
+        bpms = np.concatenate([[np.inf], 60.0 * sr / (hop * np.arange(1.0, win))])
+        logprior = -0.5 * ((np.log2(bpms) - np.log2(start_bpm)) / std_bpm) ** 2
+    max_idx = int(np.argmax(bpms < max_tempo))
+    logprior[:max_idx] = -np.inf
+    best = int(np.argmax(np.log1p(1e6 * tg) + logprior))
+    return float(bpms[best])
 
 
 # ---------------------------------------------------------------------------- classical
