@@ -23,7 +23,7 @@ def peak_rss_mb() -> dict:
 def main() -> None:
     from mgr.features import build_feature_table, feature_names, read_feature_table
     from mgr.params import load_params
-    from mgr.spectrogram import load_inputs
+    from mgr.extract import load_inputs
     from mgr.utils import write_json
     from mgr.validation.features import validate_feature_table
 

@@ -21,7 +21,8 @@ def peak_rss_mb() -> dict:
 
 def main() -> None:
     from mgr.params import load_params
-    from mgr.spectrogram import build_store, load_inputs
+    from mgr.extract import load_inputs
+    from mgr.spectrogram import build_store
     from mgr.utils import write_json
     from mgr.validation.features import validate_store
 

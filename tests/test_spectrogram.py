@@ -14,7 +14,8 @@ import soundfile as sf
 from mgr.audio import load_audio
 from mgr.errors import DataError
 from mgr.params import AudioParams, SpectrogramParams
-from mgr.spectrogram import SpectrogramStore, build_store, compute_spectrogram, frontend_config, load_inputs
+from mgr.extract import load_inputs
+from mgr.spectrogram import SpectrogramStore, build_store, compute_spectrogram, frontend_config
 
 SR = 8000
 AUDIO = AudioParams(sample_rate=SR)

@@ -90,7 +90,7 @@ def _gtzan57(y: np.ndarray, sr: int) -> dict[str, float]:
         out[f"{name}_var"] = float(np.var(x))
 
     mv("chroma_stft", librosa.feature.chroma_stft(S=power, sr=sr))
-    mv("rms", librosa.feature.rms(S=S))
+    mv("rms", librosa.feature.rms(y=y))  # frame RMS of the signal (FMA uses the windowed STFT instead)
     mv("spectral_centroid", librosa.feature.spectral_centroid(S=S, sr=sr))
     mv("spectral_bandwidth", librosa.feature.spectral_bandwidth(S=S, sr=sr))
     mv("rolloff", librosa.feature.spectral_rolloff(S=S, sr=sr))
@@ -200,7 +200,7 @@ def build_feature_table(
 ) -> dict:
     """Extract ``feature_set`` for every track in parallel and write the table atomically.
 
-    ``tracks`` is the DataFrame from :func:`mgr.spectrogram.load_inputs`. Rows are written in
+    ``tracks`` is the DataFrame from :func:`mgr.extract.load_inputs`. Rows are written in
     ``track_id`` order (a small reorder buffer; at most ``2 * workers`` clips in flight) in
     batches of ``batch_rows`` to a temporary Parquet (or CSV, by ``out_path``'s suffix) file
     renamed when complete. Columns: ``track_id, split, genre`` (+ ``fold`` in k-fold mode),
@@ -210,7 +210,7 @@ def build_feature_table(
     import pandas as pd
 
     from mgr.audio import describe
-    from mgr.spectrogram import _run_parallel
+    from mgr.extract import run_parallel
     from mgr.utils import atomic_path, n_workers
 
     t0 = time.perf_counter()
@@ -282,7 +282,7 @@ def build_feature_table(
 
         jobs = ((i, str(df.at[i, "path"]), audio_d, feature_set) for i in range(len(df)))
         try:
-            _run_parallel(_feat_job, jobs, len(df), workers, on_result, f"features {feature_set}", progress)
+            run_parallel(_feat_job, jobs, len(df), workers, on_result, f"features {feature_set}", progress)
             flush()
         finally:
             if writer not in (None, True):

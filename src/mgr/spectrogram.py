@@ -52,8 +52,6 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -203,47 +201,6 @@ def compute_spectrogram(y: np.ndarray, sr: int, frontend: dict) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------- inputs
-def load_inputs(tracks_csv: str | os.PathLike, split_csv: str | os.PathLike) -> Any:
-    """Tracks present in both ``tracks.csv`` and ``split.csv`` (absolute paths), sorted by id.
-
-    Returns a DataFrame with ``track_id, path, genre, split, fold`` (+ ``tempo_bpm``, ``tags``
-    when present).
-    """
-    import pandas as pd
-
-    tracks_csv, split_csv = Path(tracks_csv), Path(split_csv)
-    for p in (tracks_csv, split_csv):
-        if not p.exists():
-            raise DataError(f"{p} not found (run the fetch and split stages first)")
-    try:
-        from mgr.datasets import load_tracks  # type: ignore[attr-defined]
-
-        tracks = load_tracks(tracks_csv.parent)
-    except (ImportError, AttributeError):
-        tracks = pd.read_csv(tracks_csv, dtype={"track_id": str})
-        base = tracks_csv.parent.resolve()
-        tracks["path"] = [str(p if os.path.isabs(p) else base / p) for p in tracks["path"].astype(str)]
-    split = pd.read_csv(split_csv, dtype={"track_id": str})
-    for col, df, name in (("track_id", tracks, "tracks.csv"), ("path", tracks, "tracks.csv"),
-                          ("genre", tracks, "tracks.csv"), ("track_id", split, "split.csv"),
-                          ("split", split, "split.csv")):
-        if col not in df.columns:
-            raise DataError(f"{name} has no {col!r} column")
-    tracks = tracks.copy()
-    tracks["track_id"] = tracks["track_id"].astype(str)
-    keep = ["track_id", "split"] + (["fold"] if "fold" in split.columns else [])
-    df = tracks.drop(columns=[c for c in ("split", "fold") if c in tracks.columns]).merge(
-        split[keep], on="track_id", how="inner"
-    )
-    if "fold" not in df.columns:
-        df["fold"] = -1
-    df["fold"] = df["fold"].fillna(-1).astype(int)
-    bad = set(df["split"]) - {"train", "val", "test"}
-    if bad:
-        raise DataError(f"split.csv: unknown split values {sorted(bad)} (allowed: train, val, test)")
-    return df.sort_values("track_id", kind="stable").reset_index(drop=True)
-
-
 def _tags_of(df: Any) -> tuple[list[str], np.ndarray]:
     if "tags" not in df.columns:
         return [], np.zeros((len(df), 0), dtype=np.uint8)
@@ -258,25 +215,6 @@ def _tags_of(df: Any) -> tuple[list[str], np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------ workers
-def _limit_threads() -> None:
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except Exception:  # pragma: no cover - optional
-        pass
-
-
-def _probe(path: str) -> tuple[int, int] | str:
-    from mgr.audio import audio_info
-
-    try:
-        frames, sr, _ = audio_info(path)
-        return frames, sr
-    except AudioError as e:
-        return str(e)
-
-
 def _spec_job(args: tuple) -> tuple:
     """Worker: decode one track and compute its frames-major spectrogram (or a failure reason)."""
     i, path, n_samples, audio_d, frontend = args
@@ -293,53 +231,6 @@ def _spec_job(args: tuple) -> tuple:
     except Exception as e:  # a decoder bug on one file must not kill the stage
         return i, None, f"audio: {path}: {type(e).__name__}: {e}"[:300]
     return i, spec, None
-
-
-def _run_parallel(
-    fn: Callable, jobs: Iterable[tuple], n_jobs: int, workers: int, on_result: Callable, desc: str, progress: bool
-) -> None:
-    """Run ``fn`` over ``jobs`` with at most ``2 * workers`` in flight; stream results to ``on_result``."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=n_jobs, desc=desc, unit="clip", disable=not progress, mininterval=0.5, smoothing=0.1)
-    it = iter(jobs)
-    try:
-        if workers <= 1:
-            _limit_threads()
-            for job in it:
-                on_result(fn(job))
-                bar.update()
-            return
-        import multiprocessing as mp
-
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_limit_threads) as ex:
-            pending = set()
-            for job in it:
-                pending.add(ex.submit(fn, job))
-                if len(pending) >= 2 * workers:
-                    break
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    on_result(fut.result())
-                    bar.update()
-                    job = next(it, None)
-                    if job is not None:
-                        pending.add(ex.submit(fn, job))
-    finally:
-        bar.close()
-
-
-def probe_files(paths: list[str], workers: int) -> list[tuple[int, int] | str]:
-    """Header probe of every file (frames, samplerate) or an error message, in parallel."""
-    if workers <= 1 or len(paths) < 64:
-        return [_probe(p) for p in paths]
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
-        return list(ex.map(_probe, paths, chunksize=64))
 
 
 # ------------------------------------------------------------------------------------- writer
@@ -364,6 +255,7 @@ def build_store(
     import h5py
 
     from mgr.audio import describe, expected_samples
+    from mgr.extract import probe_files, run_parallel
     from mgr.utils import atomic_path, library_versions, n_workers
 
     t0 = time.perf_counter()
@@ -437,7 +329,7 @@ def build_store(
                 digests[i] = hashlib.sha256(arr.tobytes()).digest()
 
             jobs = ((i, paths[i], int(n_samples[i]), audio_d, fe) for i in np.flatnonzero(ok))
-            _run_parallel(_spec_job, jobs, int(ok.sum()), workers, on_result, "spectrogram", progress)
+            run_parallel(_spec_job, jobs, int(ok.sum()), workers, on_result, "spectrogram", progress)
 
             keep = np.flatnonzero(ok)
             if keep.size == 0:
