@@ -442,3 +442,30 @@ def test_run_evaluate_kfold_reports_the_mean_over_folds(tmp_path):
     tm = json.loads((tmp_path / "metrics" / "train-ml" / "logreg.json").read_text())
     assert m["per_fold"]["0"]["track"]["accuracy"] == pytest.approx(tm["per_fold"]["0"]["test"]["accuracy"], abs=1e-6)
     assert "3-fold" in (tmp_path / "reports" / "leaderboard.md").read_text()
+
+
+@pytest.mark.slow  # librosa's first call compiles with numba
+def test_tempo_baseline_on_click_tracks_counts_broken_files(tmp_path):
+    import pandas as pd
+    import soundfile as sf
+
+    sr = 22050
+    rows = []
+    for tid, bpm in (("c120", 120.0), ("c100", 100.0)):
+        y = np.zeros(int(8 * sr), dtype=np.float32)
+        for t in np.arange(0, 8, 60.0 / bpm):
+            i = int(t * sr)
+            y[i : i + 200] = np.hanning(200) * np.sin(2 * np.pi * 1000 * np.arange(200) / sr)
+        sf.write(tmp_path / f"{tid}.wav", y, sr)
+        rows.append((tid, str(tmp_path / f"{tid}.wav"), bpm))
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not really audio")
+    rows.append(("bad", str(tmp_path / "bad.wav"), 110.0))
+    rows.append(("noref", str(tmp_path / "c120.wav"), np.nan))
+    tracks = pd.DataFrame(rows, columns=["track_id", "path", "tempo_bpm"])
+    audio = {"sample_rate": sr, "offset_s": 0.0, "duration_s": None, "pad": True}
+    out = ev.tempo_baseline(tracks, ["c120", "c100", "bad", "noref", "not-in-tracks"], audio, workers=1)
+    assert set(out["estimates"]) == {"c120", "c100", "bad"}  # no reference -> not run
+    assert set(out["failed"]) == {"bad"} and np.isnan(out["estimates"]["bad"])
+    m = out["metrics"]
+    assert m["n"] == 3 and m["n_no_estimate"] == 1
+    assert m["acc2"] == pytest.approx(2 / 3)  # both click tracks within 4 % up to octave errors
