@@ -141,6 +141,29 @@ def _wav_au_truncation(path: Path, size: int) -> str | None:
     return None
 
 
+#: WAV format tags libsndfile decodes (PCM, ADPCM, float, A-law, mu-law, GSM, G.721/723, extensible).
+_WAV_TAGS_OK = {0x0001, 0x0002, 0x0003, 0x0006, 0x0007, 0x0011, 0x0031, 0x0040, 0x0014, 0xFFFE}
+_WAV_TAG_NAMES = {0x0055: "MPEG layer 3", 0x0050: "MPEG", 0x00FF: "AAC", 0x0161: "WMA", 0x0162: "WMA Pro",
+                  0x2000: "AC-3", 0x2001: "DTS", 0x0092: "Dolby AC-3 SPDIF", 0xF1AC: "FLAC"}
+
+
+def _wav_format_tag(path: Path) -> int | None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 10 <= len(head):
+        cid, csize = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
+        if cid == b"fmt ":
+            return struct.unpack("<H", head[pos + 8 : pos + 10])[0]
+        pos += 8 + csize + (csize & 1)
+    return None
+
+
 def check_file(path: Path) -> tuple[int, int, int]:
     """Fail fast on bad files: ``(frames, samplerate, channels)`` or :class:`AudioError` (one line)."""
     import soundfile as sf
@@ -160,6 +183,10 @@ def check_file(path: Path) -> tuple[int, int, int]:
         ext = path.suffix.lower()
         if ext in UNSUPPORTED_EXTS:
             raise AudioError(f"unsupported codec ({UNSUPPORTED_EXTS[ext]} cannot be decoded; convert to WAV/FLAC/OGG/MP3)") from None
+        tag = _wav_format_tag(path)
+        if tag is not None and tag not in _WAV_TAGS_OK:
+            name = _WAV_TAG_NAMES.get(tag, "unknown")
+            raise AudioError(f"unsupported codec (WAV format tag 0x{tag:04X}, {name}; convert to PCM WAV/FLAC)") from None
         if "not recognised" in msg or "not recognized" in msg:
             raise AudioError("not an audio file (format not recognised)") from None
         if "nsupported" in msg or "encoding" in msg.lower():

@@ -1,0 +1,499 @@
+"""mgr.predict / mgr.runtime: front end equality with the store, streaming windows, the NumPy
+runtime against Keras, DSP tempo against librosa, every bad input, tampered artifacts, formats."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mgr.errors import ArtifactError, AudioError
+from mgr.predict import (
+    InputFailure,
+    Prediction,
+    StreamingFrontEnd,
+    WindowStream,
+    best_model_name,
+    check_file,
+    discover_inputs,
+    dsp_tempo_from_envelope,
+    file_spectrogram,
+    list_models,
+    load_predictor,
+    mel_filterbank,
+    predict_many,
+    resolve_model,
+    to_json_line,
+)
+
+FIX = Path(__file__).resolve().parent / "data" / "predict"
+TEMPO_MODEL = FIX / "tiny_tempo"  # genre + tempo + tags heads
+CNN_MODEL = FIX / "tiny_cnn"  # genre only (DSP tempo)
+SR = 22050
+
+
+def clip(seconds: float = 3.0, sr: int = SR, bpm: float = 120.0, seed: int = 0) -> np.ndarray:
+    """A clicky tone with a clear beat (so the DSP tempo has something to find)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    beat = (np.mod(t, 60.0 / bpm) < 0.03).astype(np.float32)
+    y = 0.3 * np.sin(2 * np.pi * 330 * t) * (0.3 + beat) + 0.01 * rng.standard_normal(t.size)
+    return y.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def deep_cnn():
+    return load_predictor(CNN_MODEL)
+
+
+@pytest.fixture(scope="module")
+def deep_tempo():
+    return load_predictor(TEMPO_MODEL)
+
+
+# ------------------------------------------------------------------------- front end
+def test_mel_filterbank_matches_librosa():
+    import librosa
+
+    for sr, n_fft, n_mels, fmin, fmax in [(22050, 2048, 128, 0.0, 11025.0), (12000, 512, 96, 0.0, 6000.0),
+                                          (22050, 1024, 32, 30.0, 8000.0)]:
+        ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False, norm="slaney")
+        np.testing.assert_allclose(mel_filterbank(sr, n_fft, n_mels, fmin, fmax), ref.T, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("n_samples", [100, 1023, 1024, 5000, 3 * SR + 17])
+@pytest.mark.parametrize("block", [1, 700, 4096, 10**6])
+def test_streaming_front_end_equals_compute_spectrogram(n_samples, block):
+    from mgr.spectrogram import compute_spectrogram
+
+    fe = json.loads((TEMPO_MODEL / "model.json").read_text())["frontend"]
+    y = clip(n_samples / SR + 0.01)[:n_samples]
+    ref = compute_spectrogram(y, SR, fe)
+    s = StreamingFrontEnd(fe)
+    parts = [s.push(y[i : i + block]) for i in range(0, len(y), block)] + [s.finish()]
+    got = np.concatenate(parts).T
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, atol=2e-3)  # dB; numpy.fft vs scipy.fft rounding only
+
+
+def test_predict_features_equal_the_hdf5_store(tmp_path):
+    """The training store and predict compute the same spectrogram for the same file."""
+    import pandas as pd
+
+    from mgr.extract import load_inputs
+    from mgr.params import AudioParams, SpectrogramParams
+    from mgr.spectrogram import SpectrogramStore, build_store
+
+    rows = []
+    for i, (secs, sr, ext) in enumerate([(2.0, SR, "wav"), (1.3, SR, "flac"), (2.5, 44100, "flac"), (1.7, 16000, "ogg")]):
+        p = tmp_path / f"c{i}.{ext}"
+        sf.write(p, clip(secs, sr, seed=i), sr)
+        rows.append({"track_id": f"t{i}", "path": p.name, "genre": "ab"[i % 2], "duration_s": secs,
+                     "sample_rate": sr, "channels": 1})
+    pd.DataFrame(rows).to_csv(tmp_path / "tracks.csv", index=False)
+    pd.DataFrame({"track_id": [r["track_id"] for r in rows], "split": ["train", "train", "val", "test"]}).to_csv(
+        tmp_path / "split.csv", index=False)
+    tracks = load_inputs(tmp_path / "tracks.csv", tmp_path / "split.csv")
+    out = tmp_path / "spec.h5"
+    build_store(tracks, AudioParams(sample_rate=SR), SpectrogramParams(n_fft=1024, hop_length=512, n_mels=32), out,
+                workers=1, progress=False)
+    with SpectrogramStore(out) as store:
+        for i, tid in enumerate(store.track_ids):
+            path = tmp_path / f"c{int(str(tid)[1:])}.{['wav', 'flac', 'flac', 'ogg'][int(str(tid)[1:])]}"
+            ref = np.asarray(store.track(i))
+            got = file_spectrogram(path, store.frontend)
+            assert got.shape == ref.shape, tid
+            if sf.info(str(path)).samplerate == SR:  # no resampling: identical up to FFT rounding
+                np.testing.assert_allclose(got, ref, atol=2e-3)
+            else:  # soxr stream vs one-shot resampling: equal away from the block edges
+                assert np.median(np.abs(got - ref)) < 0.05
+                assert np.abs(got - ref).mean() < 0.5
+
+
+def test_window_stream_equals_window_starts():
+    from mgr.audio import window_starts
+
+    rng = np.random.default_rng(0)
+    for total, length, hop, block in [(100, 44, 22, 7), (44, 44, 22, 5), (45, 44, 22, 100), (1000, 44, 11, 33),
+                                      (30, 44, 22, 4)]:
+        frames = rng.standard_normal((total, 3)).astype(np.float32)
+        ws = WindowStream(length, hop, 3)
+        got = []
+        for s in range(0, total, block):
+            got += ws.push(frames[s : s + block])
+            assert len(ws.buf) <= length + block  # bounded: one window plus one block
+        got += ws.finish(total, pad_value=-80.0)
+        if total < length:
+            assert len(got) == 1 and np.all(got[0][total:] == -80.0)
+            continue
+        starts = window_starts(total, length, hop)
+        assert len(got) == len(starts)
+        for w, s in zip(got, starts):
+            np.testing.assert_array_equal(w, frames[s : s + length])
+
+
+# ----------------------------------------------------------------------------- tempo
+def test_dsp_tempo_matches_librosa():
+    import librosa
+
+    rng = np.random.default_rng(1)
+    for sr, hop, n, bpm in [(22050, 512, 1300, 70), (22050, 512, 400, 128), (12000, 256, 2500, 171),
+                            (22050, 512, 9000, 95)]:
+        period = 60 * sr / hop / bpm
+        t = np.arange(n)
+        env = (np.maximum(0, np.cos(2 * np.pi * t / period)) ** 8 + 0.2 * rng.random(n)).astype(np.float32)
+        want = float(librosa.feature.tempo(onset_envelope=env, sr=sr, hop_length=hop)[0])
+        assert dsp_tempo_from_envelope(env, sr, hop) == pytest.approx(want, rel=1e-9)
+    assert dsp_tempo_from_envelope(np.zeros(100), 22050, 512) is None
+
+
+# --------------------------------------------------------------------------- runtime
+@pytest.mark.slow
+def test_numpy_runtime_matches_keras_for_every_registry_model(tmp_path):
+    """Every architecture the pipeline trains runs on the NumPy runtime within ATOL of Keras."""
+    import keras
+
+    from mgr.models import deep
+    from mgr.params import DlModelParams
+    from mgr.runtime import ATOL, NumpyModel, unsupported_layers, read_keras_config
+
+    rng = np.random.default_rng(0)
+    shape = (32, 44, 1)
+    for name in deep.REGISTRY:
+        m = deep.build(name, shape, 4, n_tempo_classes=3, n_tags=5, params=DlModelParams(width=0.25),
+                       mean=rng.normal(-40, 5, 32), std=rng.uniform(5, 15, 32))
+        for layer in m.layers:  # non-trivial batch-norm statistics
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.moving_mean.assign(rng.normal(0, 0.1, layer.moving_mean.shape).astype("float32"))
+                layer.moving_variance.assign(rng.uniform(0.5, 1.5, layer.moving_variance.shape).astype("float32"))
+        path = tmp_path / f"{name}.keras"
+        m.save(path)
+        assert unsupported_layers(read_keras_config(path)) == [], name
+        X = rng.normal(-40, 10, (3, *shape)).astype("float32")
+        ref = m.predict(X, verbose=0)
+        got = NumpyModel.load(path).predict(X)
+        assert sorted(got) == sorted(ref)
+        for k in ref:
+            np.testing.assert_allclose(got[k], ref[k], atol=ATOL, err_msg=f"{name}/{k}")
+
+
+@pytest.mark.slow
+def test_fixture_predictions_agree_between_runtimes(monkeypatch, tmp_path):
+    """The same file through the NumPy runtime and through Keras (MGR_RUNTIME=keras)."""
+    path = tmp_path / "a.wav"
+    sf.write(path, clip(4.0), SR)
+    fast = load_predictor(TEMPO_MODEL).predict_file(path)
+    monkeypatch.setenv("MGR_RUNTIME", "keras")
+    slow = load_predictor(TEMPO_MODEL)
+    assert slow.runtime == "keras"
+    ref = slow.predict_file(path)
+    assert [lab for lab, _ in fast.top_k] == [lab for lab, _ in ref.top_k]
+    np.testing.assert_allclose([p for _, p in fast.top_k], [p for _, p in ref.top_k], atol=1e-4)
+    assert fast.tempo_bpm == pytest.approx(ref.tempo_bpm, abs=1e-2)
+    assert fast.tags == ref.tags
+
+
+# ------------------------------------------------------------------------- formats
+@pytest.mark.parametrize("ext", ["wav", "au", "flac", "ogg", "mp3"])
+def test_answers_on_every_format(tmp_path, deep_tempo, ext):
+    y = clip(3.0)
+    path = tmp_path / f"song.{ext}"
+    sf.write(path, y, SR)
+    res = deep_tempo.predict_file(path)
+    assert isinstance(res, Prediction)
+    assert res.genre in deep_tempo.labels and len(res.top_k) == 3
+    assert res.top_k[0][0] == res.genre
+    assert sum(p for _, p in res.top_k) == pytest.approx(1.0, abs=1e-3)  # 3 labels, top-3
+    assert 30.0 <= res.tempo_bpm <= 300.0 and res.tempo_source == "model"
+    assert set(res.tags) <= {"calm", "drums", "loud"}
+    if ext in ("wav", "au", "flac"):  # lossless formats give the same answer as the wav
+        ref = deep_tempo.predict_file(_write(tmp_path / "ref.wav", y))
+        np.testing.assert_allclose([p for _, p in res.top_k], [p for _, p in ref.top_k], atol=2e-3)
+
+
+def _write(path: Path, y: np.ndarray, sr: int = SR) -> Path:
+    sf.write(path, y, sr)
+    return path
+
+
+def test_dsp_tempo_when_the_model_has_no_tempo_head(tmp_path, deep_cnn):
+    res = deep_cnn.predict_file(_write(tmp_path / "beat.wav", clip(8.0, bpm=120.0)))
+    assert res.tempo_source == "dsp"
+    assert res.tempo_bpm == pytest.approx(120.0, rel=0.04) or res.tempo_bpm == pytest.approx(60.0, rel=0.04)
+    assert res.tags == []
+
+
+def test_stereo_and_other_sample_rates(tmp_path, deep_cnn):
+    y = clip(3.0, sr=44100)
+    res = deep_cnn.predict_file(_write(tmp_path / "st.flac", np.stack([y, 0.5 * y], axis=1), 44100))
+    assert isinstance(res, Prediction) and res.duration_s == pytest.approx(3.0, abs=0.05)
+
+
+def test_top_k_window_overlap_and_vote(tmp_path):
+    path = _write(tmp_path / "long.wav", clip(6.0))
+    p1 = load_predictor(CNN_MODEL, top_k=1)
+    r1 = p1.predict_file(path)
+    assert len(r1.top_k) == 1
+    p2 = load_predictor(CNN_MODEL, window_s=3.0, overlap=0.0, aggregate="vote")
+    r2 = p2.predict_file(path)
+    assert r2.n_windows > 1
+    probs = [p for _, p in r2.top_k]
+    # vote: probabilities are vote fractions of the 2 three-second segments
+    assert all(abs(p * 2 - round(p * 2)) < 1e-6 for p in probs)
+    r3 = load_predictor(CNN_MODEL, overlap=0.75).predict_file(path)
+    r4 = load_predictor(CNN_MODEL, overlap=0.0).predict_file(path)
+    assert r3.n_windows > r4.n_windows
+    with pytest.raises(Exception, match="shorter than the model's window"):
+        load_predictor(CNN_MODEL, window_s=0.2).predict_file(path)
+
+
+# ----------------------------------------------------------------------- bad inputs
+def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
+    good = _write(tmp_path / "good.wav", clip(2.0))
+    trunc = tmp_path / "truncated.wav"
+    data = _write(tmp_path / "full.wav", clip(2.0)).read_bytes()
+    trunc.write_bytes(data[: len(data) // 2])
+    rnd = tmp_path / "random.wav"
+    rnd.write_bytes(np.random.default_rng(0).bytes(4000))
+    txt = tmp_path / "notes.txt"
+    txt.write_text("not audio at all\n" * 50)
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    m4a = tmp_path / "song.m4a"
+    m4a.write_bytes(b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00M4A isommp42" + bytes(3000))
+    tiny = _write(tmp_path / "tiny.wav", clip(0.2))
+    short = _write(tmp_path / "short.wav", clip(0.7))
+    nodir = tmp_path / "empty_dir"
+    nodir.mkdir()
+    (nodir / "readme.md").write_text("no audio here")
+    return dict(good=good, truncated=trunc, random=rnd, text=txt, empty=empty, m4a=m4a, tiny=tiny, short=short,
+                nodir=nodir, missing=tmp_path / "does_not_exist.wav")
+
+
+def test_each_bad_input_is_one_clear_failure_and_others_still_run(tmp_path, deep_cnn):
+    b = _bad_inputs(tmp_path)
+    order = ["missing", "nodir", "empty", "truncated", "random", "text", "m4a", "tiny", "good", "short"]
+    results = predict_many(deep_cnn, discover_inputs([b[k] for k in order]))
+    by = dict(zip(order, results))
+    expect = {
+        "missing": "no such file or directory",
+        "nodir": "directory has no audio files",
+        "empty": "empty file (0 bytes)",
+        "truncated": "truncated",
+        "random": "not an audio file",
+        "text": "not an audio file",
+        "m4a": "unsupported codec",
+        "tiny": "too short",
+    }
+    for key, words in expect.items():
+        r = by[key]
+        assert isinstance(r, InputFailure), key
+        assert words in r.error, (key, r.error)
+        assert "\n" not in r.error and "Traceback" not in r.error
+        assert json.loads(to_json_line(r)) == {"path": str(b[key]), "error": r.error}
+    assert isinstance(by["good"], Prediction) and not by["good"].warnings
+    # shorter than one window but long enough: padded, with a warning
+    assert isinstance(by["short"], Prediction)
+    assert any("padded" in w for w in by["short"].warnings)
+
+
+def test_unsupported_codec_inside_a_wav_container(tmp_path):
+    import struct
+
+    # a RIFF/WAVE header declaring format tag 0x0161 (WMA), which libsndfile cannot decode
+    fmt = struct.pack("<HHIIHHH", 0x0161, 1, 22050, 4000, 1, 16, 0)  # WMA
+    data = bytes(2000)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    p = tmp_path / "mp3inwav.wav"
+    p.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    with pytest.raises(AudioError) as e:
+        check_file(p)
+    assert str(e.value) == "unsupported codec (WAV format tag 0x0161, WMA; convert to PCM WAV/FLAC)"
+
+
+def test_directory_discovery_and_recursive(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "sub").mkdir()
+    _write(tmp_path / "a" / "x.wav", clip(1.0))
+    _write(tmp_path / "a" / "sub" / "y.flac", clip(1.0))
+    (tmp_path / "a" / "notes.txt").write_text("x")
+    flat = discover_inputs([tmp_path / "a"])
+    assert [p.name for p in flat] == ["x.wav"]
+    deep = discover_inputs([tmp_path / "a"], recursive=True)
+    assert sorted(p.name for p in deep) == ["x.wav", "y.flac"]
+    (tmp_path / "b" / "c").mkdir(parents=True)
+    _write(tmp_path / "b" / "c" / "z.wav", clip(1.0))
+    (fail,) = discover_inputs([tmp_path / "b"])
+    assert isinstance(fail, InputFailure) and "--recursive" in fail.error
+
+
+@pytest.mark.slow
+def test_long_file_streams_with_bounded_memory(tmp_path):
+    """A 10-minute file: peak RSS grows far less than its whole-file spectrogram + audio would."""
+    path = tmp_path / "long.flac"
+    with sf.SoundFile(path, "w", samplerate=SR, channels=1, format="FLAC") as f:
+        for i in range(60):  # 10 minutes in 10 s pieces
+            f.write(clip(10.0, seed=i))
+    code = (
+        "import resource, sys, json\n"
+        "from pathlib import Path\n"
+        "from mgr.predict import load_predictor\n"
+        f"p = load_predictor(Path({str(CNN_MODEL)!r}))\n"
+        f"p.predict_file(Path({str(tmp_path / 'warm.wav')!r}))\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        f"r = p.predict_file(Path({str(path)!r}))\n"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(json.dumps({'base_kb': base, 'peak_kb': peak, 'n': r.n_windows, 'dur': r.duration_s}))\n"
+    )
+    _write(tmp_path / "warm.wav", clip(2.0))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    rec = json.loads(out.stdout.strip().splitlines()[-1])
+    assert rec["dur"] == pytest.approx(600.0, abs=0.1)
+    assert rec["n"] > 1000
+    grown_mb = (rec["peak_kb"] - rec["base_kb"]) / 1024
+    whole_audio_mb = 600 * SR * 4 / 2**20  # 50 MB of float32 samples alone
+    print(f"peak RSS growth on a 10-minute file: {grown_mb:.1f} MB (whole audio would be {whole_audio_mb:.0f} MB)")
+    assert grown_mb < 30
+
+
+# ------------------------------------------------------------------- artifacts
+def _copy_model(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _rewrite_config(model_dir: Path, edit) -> None:
+    path = model_dir / "model.keras"
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    cfg = json.loads(members["config.json"])
+    edit(cfg)
+    members["config.json"] = json.dumps(cfg).encode()
+    with zipfile.ZipFile(path, "w") as zf:
+        for n, b in members.items():
+            zf.writestr(n, b)
+
+
+class _Boom:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_pickle_in_place_of_the_model_is_refused_without_running_it(tmp_path):
+    import pickle
+
+    d = _copy_model(CNN_MODEL, tmp_path / "evil")
+    marker = tmp_path / "PWNED"
+    (d / "model.keras").write_bytes(pickle.dumps(_Boom(str(marker))))
+    with pytest.raises(ArtifactError, match="not a Keras model archive"):
+        load_predictor(d)
+    assert not marker.exists()
+
+
+def test_lambda_or_foreign_code_in_the_config_is_refused(tmp_path):
+    d = _copy_model(CNN_MODEL, tmp_path / "lam")
+
+    def add_lambda(cfg):
+        layer = cfg["config"]["layers"][-1]
+        layer["class_name"] = "Lambda"
+        layer["config"]["function"] = {"class_name": "__lambda__", "config": {"code": "ZXZpbA=="}}
+
+    _rewrite_config(d, add_lambda)
+    with pytest.raises(ArtifactError, match="outside Keras"):
+        load_predictor(d)
+
+    d2 = _copy_model(CNN_MODEL, tmp_path / "foreign")
+
+    def foreign(cfg):
+        cfg["config"]["layers"][1]["module"] = "os"
+        cfg["config"]["layers"][1]["class_name"] = "system"
+
+    _rewrite_config(d2, foreign)
+    with pytest.raises(ArtifactError, match="outside Keras"):
+        load_predictor(d2)
+
+
+def test_extra_archive_members_and_broken_cards_are_refused(tmp_path):
+    d = _copy_model(CNN_MODEL, tmp_path / "extra")
+    with zipfile.ZipFile(d / "model.keras", "a") as zf:
+        zf.writestr("payload.py", "import os")
+    with pytest.raises(ArtifactError, match="unexpected members"):
+        load_predictor(d)
+
+    d2 = _copy_model(CNN_MODEL, tmp_path / "card")
+    card = json.loads((d2 / "model.json").read_text())
+    card["kind"] = "pytorch"
+    (d2 / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ArtifactError, match="not an mgr model card"):
+        load_predictor(d2)
+    (d2 / "model.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="not valid JSON"):
+        load_predictor(d2)
+    (d2 / "model.json").unlink()
+    with pytest.raises(ArtifactError, match="no model.json"):
+        load_predictor(d2)
+
+    d3 = _copy_model(CNN_MODEL, tmp_path / "labels")
+    card = json.loads((d3 / "model.json").read_text())
+    card["outputs"] = ["genre", "tempo"]
+    (d3 / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ArtifactError, match="do not match the card"):
+        load_predictor(d3)
+
+
+# ----------------------------------------------------------------- model choice
+def test_resolve_model_and_best_from_summary(tmp_path):
+    (tmp_path / "models").mkdir()
+    _copy_model(CNN_MODEL, tmp_path / "models" / "cnn2d")
+    _copy_model(TEMPO_MODEL, tmp_path / "models" / "tempo_genre")
+    (tmp_path / "models" / "broken").mkdir()
+    assert resolve_model("cnn2d", tmp_path) == tmp_path / "models" / "cnn2d"
+    assert resolve_model(str(TEMPO_MODEL), tmp_path) == TEMPO_MODEL
+    with pytest.raises(ArtifactError, match="available: cnn2d, tempo_genre"):
+        resolve_model("svm", tmp_path)
+    with pytest.raises(ArtifactError, match="no leaderboard"):
+        resolve_model(None, tmp_path)
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "summary.json").write_text(json.dumps(
+        {"models": {"cnn2d": {"accuracy": 0.61}, "tempo_genre": {"accuracy": 0.72}}}))
+    assert best_model_name(tmp_path) == "tempo_genre"
+    assert resolve_model(None, tmp_path) == tmp_path / "models" / "tempo_genre"
+    (tmp_path / "metrics" / "cnn2d.json").write_text(json.dumps({"track": {"accuracy": 0.61, "macro_f1": 0.5}}))
+    recs = {r["name"]: r for r in list_models(tmp_path)}
+    assert recs["cnn2d"]["kind"] == "deep" and recs["cnn2d"]["test"] == {"accuracy": 0.61, "macro_f1": 0.5}
+    assert recs["tempo_genre"]["test"] is None
+    assert "error" in recs["broken"]
+
+
+def test_best_model_from_leaderboard_markdown(tmp_path):
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "leaderboard.md").write_text(
+        "| model | kind | accuracy | macro-F1 |\n|---|---|---|---|\n| svm | classical | 0.700 | 0.69 |\n"
+        "| cnn2d | deep | 0.810 | 0.80 |\n| logreg | classical | 0.650 | 0.60 |\n")
+    assert best_model_name(tmp_path) == "cnn2d"
+
+
+# -------------------------------------------------------------------- cold start
+def test_deep_predict_imports_no_heavy_library(tmp_path):
+    """The NumPy runtime path never imports TensorFlow, Keras, librosa, scipy or sklearn."""
+    path = _write(tmp_path / "a.wav", clip(2.0))
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom mgr.predict import load_predictor\n"
+        f"p = load_predictor(Path({str(CNN_MODEL)!r}))\n"
+        f"r = p.predict_file(Path({str(path)!r}))\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'librosa', 'scipy', 'sklearn', 'numba', 'pandas') if m in sys.modules]\n"
+        "print(p.runtime, r.tempo_source, heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "numpy dsp []"
