@@ -103,6 +103,8 @@ def _write_audio(path: Path, audio: np.ndarray, sr: int, fmt: str) -> None:
     from mgr.utils import atomic_path
 
     container, subtype = FORMATS[fmt]
+    if subtype == "PCM_16":  # quantise here (round to nearest), so every PCM format holds the same samples
+        audio = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
     with atomic_path(path) as tmp:
         sf.write(str(tmp), audio, sr, format=container, subtype=subtype)
 

@@ -223,9 +223,9 @@ def vibrato(freq: float, n: int, sr: int, rate: float, depth_cents: float, delay
 def strings_note(freq: float, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     """Ensemble strings: three detuned saws with vibrato, slow attack."""
     y = np.zeros(n)
+    f = vibrato(freq, n, sr, 5.0 + rng.random(), 12.0, 0.15)
     for det in (-7.0, 0.0, 6.0):
-        f = vibrato(freq * 2 ** (det / 1200), n, sr, 5.0 + rng.random(), 12.0, 0.15)
-        y += osc("saw", f, n, sr, phase0=rng.random(), max_harm=24)
+        y += osc("saw", f * 2 ** (det / 1200), n, sr, phase0=rng.random(), max_harm=24)
     return y / 3.0 * adsr(n, sr, 0.12 + 0.1 * rng.random(), 0.15)
 
 

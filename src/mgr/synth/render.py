@@ -312,21 +312,44 @@ def drum_notes(plan: Plan, pattern: str, total_steps: int, rng: np.random.Genera
 
 
 # ------------------------------------------------------------------------------ rendering
-def _kit(plan: Plan, sr: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    hiphop = plan.genre == "hiphop"
-    return {
-        "kick": dsp.kick(sr, rng, f0=float(rng.uniform(45, 65)), decay=float(rng.uniform(0.15, 0.5 if hiphop else 0.3))),
-        "snare": dsp.snare(sr, rng, tone=float(rng.uniform(160, 240)), decay=float(rng.uniform(0.08, 0.2)),
-                           snappy=float(rng.uniform(0.4, 0.85))),
-        "hat": dsp.hat(sr, rng, decay=float(rng.uniform(0.02, 0.06))),
-        "hat_pedal": 0.5 * dsp.hat(sr, rng, decay=0.02),
-        "open_hat": dsp.hat(sr, rng, decay=float(rng.uniform(0.15, 0.3))),
-        "ride": dsp.ride(sr, rng, decay=float(rng.uniform(0.5, 1.2))),
-        "crash": dsp.crash(sr, rng),
-        "clap": dsp.clap(sr, rng),
-        "rim": dsp.rim(sr, rng),
-        "brush": dsp.brush(sr, rng, length=min(0.9 * plan.beat_s, 0.5)),
-    }
+class _Kit:
+    """The clip's drum kit: each drum synthesized once (on first use) with random tuning."""
+
+    def __init__(self, plan: Plan, sr: int, rng: np.random.Generator):
+        self.plan, self.sr, self.rng = plan, sr, rng
+        self.samples: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, drum: str) -> np.ndarray:
+        x = self.samples.get(drum)
+        if x is None:
+            x = self.samples[drum] = self._make(drum)
+        return x
+
+    def _make(self, drum: str) -> np.ndarray:
+        sr, rng = self.sr, self.rng
+        if drum == "kick":
+            long = self.plan.genre == "hiphop"
+            return dsp.kick(sr, rng, f0=float(rng.uniform(45, 65)), decay=float(rng.uniform(0.15, 0.5 if long else 0.3)))
+        if drum == "snare":
+            return dsp.snare(sr, rng, tone=float(rng.uniform(160, 240)), decay=float(rng.uniform(0.08, 0.2)),
+                             snappy=float(rng.uniform(0.4, 0.85)))
+        if drum == "hat":
+            return dsp.hat(sr, rng, decay=float(rng.uniform(0.02, 0.06)))
+        if drum == "hat_pedal":
+            return 0.5 * dsp.hat(sr, rng, decay=0.02)
+        if drum == "open_hat":
+            return dsp.hat(sr, rng, decay=float(rng.uniform(0.15, 0.3)))
+        if drum == "ride":
+            return dsp.ride(sr, rng, decay=float(rng.uniform(0.5, 1.2)))
+        if drum == "crash":
+            return dsp.crash(sr, rng)
+        if drum == "clap":
+            return dsp.clap(sr, rng)
+        if drum == "rim":
+            return dsp.rim(sr, rng)
+        if drum == "brush":
+            return dsp.brush(sr, rng, length=min(0.9 * self.plan.beat_s, 0.5))
+        raise ValueError(drum)  # pragma: no cover
 
 
 class _Voice:
@@ -410,7 +433,7 @@ def render(plan: Plan, sr: int, duration_s: float, rng: np.random.Generator, *, 
         return float(np.clip(v * (1.0 + rng.normal(0.0, plan.velocity_sd)), 0.05, 1.2))
 
     if plan.drums:
-        kit = _kit(plan, sr, rng)
+        kit = _Kit(plan, sr, rng)
         buf = np.zeros(n)
         used = False
         for nt in drum_notes(plan, plan.drums, total_steps, rng):

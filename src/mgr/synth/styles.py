@@ -330,9 +330,9 @@ def sample_plan(genre: str, rng: np.random.Generator) -> Plan:
         phase_s=float(rng.uniform(0, bpb * 60.0 / tempo)),
         rt60=float(rng.uniform(0.2, 2.0)),
         reverb_wet=float(rng.uniform(0.0, 0.35)),
-        lowpass_hz=float(np.exp(rng.uniform(np.log(2500.0), np.log(10500.0)))),
+        lowpass_hz=float(np.exp(rng.uniform(np.log(3500.0), np.log(11000.0)))),
         highpass_hz=float(rng.uniform(20.0, 150.0)),
-        noise_db=float(rng.uniform(-75.0, -40.0)),
+        noise_db=float(rng.uniform(-80.0, -50.0)),
         drive=float(rng.uniform(4.0, 25.0)),
         peak_db=float(rng.uniform(-6.0, -0.5)),
     )
