@@ -128,11 +128,17 @@ def n_frames_for_samples(n_samples: int, frontend: dict) -> int:
 
 
 @functools.lru_cache(maxsize=8)
-def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> Any:
+    """librosa's Slaney mel filterbank ``(n_mels, n_bins)`` as a sparse CSR matrix.
+
+    Each triangular filter spans a few bins, so the sparse product is ~50x fewer operations
+    than the dense ``basis @ power`` librosa does, with the same result up to float32 rounding.
+    """
     import librosa
+    import scipy.sparse
 
     basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False, norm="slaney")
-    return np.ascontiguousarray(basis.T, dtype=np.float32)  # (n_bins, n_mels)
+    return scipy.sparse.csr_matrix(basis.astype(np.float32))
 
 
 @functools.lru_cache(maxsize=8)
@@ -169,7 +175,7 @@ def _frames_major(y: np.ndarray, frontend: dict, block: int = 2048) -> np.ndarra
         spec = scipy.fft.rfft(frames[s : s + block] * win, axis=1)  # complex64 for float32 input
         power = spec.real * spec.real
         power += spec.imag * spec.imag
-        out[s : s + block] = power @ basis if logmel else power
+        out[s : s + block] = (basis @ power.T).T if logmel else power
     # dB with a fixed reference; floor relative to the reference, not the clip maximum
     np.maximum(out, np.float32(frontend["amin"]), out=out)
     np.log10(out, out=out)
