@@ -257,8 +257,24 @@ STYLES: dict[str, dict] = {
     ),
 }
 
-# Mix level (dB) means per role; each draw adds N(0, 3 dB).
+# Mix level (dB) means per role; each draw adds N(0, 2.5 dB).
 _LEVELS = {"comp": -3.0, "bass": -4.0, "lead": -2.0, "drums": -1.0}
+
+# Production habits per genre (the "recording"): level offsets (dB) for drums and bass, and
+# ranges for the low-pass corner (Hz, log-uniform), reverb time/wetness and guitar drive.
+# They overlap on purpose; the draws within them are what varies a clip's recording.
+_PRODUCTION = {
+    "blues": dict(drums=-2, bass=0, lowpass=(3000, 8000), rt60=(0.4, 1.5), wet=(0.05, 0.3), drive=(3, 10)),
+    "classical": dict(drums=0, bass=-2, lowpass=(4000, 10000), rt60=(1.2, 2.5), wet=(0.2, 0.45), drive=(3, 6)),
+    "country": dict(drums=-2, bass=0, lowpass=(4500, 10000), rt60=(0.3, 1.2), wet=(0.05, 0.25), drive=(3, 8)),
+    "disco": dict(drums=1, bass=2, lowpass=(6000, 11000), rt60=(0.4, 1.2), wet=(0.05, 0.25), drive=(3, 8)),
+    "hiphop": dict(drums=3, bass=4, lowpass=(4000, 10000), rt60=(0.2, 0.8), wet=(0.0, 0.15), drive=(3, 8)),
+    "jazz": dict(drums=-3, bass=0, lowpass=(3000, 8000), rt60=(0.5, 1.6), wet=(0.05, 0.3), drive=(2, 5)),
+    "metal": dict(drums=1, bass=-1, lowpass=(6000, 11000), rt60=(0.2, 1.0), wet=(0.0, 0.2), drive=(15, 40)),
+    "pop": dict(drums=1, bass=1, lowpass=(6000, 11000), rt60=(0.4, 1.5), wet=(0.05, 0.3), drive=(4, 12)),
+    "reggae": dict(drums=0, bass=4, lowpass=(3500, 9000), rt60=(0.6, 2.0), wet=(0.1, 0.4), drive=(3, 8)),
+    "rock": dict(drums=1, bass=0, lowpass=(5000, 11000), rt60=(0.3, 1.3), wet=(0.05, 0.25), drive=(8, 25)),
+}
 
 
 def _choice(rng: np.random.Generator, weights: dict[str, float]) -> str:
@@ -278,6 +294,7 @@ def _trunc_normal(rng: np.random.Generator, mean: float, sd: float, lo: float, h
 def sample_plan(genre: str, rng: np.random.Generator) -> Plan:
     """Draw one song plan from ``genre``'s template."""
     st = STYLES[genre]
+    prod = _PRODUCTION[genre]
     tempo = round(_trunc_normal(rng, *st["tempo"]), 2)
     meter = _choice(rng, st["meters"])
     bpb, spb = {"4/4": (4, 4), "3/4": (3, 4), "12/8": (4, 3)}[meter]
@@ -297,17 +314,17 @@ def sample_plan(genre: str, rng: np.random.Generator) -> Plan:
     for inst, (p, patterns) in comp_opts.items():
         if rng.random() < p:
             pat = str(rng.choice(patterns))
-            parts.append(Part("comp", inst, pat, _LEVELS["comp"] + rng.normal(0, 3), inst))
+            parts.append(Part("comp", inst, pat, _LEVELS["comp"] + rng.normal(0, 2.5), inst))
     if not any(pt.role == "comp" for pt in parts):
         inst = max(comp_opts, key=lambda k: comp_opts[k][0])
         parts.append(Part("comp", inst, str(rng.choice(comp_opts[inst][1])), _LEVELS["comp"], inst))
     bass_style = _choice(rng, st["bass"])
     bass_instr = _choice(rng, st["bass_instr"])
     bass_tag = bass_instr if bass_instr in ("strings", "piano") else "bass"
-    parts.append(Part("bass", bass_instr, bass_style, _LEVELS["bass"] + rng.normal(0, 3), bass_tag))
+    parts.append(Part("bass", bass_instr, bass_style, _LEVELS["bass"] + prod["bass"] + rng.normal(0, 2.5), bass_tag))
     lead = _choice(rng, st["lead"])
     if lead:
-        parts.append(Part("lead", lead, "melody", _LEVELS["lead"] + rng.normal(0, 3), lead))
+        parts.append(Part("lead", lead, "melody", _LEVELS["lead"] + rng.normal(0, 2.5), lead))
 
     return Plan(
         genre=genre,
@@ -323,16 +340,16 @@ def sample_plan(genre: str, rng: np.random.Generator) -> Plan:
         bars_per_chord=float(rng.choice(st["bars_per_chord"])),
         scale=scale,
         drums=drums,
-        drum_level_db=_LEVELS["drums"] + float(rng.normal(0, 3)),
+        drum_level_db=_LEVELS["drums"] + prod["drums"] + float(rng.normal(0, 2.5)),
         parts=parts,
         humanise_ms=float(st["humanise"] * rng.uniform(0.5, 1.5)),
         velocity_sd=float(rng.uniform(0.05, 0.15)),
         phase_s=float(rng.uniform(0, bpb * 60.0 / tempo)),
-        rt60=float(rng.uniform(0.2, 2.0)),
-        reverb_wet=float(rng.uniform(0.0, 0.35)),
-        lowpass_hz=float(np.exp(rng.uniform(np.log(3500.0), np.log(11000.0)))),
+        rt60=float(rng.uniform(*prod["rt60"])),
+        reverb_wet=float(rng.uniform(*prod["wet"])),
+        lowpass_hz=float(np.exp(rng.uniform(np.log(prod["lowpass"][0]), np.log(prod["lowpass"][1])))),
         highpass_hz=float(rng.uniform(20.0, 150.0)),
         noise_db=float(rng.uniform(-80.0, -50.0)),
-        drive=float(rng.uniform(4.0, 25.0)),
+        drive=float(rng.uniform(*prod["drive"])),
         peak_db=float(rng.uniform(-6.0, -0.5)),
     )
