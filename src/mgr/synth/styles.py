@@ -349,7 +349,7 @@ def sample_plan(genre: str, rng: np.random.Generator) -> Plan:
         reverb_wet=float(rng.uniform(*prod["wet"])),
         lowpass_hz=float(np.exp(rng.uniform(np.log(prod["lowpass"][0]), np.log(prod["lowpass"][1])))),
         highpass_hz=float(rng.uniform(20.0, 150.0)),
-        noise_db=float(rng.uniform(-80.0, -50.0)),
+        noise_db=float(rng.uniform(-85.0, -62.0)),
         drive=float(rng.uniform(*prod["drive"])),
         peak_db=float(rng.uniform(-6.0, -0.5)),
     )
