@@ -31,6 +31,38 @@ Conventions
 * **Tags** (``tag_metrics``): macro ROC-AUC and PR-AUC (average precision) over tags; a tag
   whose ground truth holds a single class over the evaluated tracks has no defined AUC and is
   skipped; skipped tags are listed in the result (``tags_skipped``), never silently dropped.
+
+The evaluate stage (:func:`run_evaluate`)
+-----------------------------------------
+* Every model of ``ml.models`` + ``dl.models`` with an artifact is scored on the **test tracks
+  of split.csv** (val and train are never used); a listed model without an artifact is named
+  in the leaderboard and the log, not ranked.
+* **Windows.** A deep model can only score windows of its input length (the card's
+  ``window_frames``), so that is what it is fed. ``evaluate.window_s`` / ``evaluate.overlap``
+  set the *segments* that form the window level and the units that are aggregated per track,
+  the same for every model: a segment longer than the model's input is tiled by model windows
+  (same overlap, last one end-aligned) whose probabilities are averaged; a segment not longer
+  than the model's input is the model window itself (the protocol block of the metrics says
+  which length was used). With the defaults (3 s, 50 %; ``train.window_s`` 3 s) segment =
+  model window. Track level = mean of segment probabilities, or majority vote over segments
+  (``evaluate.aggregate`` picks the headline; both are reported). Classical models have one
+  feature row per track: no window level.
+* **Skipped tracks**: test tracks with no feature row / not in the spectrogram store (decoding
+  failed) are counted in ``n_skipped`` and listed with their reason; ``n_tracks`` is the number
+  of test tracks in split.csv.
+* **k-fold** (split.csv has ``fold``): each fold's test part is scored; ``track`` in the metrics
+  is the mean over folds (``track_std`` the std), ``per_fold`` the detail. A model directory
+  with ``fold_<f>/`` sub-artifacts is scored per fold. Otherwise the single artifact is scored on
+  the fold it was trained on (deep: the card's ``fold``; classical: fold 0), and for classical
+  models the remaining folds are taken from ``metrics/train-ml/<name>.json`` (``per_fold.<f>.test``:
+  train-ml fits one model per fold and scores its test part with these same functions); each
+  fold's ``source`` says where it came from. Deep models in k-fold mode therefore report the
+  folds they have artifacts for (``n_folds``).
+* **Tempo**: the model's track-level tempo is the read-out (:func:`mgr.models.deep.bpm_from_probs`)
+  of the mean tempo-class probabilities; the DSP baseline is ``librosa.feature.tempo`` on the same
+  test tracks' audio, decoded with the pipeline's ``audio`` params.
+* Deterministic: floats are rounded to 6 decimals and nothing time-dependent is written, so
+  ``dvc repro --force -s evaluate`` rewrites identical files.
 """
 
 from __future__ import annotations
