@@ -253,3 +253,14 @@ def test_missing_inputs_are_user_errors(tmp_path):
         load_inputs(tmp_path / "tracks.csv", tmp_path / "split.csv")
     with pytest.raises(DataError, match="not found"):
         SpectrogramStore(tmp_path / "nope.h5")
+
+
+@pytest.mark.parametrize("args", [(22050, 2048, 128, 0.0, 11025.0), (12000, 512, 96, 0.0, 6000.0), (16000, 1024, 40, 20.0, 5000.0)])
+def test_mel_filterbank_equals_librosa(args):
+    import librosa
+
+    from mgr.spectrogram import mel_filterbank
+
+    sr, n_fft, n_mels, fmin, fmax = args
+    ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False, norm="slaney")
+    np.testing.assert_allclose(mel_filterbank(sr, n_fft, n_mels, fmin, fmax), ref, rtol=1e-5, atol=1e-8)

@@ -69,6 +69,7 @@ __all__ = [
     "build_store",
     "compute_spectrogram",
     "frontend_config",
+    "mel_filterbank",
     "n_frames_for_samples",
 ]
 
@@ -127,18 +128,51 @@ def n_frames_for_samples(n_samples: int, frontend: dict) -> int:
     return 1 + int(n_samples) // int(frontend["hop"])
 
 
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa ``htk=False``): linear below 1 kHz, logarithmic above."""
+    f = np.asarray(f, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """``(n_mels, n_fft//2 + 1)`` float32 Slaney mel filterbank, equal to
+    ``librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False,
+    norm="slaney")`` (tested) without importing librosa (``mgr predict`` starts faster)."""
+    fftfreqs = np.linspace(0.0, sr / 2.0, 1 + n_fft // 2)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
+    return weights.astype(np.float32)
+
+
 @functools.lru_cache(maxsize=8)
-def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> Any:
-    """librosa's Slaney mel filterbank ``(n_mels, n_bins)`` as a sparse CSR matrix.
+def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> list[tuple[int, int, np.ndarray]]:
+    """The filterbank as per-filter ``(lo, hi, weights[lo:hi])`` bands.
 
-    Each triangular filter spans a few bins, so the sparse product is ~50x fewer operations
-    than the dense ``basis @ power`` librosa does, with the same result up to float32 rounding.
+    Each triangular filter spans a few bins, so summing only over its band is ~50x fewer
+    operations than the dense ``basis @ power`` product, with the same result up to float32
+    rounding.
     """
-    import librosa
-    import scipy.sparse
-
-    basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False, norm="slaney")
-    return scipy.sparse.csr_matrix(basis.astype(np.float32))
+    basis = mel_filterbank(sr, n_fft, n_mels, fmin, fmax)
+    bands = []
+    for row in basis:
+        nz = np.flatnonzero(row)
+        lo, hi = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 0)
+        bands.append((lo, hi, np.ascontiguousarray(row[lo:hi])))
+    return bands
 
 
 @functools.lru_cache(maxsize=8)
@@ -175,7 +209,12 @@ def _frames_major(y: np.ndarray, frontend: dict, block: int = 2048) -> np.ndarra
         spec = scipy.fft.rfft(frames[s : s + block] * win, axis=1)  # complex64 for float32 input
         power = spec.real * spec.real
         power += spec.imag * spec.imag
-        out[s : s + block] = (basis @ power.T).T if logmel else power
+        if logmel:
+            dst = out[s : s + block]
+            for m, (lo, hi, w) in enumerate(basis):
+                dst[:, m] = power[:, lo:hi] @ w if hi > lo else 0.0
+        else:
+            out[s : s + block] = power
     # dB with a fixed reference; floor relative to the reference, not the clip maximum
     np.maximum(out, np.float32(frontend["amin"]), out=out)
     np.log10(out, out=out)
@@ -274,8 +313,13 @@ def build_store(
     if df["track_id"].duplicated().any():
         dup = df.loc[df["track_id"].duplicated(), "track_id"].iloc[0]
         raise DataError(f"spectrogram: duplicate track_id {dup!r} in the inputs")
+    # import and build once in the parent: forked workers inherit them instead of redoing it
+    import scipy.fft  # noqa: F401
+    import soundfile  # noqa: F401
+    import soxr  # noqa: F401
+
     if fe["kind"] == "logmel":
-        _mel_basis(fe["sr"], fe["n_fft"], fe["n_mels"], fe["fmin"], fe["fmax"])  # warm the cache before fork
+        _mel_basis(fe["sr"], fe["n_fft"], fe["n_mels"], fe["fmin"], fe["fmax"])
     labels = sorted(df["genre"].astype(str).unique())
     paths = df["path"].astype(str).tolist()
 
