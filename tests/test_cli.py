@@ -146,3 +146,15 @@ def test_installed_entry_point_runs_without_traceback(project):
     assert p.returncode == 1
     assert p.stderr.strip() == f"error: {project / 'missing.wav'}: no such file or directory"
     assert len(p.stdout.strip().splitlines()) == 2
+
+
+def test_progress_bar_on_stderr_for_many_files(project, monkeypatch):
+    for i in range(3):
+        _clip(project / "audio" / f"x{i}.wav", seconds=1.2, seed=10 + i)
+    monkeypatch.setenv("MGR_PROGRESS", "1")  # CliRunner's stderr is not a TTY
+    r = run("predict", str(project / "audio"), "--root", str(project), "-f", "json")
+    assert r.exit_code == 0
+    assert len(r.stdout.strip().splitlines()) == 5
+    assert "predict (tiny_tempo)" in r.stderr and "5/5" in r.stderr
+    r = run("predict", str(project / "audio" / "a.wav"), "--root", str(project), "-f", "json")
+    assert r.stderr == ""  # one file: no bar
