@@ -164,7 +164,10 @@ def extract_features(y: np.ndarray, sr: int, feature_set: str = "gtzan57") -> di
         raise ValueError(f"extract_features expects a mono 1-D signal, got shape {y.shape}")
     if y.size < 2048:
         y = np.pad(y, (0, 2048 - y.size))
-    feats = _gtzan57(y, int(sr)) if feature_set == "gtzan57" else _fma518(y, int(sr))
+    with warnings.catch_warnings():
+        # silent or pitchless input: librosa warns and falls back to tuning 0, which is what we want
+        warnings.filterwarnings("ignore", message="Trying to estimate tuning", category=UserWarning)
+        feats = _gtzan57(y, int(sr)) if feature_set == "gtzan57" else _fma518(y, int(sr))
     return {k: feats[k] for k in names}
 
 
@@ -280,6 +283,10 @@ def build_feature_table(
             if len(batch_ids) >= batch_rows:
                 flush()
 
+        if workers > 1:
+            # import librosa and JIT-compile its numba kernels once in the parent: the forked
+            # workers inherit them instead of each compiling its own copy
+            extract_features(np.zeros(audio_d["sample_rate"], dtype=np.float32), audio_d["sample_rate"], feature_set)
         jobs = ((i, str(df.at[i, "path"]), audio_d, feature_set) for i in range(len(df)))
         try:
             run_parallel(_feat_job, jobs, len(df), workers, on_result, f"features {feature_set}", progress)
