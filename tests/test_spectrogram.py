@@ -264,3 +264,18 @@ def test_mel_filterbank_equals_librosa(args):
     sr, n_fft, n_mels, fmin, fmax = args
     ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False, norm="slaney")
     np.testing.assert_allclose(mel_filterbank(sr, n_fft, n_mels, fmin, fmax), ref, rtol=1e-5, atol=1e-8)
+
+
+def test_dvc_stage_wiring_keeps_features_independent_of_spectrogram(project_root):
+    import yaml
+
+    stages = yaml.safe_load((project_root / "dvc.yaml").read_text())["stages"]
+    spec, feat = stages["spectrogram"], stages["features"]
+    assert set(spec["params"]) == {"audio", "spectrogram"}
+    assert "spectrogram" not in feat["params"] and "features" in feat["params"]
+    assert not any("spectrogram" in d for d in feat["deps"])  # code, params and output of spectrogram
+    for d in ("src/mgr/audio.py", "src/mgr/extract.py", "data/split.csv"):
+        assert d in spec["deps"] and d in feat["deps"]
+    assert spec["outs"] == ["data/spectrograms.h5"] and feat["outs"] == ["data/features.parquet"]
+    # every module the stages import from src/mgr is a declared dependency
+    assert "src/mgr/spectrogram.py" in spec["deps"] and "src/mgr/features.py" in feat["deps"]
