@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     classical.save(outcome.model, model_dir, outcome.card)
     write_json(Path(args.metrics_dir) / f"{args.name}.json", outcome.metrics)
     val = outcome.metrics.get("val")
-    summary = f"val accuracy {val['accuracy']:.3f}" if val else "no val tracks"
+    k = outcome.metrics["folds"]
+    summary = (f"val accuracy {val['accuracy']:.3f}" + (f", mean over {k} folds" if k > 1 else "")) if val else "no val tracks"
     print(f"{args.name}: wrote {model_dir}/ ({summary})")
 
 

@@ -262,7 +262,7 @@ def test_foreign_and_broken_artifacts(trained, tmp_path):
     # an XGBoost file that is not a model
     xg = tmp_path / "xg"
     xg.mkdir()
-    (xg / C.CARD_FILE).write_text(json.dumps({**card, "model_file": C.XGB_FILE}))
+    (xg / C.CARD_FILE).write_text(json.dumps({**card, "model_file": C.XGB_FILE, "model_sha256": None}))
     (xg / C.XGB_FILE).write_bytes(b"{garbage")
     with pytest.raises(ArtifactError, match="not a valid XGBoost model"):
         C.load(xg)
@@ -336,3 +336,27 @@ def test_track_level_metrics_average_rows_of_a_track():
     probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8]])
     m = C.track_metrics(probs, np.array([0, 0, 1]), ["a", "a", "b"], ["x", "y"])
     assert m["n"] == 2 and m["accuracy"] == 1.0
+
+
+def test_modified_model_file_fails_the_card_hash(trained, tmp_path):
+    """Only trusted types, but not the file the card was written for: refused."""
+    from mgr.utils import file_hash
+
+    src = trained["logreg"][2]
+    card = json.loads((src / C.CARD_FILE).read_text())
+    assert card["model_sha256"] == file_hash(src / C.SKOPS_FILE)
+    d = tmp_path / "logreg"
+    d.mkdir()
+    (d / C.CARD_FILE).write_text(json.dumps(card))
+
+    def edit(schema):  # a different, still valid and trusted, model: max_iter changed
+        node = _first_node(schema, "sklearn.linear_model")
+        assert node is not None
+        node["content"]["content"]["max_iter"]["content"] = "7"
+
+    _rewrite_schema(src / C.SKOPS_FILE, d / C.SKOPS_FILE, edit)
+    with pytest.raises(ArtifactError, match="does not match the sha256 in its model card"):
+        C.load(d)
+    # a card without a hash (hand-made) still gets every safety check, then loads
+    (d / C.CARD_FILE).write_text(json.dumps({k: v for k, v in card.items() if k != "model_sha256"}))
+    assert C.load(d).model.steps[1][1].max_iter == 7

@@ -489,7 +489,7 @@ def save(model: Any, model_dir: str | Path, card: dict[str, Any]) -> dict[str, A
     ``model.json``. Returns the card as written (``model_file``, ``versions`` filled in)."""
     import skops.io as sio
 
-    from mgr.utils import atomic_path, write_json
+    from mgr.utils import atomic_path, file_hash, write_json
 
     missing = [k for k in ("name", "labels", "feature_columns") if k not in card]
     if missing:
@@ -508,11 +508,20 @@ def save(model: Any, model_dir: str | Path, card: dict[str, Any]) -> dict[str, A
             extra = sorted(set(sio.get_untrusted_types(file=tmp / SKOPS_FILE)) - set(TRUSTED_TYPES))
             if extra:  # never write an artifact that load() would refuse
                 raise ArtifactError(f"model {card['name']!r} holds types not in TRUSTED_TYPES: {extra}")
+        card["model_sha256"] = file_hash(tmp / card["model_file"])
         write_json(tmp / CARD_FILE, card)
     return card
 
 
-def _load_skops(path: Path) -> Any:
+def _check_hash(path: Path, expected: str | None) -> None:
+    """The card's ``model_sha256`` (when present) must match the model file."""
+    from mgr.utils import file_hash
+
+    if expected is not None and file_hash(path) != expected:
+        raise ArtifactError(f"{path} does not match the sha256 in its model card (modified or corrupt); refusing to load it")
+
+
+def _load_skops(path: Path, sha256: str | None = None) -> Any:
     import skops.io as sio
 
     with open(path, "rb") as f:
@@ -531,13 +540,14 @@ def _load_skops(path: Path) -> Any:
             f"{path} contains types that are not trusted: {', '.join(bad)}; refusing to load it "
             "(tampered or foreign artifact)"
         )
+    _check_hash(path, sha256)
     try:
         return sio.load(path, trusted=list(TRUSTED_TYPES))
     except Exception as e:
         raise ArtifactError(f"{path} could not be loaded safely ({type(e).__name__}: {e})") from None
 
 
-def _load_xgboost(path: Path) -> Any:
+def _load_xgboost(path: Path, sha256: str | None = None) -> Any:
     from xgboost import XGBClassifier
 
     with open(path, "rb") as f:
@@ -546,6 +556,7 @@ def _load_xgboost(path: Path) -> Any:
         raise ArtifactError(f"{path} is a plain pickle, not an XGBoost model; refusing to load it (a pickle can run code)")
     if not head.startswith(b"{"):  # UBJSON and JSON models both open an object
         raise ArtifactError(f"{path} is not an XGBoost UBJSON/JSON model; refusing to load it")
+    _check_hash(path, sha256)
     model = XGBClassifier()
     try:
         model.load_model(str(path))
@@ -654,7 +665,8 @@ def load(model_dir: str | Path) -> ClassicalArtifact:
     path = model_dir / card["model_file"]
     if not path.exists():
         raise ArtifactError(f"{path} not found (the card names it as the model file)")
-    model = _load_xgboost(path) if card["model_file"] == XGB_FILE else _load_skops(path)
+    sha = card.get("model_sha256")
+    model = _load_xgboost(path, sha) if card["model_file"] == XGB_FILE else _load_skops(path, sha)
     n = len(card["labels"])
     if _is_xgboost(model):
         got = int(getattr(model, "n_classes_", 0) or 0)
