@@ -164,6 +164,10 @@ def generate(
     ``track_id, path`` (relative to ``out_dir``), ``genre, tempo_bpm`` (exact), ``meter, key,
     swing, tags`` (``|``-separated, sorted). ``inject_corrupt`` extra files are deliberately
     broken (see :data:`CORRUPT_KINDS`) and listed too, so that the fetch stage rejects them.
+
+    WAV and FLAC files are byte-identical for equal seeds (PCM is quantised here, by rounding);
+    Ogg/Vorbis files decode to identical samples, but libsndfile stamps each stream with a
+    random serial number, so their bytes differ from run to run.
     """
     import pandas as pd
 
@@ -235,7 +239,7 @@ def plot_genres(png_path: Path, *, seed: int = 0, duration_s: float = 10.0, sr: 
     fig.tight_layout()
     png_path = Path(png_path)
     with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
+        fig.savefig(tmp, dpi=60, format="png")
     plt.close(fig)
     return png_path
 
