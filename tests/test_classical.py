@@ -329,6 +329,9 @@ def test_data_errors(table):
         C.train("logreg", table.drop(columns=["genre"]), ml, feature_set="x")
     with pytest.raises(DataError, match="not numeric"):
         C.train("logreg", table.assign(mfcc1_mean="x"), ml, feature_set="x")
+    two_folds = table.assign(fold=np.arange(len(table)) % 2)
+    with pytest.raises(DataError, match=r"fold 0: no train tracks \(k-fold mode needs split.k >= 3"):
+        C.train("logreg", two_folds, ml, feature_set="x")
 
 
 def test_track_level_metrics_average_rows_of_a_track():
@@ -360,3 +363,17 @@ def test_modified_model_file_fails_the_card_hash(trained, tmp_path):
     # a card without a hash (hand-made) still gets every safety check, then loads
     (d / C.CARD_FILE).write_text(json.dumps({k: v for k, v in card.items() if k != "model_sha256"}))
     assert C.load(d).model.steps[1][1].max_iter == 7
+
+
+def test_svm_grid_from_yaml_mixes_names_and_numbers():
+    import yaml
+
+    raw = yaml.safe_load("ml: {search: grid, svm: {grid: {C: [1, 3], gamma: [scale, 0.01]}}}")
+    ml = params_from_dict(raw).ml
+    combos = C.candidates("svm", ml)
+    assert combos == [{"C": 1, "gamma": "scale"}, {"C": 1, "gamma": 0.01}, {"C": 3, "gamma": "scale"}, {"C": 3, "gamma": 0.01}]
+    svc = C.build("svm", ml, block=C._block_with("svm", ml.svm, combos[1])).estimator.named_steps["svc"]
+    assert svc.C == 1.0 and svc.gamma == 0.01 and svc.kernel == "rbf"
+    bad = params_from_dict(yaml.safe_load("ml: {search: grid, svm: {grid: {gamma: [huge]}}}")).ml
+    with pytest.raises(ParamsError, match="ml.svm.grid.gamma: 'huge' is not a valid value"):
+        C.candidates("svm", bad)

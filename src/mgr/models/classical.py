@@ -20,7 +20,8 @@ vocabulary (the card's ``labels``), so ``predict_proba`` columns follow ``labels
 Protocol (:func:`train`): rows are tracks of ``data/features.parquet`` (``track_id, split, genre``
 [+ ``fold``] then float feature columns). Hyper-parameter search (``ml.search``: ``grid`` or
 ``random`` over ``ml.<name>.grid``) uses stratified ``ml.search_cv``-fold cross-validation on the
-**train** rows only, scored by balanced accuracy; val and test rows are never seen by it. In
+**train** rows only (each fold's own train part in k-fold mode), scored by balanced accuracy;
+the best combination is refitted on all train rows; val and test rows are never seen by it. In
 k-fold mode (a ``fold`` column) each fold f is trained on its own train part
 (:func:`mgr.split.fold_split`: test = fold f, val = fold f+1, train = the rest) and scored on its
 val and test parts; the metrics report every fold and the mean/std over folds. The saved
@@ -406,7 +407,8 @@ def train(
         tag = f"fold {fold}" if fold is not None else "holdout"
         tr, va, te = parts == "train", parts == "val", parts == "test"
         if not tr.any():
-            raise DataError(f"{tag}: no train tracks")
+            hint = " (k-fold mode needs split.k >= 3: fold f is test, fold f+1 val, the rest train)" if kfold else ""
+            raise DataError(f"{tag}: no train tracks{hint}")
         absent = [labels[i] for i in sorted(set(range(len(labels))) - set(np.unique(y[tr]).tolist()))]
         if absent:
             raise DataError(f"{tag}: genre(s) {absent} have no train tracks; cannot train {name}")
