@@ -279,3 +279,16 @@ def test_dvc_stage_wiring_keeps_features_independent_of_spectrogram(project_root
     assert spec["outs"] == ["data/spectrograms.h5"] and feat["outs"] == ["data/features.parquet"]
     # every module the stages import from src/mgr is a declared dependency
     assert "src/mgr/spectrogram.py" in spec["deps"] and "src/mgr/features.py" in feat["deps"]
+
+
+@pytest.mark.parametrize("spec", [SpectrogramParams(preset="choi"), SpectrogramParams(kind="stft", n_fft=128, hop_length=64)])
+def test_presets_and_stft_kind_build_and_read(tmp_path, spec):
+    tracks = _make_dataset(tmp_path, n=3, corrupt=False)
+    out = tmp_path / "p.h5"
+    build_store(tracks, AUDIO, spec, out, workers=1, progress=False)
+    with SpectrogramStore(out) as st:
+        fe = st.frontend
+        assert st.n_mels == fe["n_mels"] == (96 if spec.preset == "choi" else 65)
+        y = load_audio(tracks.loc[1, "path"], sr=fe["sr"])
+        np.testing.assert_allclose(st.track(1), compute_spectrogram(y, fe["sr"], fe), atol=1e-4)
+        assert st.track_windows(1, 8, 0.5).shape[1:] == (fe["n_mels"], 8)
