@@ -313,7 +313,7 @@ def build(
     return keras.Model(inp, outputs, name=name)
 
 
-def compile_model(model, learning_rate: float, outputs: list[str] | tuple[str, ...]) -> None:
+def compile_model(model, learning_rate: float, outputs: list[str] | tuple[str, ...], *, jit_compile: Any = "auto") -> None:
     """Adam, categorical cross-entropy for genre/tempo (one-hot, so mixup works), BCE for tags."""
     import keras
 
@@ -323,6 +323,7 @@ def compile_model(model, learning_rate: float, outputs: list[str] | tuple[str, .
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss={o: losses[o] for o in outputs},
         metrics={o: metrics[o] for o in outputs},
+        jit_compile=jit_compile,
     )
 
 
