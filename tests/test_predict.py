@@ -497,3 +497,46 @@ def test_deep_predict_imports_no_heavy_library(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "numpy dsp []"
+
+
+# ----------------------------------------------------------------------- classical
+@pytest.mark.slow
+def test_classical_artifact_end_to_end(tmp_path):
+    """A logreg trained on gtzan57 features answers on wav/au/flac/ogg/mp3, with the DSP tempo
+    from its own `tempo` feature, and the same answer as the features table route."""
+    import pandas as pd
+
+    from mgr.features import extract_features
+    from mgr.models import classical
+    from mgr.params import MlParams
+
+    rows = []
+    for g, (f0, bpm) in {"low": (150.0, 90.0), "high": (900.0, 140.0)}.items():
+        for i in range(3):
+            t = np.arange(int(2.5 * SR)) / SR
+            y = (0.3 * np.sin(2 * np.pi * (f0 + 20 * i) * t) * (0.3 + (np.mod(t, 60 / bpm) < 0.03))).astype(np.float32)
+            rows.append({"track_id": f"{g}{i}", "split": "train", "genre": g, **extract_features(y, SR, "gtzan57")})
+    o = classical.train("logreg", pd.DataFrame(rows), MlParams(), feature_set="gtzan57")
+    classical.save(o.model, tmp_path / "models" / "logreg", o.card)
+    pred = load_predictor(tmp_path / "models" / "logreg", top_k=2)
+    assert pred.kind == "classical"
+    t = np.arange(int(3.0 * SR)) / SR
+    y = (0.3 * np.sin(2 * np.pi * 910 * t) * (0.3 + (np.mod(t, 60 / 140) < 0.03))).astype(np.float32)
+    from mgr.audio import load_audio
+
+    art = classical.load(tmp_path / "models" / "logreg")
+    for ext in ("wav", "au", "flac", "ogg", "mp3"):
+        path = _write(tmp_path / f"q.{ext}", y)
+        res = pred.predict_file(path)
+        assert res.genre == "high", ext
+        assert res.tempo_source == "dsp" and 60 < res.tempo_bpm < 300
+        if ext == "wav":  # the same numbers as the features-table route on the decoded file
+            want = art.predict_proba(pd.DataFrame([extract_features(load_audio(path, sr=SR), SR, "gtzan57")]))[0]
+            assert dict(res.top_k)["high"] == pytest.approx(want[pred.labels.index("high")], abs=1e-6)
+    # --window: segments aggregated
+    seg = load_predictor(tmp_path / "models" / "logreg", window_s=1.0, overlap=0.0).predict_file(tmp_path / "q.wav")
+    assert seg.n_windows == 3 and seg.genre == "high"
+    # tampered model file: refused by the skops trusted-types check, never unpickled
+    (tmp_path / "models" / "logreg" / "model.skops").write_bytes(b"\x80\x04K\x01.")
+    with pytest.raises(ArtifactError):
+        load_predictor(tmp_path / "models" / "logreg")
