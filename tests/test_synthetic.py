@@ -192,11 +192,13 @@ def test_swing_tag_follows_the_grid():
 # ------------------------------------------------------------------------------ dsp
 def test_vectorised_karplus_strong_equals_the_per_sample_loop():
     rng = np.random.default_rng(0)
-    exc = rng.uniform(-1, 1, 101)
-    g = dsp.ks_gain(101, SR, 1.0)
-    fast = dsp._ks_blocks(exc, 5000, g)
-    slow = dsp.karplus_strong_naive(exc, 5000, g)
-    np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-12)
+    for period, n in [(101, 5000), (300, 3001), (13, 4000), (2, 777), (40, 40), (25, 10)]:
+        exc = rng.uniform(-1, 1, period)
+        g = dsp.ks_gain(period, SR, 0.5)
+        fast = dsp._ks_blocks(exc, n, g)
+        slow = dsp.karplus_strong_naive(exc, n, g)
+        assert fast.shape == (n,)
+        np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-12)
     # pitch: the autocorrelation peaks at the loop length (N + 1/2 samples, N = round(sr / f))
     y = dsp.karplus_strong(220.0, SR, SR, rng, brightness=0.5, decay_s=2.0)
     ac = np.array([np.dot(y[:4000], y[lag : lag + 4000]) for lag in range(400)])
