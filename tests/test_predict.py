@@ -251,8 +251,10 @@ def test_top_k_window_overlap_and_vote(tmp_path):
     r3 = load_predictor(CNN_MODEL, overlap=0.75).predict_file(path)
     r4 = load_predictor(CNN_MODEL, overlap=0.0).predict_file(path)
     assert r3.n_windows > r4.n_windows
-    with pytest.raises(Exception, match="shorter than the model's window"):
-        load_predictor(CNN_MODEL, window_s=0.2).predict_file(path)
+    from mgr.predict import UsageError
+
+    with pytest.raises(UsageError, match="shorter than the model's window"):
+        load_predictor(CNN_MODEL, window_s=0.2)
 
 
 # ----------------------------------------------------------------------- bad inputs

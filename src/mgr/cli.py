@@ -74,7 +74,7 @@ def predict_cmd(
     line each on stderr; the others were still predicted); 2 bad command line; 3 the model could
     not be found or loaded safely (nothing predicted).
     """
-    from mgr.errors import ArtifactError
+    from mgr.errors import ArtifactError, UserError
     from mgr.predict import EXIT_INPUT_FAILED, EXIT_MODEL, EXIT_USAGE, discover_inputs
 
     if fmt not in ("table", "json", "csv"):
@@ -97,6 +97,9 @@ def predict_cmd(
     except ArtifactError as e:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(EXIT_MODEL) from None
+    except UserError as e:  # an option this model cannot honour (exit 2)
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(e.exit_code) from None
     failed = _run_predict(predictor, inputs, fmt)
     raise typer.Exit(EXIT_INPUT_FAILED if failed else 0)
 

@@ -68,6 +68,12 @@ EXIT_USAGE = 2  # bad command line / params
 EXIT_MODEL = 3  # the model could not be found or loaded safely; nothing was predicted
 
 
+class UsageError(UserError):
+    """A prediction option that cannot work with this model (e.g. --window below its window)."""
+
+    exit_code = EXIT_USAGE
+
+
 @dataclass
 class Prediction:
     path: str
@@ -329,13 +335,13 @@ class Predictor:
     def __init__(self, *, top_k: int = 3, window_s: float | None = None, overlap: float = 0.5,
                  aggregate: str = "mean", tag_threshold: float = DEFAULT_TAG_THRESHOLD):
         if aggregate not in ("mean", "vote"):
-            raise UserError(f"--aggregate must be mean or vote, not {aggregate!r}")
+            raise UsageError(f"--aggregate must be mean or vote, not {aggregate!r}")
         if not 0.0 <= overlap < 1.0:
-            raise UserError(f"--overlap must be in [0, 1), got {overlap}")
+            raise UsageError(f"--overlap must be in [0, 1), got {overlap}")
         if window_s is not None and window_s <= 0:
-            raise UserError(f"--window must be positive, got {window_s}")
+            raise UsageError(f"--window must be positive, got {window_s}")
         if top_k < 1:
-            raise UserError(f"--top-k must be at least 1, got {top_k}")
+            raise UsageError(f"--top-k must be at least 1, got {top_k}")
         self.top_k, self.window_s, self.overlap = top_k, window_s, overlap
         self.aggregate, self.tag_threshold = aggregate, tag_threshold
 
@@ -546,6 +552,10 @@ class DeepPredictor(Predictor):
         self.hop_s = float(self.frontend.get("hop", self.frontend.get("hop_length"))) / float(self.frontend["sr"])
         self.window_s_model = self.window_frames * self.hop_s
         StreamingFrontEnd(self.frontend)  # validate the front end before loading anything
+        if self.window_s is not None and int(round(self.window_s / self.hop_s)) < self.window_frames:
+            raise UsageError(
+                f"--window {self.window_s:g} s is shorter than the model's window ({self.window_s_model:.2f} s)"
+            )
         self._load_model()
 
     def _load_model(self) -> None:
@@ -598,10 +608,6 @@ class DeepPredictor(Predictor):
         warnings = []
         L = self.window_frames
         seg_frames = L if self.window_s is None else max(1, int(round(self.window_s / self.hop_s)))
-        if seg_frames < L:
-            raise UserError(
-                f"--window {self.window_s:g} s is shorter than the model's window ({self.window_s_model:.2f} s)"
-            )
         seg_hop = max(1, int(round(seg_frames * (1.0 - self.overlap))))
         sub_hop = max(1, int(round(L * (1.0 - self.overlap))))
         rows = int(self.frontend["n_mels"])
