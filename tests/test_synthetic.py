@@ -35,6 +35,23 @@ def test_same_seed_same_bytes_whatever_the_worker_count(tmp_path):
     assert _hashes(tmp_path / "c", c) != _hashes(tmp_path / "a", a)[: len(c)]
 
 
+def test_fetch_stage_tables_are_byte_identical_for_the_same_seed(tmp_path):
+    """Through the real fetch (probe + tracks.csv/rejected.csv), as `dvc repro` runs it."""
+    from mgr.datasets import fetch
+    from mgr.params import params_from_dict
+
+    p = params_from_dict({"data": {"seed": 5, "inject_corrupt": 2, "workers": 1,
+                                   "synthetic": {"clips_per_genre": 1, "duration_s": 1.5}}})
+    ra = fetch(p, tmp_path / "a", progress=False)
+    rb = fetch(p, tmp_path / "b", progress=False)
+    assert ra.n_tracks == 10 and ra.n_rejected == 2
+    for name in ("tracks.csv", "rejected.csv"):
+        assert (ra.dataset_dir / name).read_bytes() == (rb.dataset_dir / name).read_bytes()
+    tracks = pd.read_csv(ra.dataset_dir / "tracks.csv")
+    assert {"tempo_bpm", "tags", "meter", "key", "swing"} <= set(tracks.columns)
+    assert [file_hash(ra.dataset_dir / q) for q in tracks["path"]] == [file_hash(rb.dataset_dir / q) for q in tracks["path"]]
+
+
 def test_flac_is_deterministic_and_decodes_to_the_wav_samples(tmp_path):
     import soundfile as sf
 
