@@ -441,7 +441,10 @@ def test_run_evaluate_kfold_reports_the_mean_over_folds(tmp_path):
     # same protocol: evaluate's fold-0 score equals train-ml's own fold-0 test score
     tm = json.loads((tmp_path / "metrics" / "train-ml" / "logreg.json").read_text())
     assert m["per_fold"]["0"]["track"]["accuracy"] == pytest.approx(tm["per_fold"]["0"]["test"]["accuracy"], abs=1e-6)
-    assert "3-fold" in (tmp_path / "reports" / "leaderboard.md").read_text()
+    md = (tmp_path / "reports" / "leaderboard.md").read_text()
+    assert "3-fold" in md and "| logreg | classical | " in md
+    row = next(line for line in md.splitlines() if "| logreg |" in line).split(" | ")
+    assert row[4] == "3" and "±" in row[3]  # folds column, std over folds
 
 
 @pytest.mark.slow  # librosa's first call compiles with numba

@@ -873,7 +873,10 @@ def leaderboard_markdown(
     order = sorted(summary, key=lambda n: (-(summary[n]["accuracy"] or 0.0), -(summary[n]["macro_f1"] or 0.0), n))
     has_tempo = any("tempo_acc1" in summary[n] for n in order) or baseline is not None
     has_tags = any("tags_roc_auc" in summary[n] for n in order)
+    has_folds = any("n_folds" in summary[n] for n in order)
     head = ["#", "model", "kind", "accuracy", "balanced acc.", "macro-F1", "top-3", "tracks (skipped)"]
+    if has_folds:
+        head.insert(4, "folds")
     if has_tempo:
         head += ["tempo Acc1", "tempo Acc2"]
     if has_tags:
@@ -888,8 +891,11 @@ def leaderboard_markdown(
     ]
     for rank, n in enumerate(order, 1):
         s = summary[n]
-        row = [str(rank), n, kinds.get(n, "?"), _fmt(s["accuracy"], s.get("accuracy_std")), _fmt(s["balanced_accuracy"]),
+        std = s.get("accuracy_std") if s.get("n_folds", 1) > 1 else None
+        row = [str(rank), n, kinds.get(n, "?"), _fmt(s["accuracy"], std), _fmt(s["balanced_accuracy"]),
                _fmt(s["macro_f1"]), _fmt(s["top3"]), f"{s['n_tracks']} ({s['n_skipped']})"]
+        if has_folds:
+            row.insert(4, str(s.get("n_folds", 1)))
         if has_tempo:
             row += [_fmt(s.get("tempo_acc1")), _fmt(s.get("tempo_acc2"))]
         if has_tags:
@@ -905,6 +911,14 @@ def leaderboard_markdown(
         "",
         "accuracy = headline track-level accuracy (± std over folds in k-fold mode); per-model detail",
         "(window level, mean vs vote, per-class precision/recall) is in `metrics/<model>.json`.",
+    ]
+    if has_folds:
+        lines += [
+            "`folds` = test folds a row averages over: a model is scored on every fold it has an artifact",
+            "for (classical models: every fold, refitted per fold by train-ml; deep models: the fold",
+            "they were trained for, `train.fold`, unless `models/<name>/fold_<f>/` artifacts exist).",
+        ]
+    lines += [
         "",
     ]
     return "\n".join(lines)
