@@ -30,6 +30,9 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         fd, name = tempfile.mkstemp(prefix=prefix, dir=path.parent, suffix=path.suffix)
         os.close(fd)
         tmp = Path(name)
+    # mkstemp/mkdtemp create private (0600/0700) entries; give the result the permissions
+    # a plain open()/mkdir() would have had under the current umask.
+    os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_umask())
     try:
         yield tmp
         if is_dir and path.exists():
@@ -42,6 +45,12 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
