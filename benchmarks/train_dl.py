@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="*", default=None, help="default: dl.models from params")
     ap.add_argument("--steps", type=int, default=20, help="timed train steps / feeder batches")
     ap.add_argument("--epochs", type=int, default=2, help="fit epochs to time (first includes compile)")
-    ap.add_argument("--jit", choices=("auto", "on", "off"), default="auto", help="XLA jit_compile")
+    ap.add_argument("--jit", choices=("auto", "on", "off"), default="off", help="XLA jit_compile (training uses off)")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
 

@@ -265,7 +265,7 @@ class DlParams:
             "tempo_genre",
         ]
     ] = field(default_factory=lambda: ["cnn2d", "tempo_genre"])
-    cnn2d: DlModelParams = _dl_default(10)
+    cnn2d: DlModelParams = _dl_default(6, 0.25)  # in the default list: small and fast
     pons_blackbox: DlModelParams = _dl_default(10)
     pons_time: DlModelParams = _dl_default(10)
     pons_freq: DlModelParams = _dl_default(10)
@@ -273,7 +273,7 @@ class DlParams:
     crnn: DlModelParams = _dl_default(10)
     crnn_lstm: DlModelParams = _dl_default(10)
     cnn_bigru: DlModelParams = _dl_default(10)
-    tempo_genre: DlModelParams = _dl_default(10)
+    tempo_genre: DlModelParams = _dl_default(6, 0.25)  # in the default list: small and fast
 
 
 # ----------------------------------------------------------------------------------- evaluate

@@ -244,8 +244,8 @@ def _tempo_genre(x, p):
         h = keras.layers.BatchNormalization(name=f"h{i + 1}_bn")(h)
         h = keras.layers.Activation("relu", name=f"h{i + 1}_relu")(h)
     h = keras.layers.GlobalAveragePooling2D(name="h_gap")(h)
-    # vertical (frequency) branch
-    v = s
+    # vertical (frequency) branch, at half resolution (timbre needs no frame precision)
+    v = keras.layers.MaxPooling2D(_pool(s.shape, (2, 2)), name="v_inpool")(s)
     for i, f in enumerate((32, 64)):
         v = _conv_block(v, _n(f, p.width), (8, 1), (2, 2), bn=True, act="relu", dropout=0.0, name=f"v{i + 1}")
     v = keras.layers.GlobalAveragePooling2D(name="v_gap")(v)
@@ -313,8 +313,11 @@ def build(
     return keras.Model(inp, outputs, name=name)
 
 
-def compile_model(model, learning_rate: float, outputs: list[str] | tuple[str, ...], *, jit_compile: Any = "auto") -> None:
-    """Adam, categorical cross-entropy for genre/tempo (one-hot, so mixup works), BCE for tags."""
+def compile_model(model, learning_rate: float, outputs: list[str] | tuple[str, ...], *, jit_compile: Any = False) -> None:
+    """Adam, categorical cross-entropy for genre/tempo (one-hot, so mixup works), BCE for tags.
+
+    XLA is off by default: on CPU it cost ~20 s of compilation per run and no faster steps
+    (benchmarks/train_dl.py --jit on|off)."""
     import keras
 
     losses = {"genre": "categorical_crossentropy", "tempo": "categorical_crossentropy", "tags": "binary_crossentropy"}
