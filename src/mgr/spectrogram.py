@@ -353,11 +353,12 @@ def build_store(
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp:
         with h5py.File(tmp, "w", libver="latest") as h5:
-            if fe_compression := spectrogram_params.compression if spectrogram_params.compression != "none" else None:
+            compression = None if spectrogram_params.compression == "none" else spectrogram_params.compression
+            if compression is not None:
                 med = int(np.median(n_frames[ok])) if ok.any() else 1
                 chunk = (max(1, min(med, total or 1)), rows)
                 spec = h5.create_dataset("spec", shape=(max(total, 1), rows), dtype="f4", chunks=chunk,
-                                         compression=fe_compression, shuffle=True)
+                                         compression=compression, shuffle=True)
             else:
                 spec = h5.create_dataset("spec", shape=(max(total, 1), rows), dtype="f4")
 
