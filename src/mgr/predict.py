@@ -737,7 +737,7 @@ class _OnsetTracker:
 
 def dsp_tempo_from_envelope(env: np.ndarray, sr: int, hop: int, *, start_bpm: float = 120.0,
                             std_bpm: float = 1.0, ac_size: float = 8.0, max_tempo: float = 320.0,
-                            block: int = 4096) -> float | None:
+                            block: int = 1024) -> float | None:
     """``librosa.feature.tempo(onset_envelope=env, sr=sr, hop_length=hop)`` in NumPy.
 
     Same algorithm and defaults (librosa 0.11): a centred autocorrelation tempogram (Hann
