@@ -621,19 +621,26 @@ class DeepPredictor(Predictor):
             nonlocal tempo_sum, tags_sum, n_win
             from mgr.audio import window_starts
 
-            for seg in segs:
+            if not segs:
+                return
+            wins, owner = [], []
+            for j, seg in enumerate(segs):
                 starts = window_starts(len(seg), L, sub_hop) if len(seg) > L else [0]
-                X = np.stack([seg[s : s + L].T for s in starts])
-                out = self._run(X)
-                g = np.asarray(out["genre"], np.float64)
-                seg_probs.append(g.mean(axis=0))
-                n_win += len(X)
-                if "tempo" in out and self.tempo_centres:
-                    t = np.asarray(out["tempo"], np.float64).sum(axis=0)
-                    tempo_sum = t if tempo_sum is None else tempo_sum + t
-                if "tags" in out:
-                    t = np.asarray(out["tags"], np.float64).sum(axis=0)
-                    tags_sum = t if tags_sum is None else tags_sum + t
+                wins.extend(seg[s : s + L].T for s in starts)
+                owner.extend([j] * len(starts))
+            X = np.stack(wins)  # all model windows of these segments in one batched run
+            out = self._run(X)
+            g = np.asarray(out["genre"], np.float64)
+            owner_a = np.asarray(owner)
+            for j in range(len(segs)):
+                seg_probs.append(g[owner_a == j].mean(axis=0))
+            n_win += len(X)
+            if "tempo" in out and self.tempo_centres:
+                t = np.asarray(out["tempo"], np.float64).sum(axis=0)
+                tempo_sum = t if tempo_sum is None else tempo_sum + t
+            if "tags" in out:
+                t = np.asarray(out["tags"], np.float64).sum(axis=0)
+                tags_sum = t if tags_sum is None else tags_sum + t
 
         onset = _OnsetTracker(self.frontend) if "tempo" not in self.outputs else None
         pending: list[np.ndarray] = []
