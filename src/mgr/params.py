@@ -246,8 +246,8 @@ class DlModelParams:
     width: float = num(1.0, 0.01, 16.0)  # multiplies filter/unit counts (small = fast)
 
 
-def _dl_default(epochs: int, width: float = 1.0) -> Any:
-    return field(default_factory=lambda: DlModelParams(epochs=epochs, width=width))
+def _dl_default(epochs: int, width: float = 1.0, learning_rate: float | None = None) -> Any:
+    return field(default_factory=lambda: DlModelParams(epochs=epochs, width=width, learning_rate=learning_rate))
 
 
 @dataclass(frozen=True)
@@ -265,7 +265,7 @@ class DlParams:
             "tempo_genre",
         ]
     ] = field(default_factory=lambda: ["cnn2d", "tempo_genre"])
-    cnn2d: DlModelParams = _dl_default(6, 0.25)  # in the default list: small and fast
+    cnn2d: DlModelParams = _dl_default(8, 0.25, 3e-3)  # in the default list: small and fast
     pons_blackbox: DlModelParams = _dl_default(10)
     pons_time: DlModelParams = _dl_default(10)
     pons_freq: DlModelParams = _dl_default(10)
@@ -273,7 +273,7 @@ class DlParams:
     crnn: DlModelParams = _dl_default(10)
     crnn_lstm: DlModelParams = _dl_default(10)
     cnn_bigru: DlModelParams = _dl_default(10)
-    tempo_genre: DlModelParams = _dl_default(6, 0.25)  # in the default list: small and fast
+    tempo_genre: DlModelParams = _dl_default(8, 0.25, 3e-3)  # in the default list: small and fast
 
 
 # ----------------------------------------------------------------------------------- evaluate
