@@ -95,3 +95,39 @@ def test_loading_the_light_form_imports_no_sklearn(tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "logreg")], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_classical_predict_uses_the_light_form_without_sklearn_or_librosa(tmp_path):
+    """`mgr predict` with an svm: same probabilities as the scikit-learn route, and the light
+    route imports neither scikit-learn, skops, librosa nor numba."""
+    import soundfile as sf
+
+    from mgr.features import feature_names
+
+    cols = feature_names("gtzan57")
+    X, y, _ = _table(4, n_per=15, d=len(cols), seed=7)
+    model = classical.build("svm", MlParams(), block=SvmParams(calibration_cv=2)).fit(X, y)
+    card = {"name": "svm", "labels": ["a", "b", "c", "d"], "feature_columns": cols, "feature_set": "gtzan57",
+            "audio": {"sample_rate": 22050}}
+    classical.save(model, tmp_path / "svm", card)
+    t = np.arange(22050 * 2) / 22050
+    sf.write(tmp_path / "x.wav", (0.3 * np.sin(2 * np.pi * 440 * t) * (np.mod(t, 0.5) < 0.1)).astype(np.float32), 22050)
+    code = (
+        "import sys, json\nfrom pathlib import Path\nfrom mgr.predict import load_predictor\n"
+        "p = load_predictor(Path(sys.argv[1]), top_k=4)\nr = p.predict_file(Path(sys.argv[2]))\n"
+        "heavy = [m for m in ('sklearn', 'skops', 'librosa', 'numba', 'tensorflow') if m in sys.modules]\n"
+        "print(json.dumps([p.runtime, dict(r.top_k), r.tempo_bpm, heavy]))\n"
+    )
+    runs = {}
+    for rt in ("", "sklearn"):
+        env = {**__import__("os").environ, "MGR_RUNTIME": rt}
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "svm"), str(tmp_path / "x.wav")],
+                             capture_output=True, text=True, env=env)
+        assert out.returncode == 0, out.stderr
+        runs[rt] = json.loads(out.stdout.strip().splitlines()[-1])
+    light, ref = runs[""], runs["sklearn"]
+    assert light[0] == "numpy" and light[3] == [] and ref[0] == "sklearn"
+    assert light[1].keys() == ref[1].keys()
+    for k in ref[1]:
+        assert light[1][k] == pytest.approx(ref[1][k], abs=2e-6)  # top_k probs are rounded to 1e-6
+    assert light[2] == ref[2] and 100 < light[2] < 140  # DSP tempo of 120 BPM pulses

@@ -35,6 +35,7 @@ __all__ = [
     "spectral_centroid",
     "spectral_rolloff",
     "stft",
+    "tempo",
     "tempo_from_envelope",
     "zero_crossing_rate",
 ]
@@ -384,6 +385,17 @@ def tempo_from_envelope(env: np.ndarray, sr: int, hop: int = HOP, *, start_bpm: 
     logprior[:max_idx] = -np.inf
     best = int(np.argmax(np.log1p(1e6 * tg) + logprior))
     return float(bpms[best])
+
+
+def tempo(y: np.ndarray, sr: int) -> float:
+    """``librosa.feature.tempo(y=y, sr=sr)[0]``: the onset envelope of the dB mel spectrogram
+    (``power_to_db`` with ``top_db=80``), then :func:`tempo_from_envelope`."""
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    if y.size < N_FFT:
+        y = np.pad(y, (0, N_FFT - y.size))
+    power = np.abs(stft(y)) ** 2
+    env = onset_strength_from_db(power_to_db(mel_power(power, sr)))
+    return float(tempo_from_envelope(env, sr, HOP, none_if_flat=False))
 
 
 # ----------------------------------------------------------------------------- gtzan57

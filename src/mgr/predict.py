@@ -18,8 +18,12 @@ Pipeline per input file
 * **Aggregation** over segments: ``mean`` (mean probability) or ``vote`` (majority of segment
   argmaxes; the reported probabilities are then the vote fractions).
 * **Tempo**: the model's tempo head when it has one (probability-weighted bin centre), else
-  the DSP estimate ``librosa.feature.tempo`` (for ``gtzan57`` classical models, its ``tempo``
-  feature, which is exactly that estimate). **Tags**: the tags head's mean scores above
+  the DSP estimate ``librosa.feature.tempo`` as re-implemented in :mod:`mgr.fastdsp` (for
+  ``gtzan57`` classical models, its ``tempo`` feature, which is exactly that estimate).
+  ``svm``/``logreg`` run on their NumPy-only light form (:class:`mgr.models.classical.LightModel`)
+  when the card names one (``MGR_RUNTIME=sklearn`` forces scikit-learn); the ``gtzan57``
+  features come from :mod:`mgr.fastdsp`, so a classical prediction imports neither
+  scikit-learn nor librosa. **Tags**: the tags head's mean scores above
   ``--tag-threshold``.
 
 Bad inputs
@@ -50,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from mgr.errors import ArtifactError, AudioError, UserError
+from mgr import fastdsp as _fastdsp
 
 #: Extensions picked up when a directory is given (explicit files are tried whatever their name).
 AUDIO_EXTS = (".wav", ".au", ".snd", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
@@ -742,45 +747,9 @@ class _OnsetTracker:
         return dsp_tempo_from_envelope(env, self.sr, self.hop)
 
 
-def dsp_tempo_from_envelope(env: np.ndarray, sr: int, hop: int, *, start_bpm: float = 120.0,
-                            std_bpm: float = 1.0, ac_size: float = 8.0, max_tempo: float = 320.0,
-                            block: int = 1024) -> float | None:
-    """``librosa.feature.tempo(onset_envelope=env, sr=sr, hop_length=hop)`` in NumPy.
-
-    Same algorithm and defaults (librosa 0.11): a centred autocorrelation tempogram (Hann
-    window of ``ac_size`` seconds, ``linear_ramp`` padding, max-normalised per frame), averaged
-    over time, weighted by a log-normal prior around ``start_bpm`` and capped at ``max_tempo``.
-    Frames are processed in blocks so memory stays bounded on long files; equality with librosa
-    is tested. Avoids importing librosa (and numba) at prediction time.
-    """
-    env = np.asarray(env, dtype=np.float64)
-    n = env.shape[-1]
-    if n < 8 or not np.any(env > 0):
-        return None
-    win = int(int(ac_size * sr) // hop)
-    half = win // 2
-    padded = np.pad(env, (half, half), mode="linear_ramp", end_values=(0, 0))
-    k = np.arange(win, dtype=np.float64)
-    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * k / win)
-    n_fft = 1 << int(math.ceil(math.log2(2 * win - 1)))
-    acc = np.zeros(win, dtype=np.float64)
-    tiny = np.finfo(np.float64).tiny
-    for s in range(0, n, block):
-        m = min(block, n - s)
-        frames = np.lib.stride_tricks.sliding_window_view(padded[s : s + m + win - 1], win)[:m]
-        spec = np.fft.rfft(frames * window, n=n_fft, axis=1)
-        ac = np.fft.irfft(spec.real**2 + spec.imag**2, n=n_fft, axis=1)[:, :win]
-        peak = np.max(np.abs(ac), axis=1, keepdims=True)
-        ac = np.where(peak < tiny, ac, ac / np.where(peak < tiny, 1.0, peak))
-        acc += ac.sum(axis=0)
-    tg = acc / n
-    with np.errstate(divide="ignore"):
-        bpms = np.concatenate([[np.inf], 60.0 * sr / (hop * np.arange(1.0, win))])
-        logprior = -0.5 * ((np.log2(bpms) - np.log2(start_bpm)) / std_bpm) ** 2
-    max_idx = int(np.argmax(bpms < max_tempo))
-    logprior[:max_idx] = -np.inf
-    best = int(np.argmax(np.log1p(1e6 * tg) + logprior))
-    return float(bpms[best])
+#: ``librosa.feature.tempo(onset_envelope=env, sr=sr, hop_length=hop)`` in NumPy (equality with
+#: librosa tested); shared with the ``gtzan57`` features so there is one implementation.
+dsp_tempo_from_envelope = _fastdsp.tempo_from_envelope
 
 
 # ---------------------------------------------------------------------------- classical
@@ -792,15 +761,23 @@ class ClassicalPredictor(Predictor):
         from mgr.models import classical
 
         self.model_dir, self.card = model_dir, card
-        self.art = classical.load(model_dir)  # skops trusted types / xgboost JSON-UBJ only
-        self.name = self.art.name
-        self.labels = self.art.labels
-        self.feature_set = self.art.feature_set or "gtzan57"
-        self.columns = self.art.feature_columns
+        ccard = classical.read_card(model_dir)
+        # svm/logreg: the NumPy-only light form when the card names one (hash-checked; no
+        # scikit-learn import, ~2 s faster to start); anything else: skops / xgboost loaders
+        light = None if os.environ.get("MGR_RUNTIME", "").lower() == "sklearn" else classical.load_light(model_dir, ccard)
+        if light is not None:
+            self.art = light
+            self.runtime = "numpy"
+        else:
+            self.art = classical.load(model_dir)  # skops trusted types / xgboost JSON-UBJ only
+            self.runtime = "sklearn" if card.get("model_file", "").endswith(".skops") else "xgboost"
+        self.name = str(ccard.get("name", model_dir.name))
+        self.labels = list(ccard["labels"])
+        self.feature_set = ccard.get("feature_set") or "gtzan57"
+        self.columns = list(ccard["feature_columns"])
         audio = card.get("audio") or {}
         self.sr = int(audio.get("sample_rate", audio.get("sr", 22050)))
         self.audio = audio
-        self.runtime = "sklearn" if card.get("model_file", "").endswith(".skops") else "xgboost"
 
     def predict_file(self, path: Path) -> Prediction:
         from mgr.audio import load_audio
@@ -837,9 +814,7 @@ class ClassicalPredictor(Predictor):
         if self.window_s is None and tempos:
             bpm = tempos[0]
         else:
-            import librosa
-
-            bpm = float(np.atleast_1d(librosa.feature.tempo(y=y, sr=self.sr))[0])
+            bpm = _fastdsp.tempo(y, self.sr)  # = librosa.feature.tempo(y=y, sr=sr), without librosa
         return Prediction(str(path), top[0][0], top, bpm, "dsp", [], warnings, len(segs), len(y) / self.sr)
 
 
