@@ -131,3 +131,12 @@ def test_classical_predict_uses_the_light_form_without_sklearn_or_librosa(tmp_pa
     for k in ref[1]:
         assert light[1][k] == pytest.approx(ref[1][k], abs=2e-6)  # top_k probs are rounded to 1e-6
     assert light[2] == ref[2] and 100 < light[2] < 140  # DSP tempo of 120 BPM pulses
+
+
+def test_a_replaced_skops_file_is_refused_even_on_the_light_route(tmp_path):
+    X, y, _ = _table(3, n_per=10)
+    _save(classical.build("logreg", MlParams()).fit(X, y), tmp_path, 3, X.shape[1], "logreg")
+    assert classical.load_light(tmp_path / "logreg") is not None
+    (tmp_path / "logreg" / classical.SKOPS_FILE).write_bytes(b"\x80\x04K\x01.")  # a pickle
+    with pytest.raises(ArtifactError, match="sha256"):
+        classical.load_light(tmp_path / "logreg")

@@ -864,7 +864,8 @@ class LightModel:
 def load_light(model_dir: str | Path, card: dict[str, Any] | None = None) -> LightModel | None:
     """The light form of ``models/<name>/`` when its card names one (``light_file`` +
     ``light_sha256``), else ``None``. Imports neither scikit-learn nor skops. A light file whose
-    hash differs from the card, or that is not a plain-array ``.npz``, is refused."""
+    hash differs from the card, or that is not a plain-array ``.npz``, is refused, and so is an
+    artifact whose main model file no longer matches the card's ``model_sha256``."""
     from mgr.utils import file_hash
 
     model_dir = Path(model_dir)
@@ -880,6 +881,12 @@ def load_light(model_dir: str | Path, card: dict[str, Any] | None = None) -> Lig
         raise ArtifactError(f"{path} not found (the card names it as the light model)")
     if file_hash(path) != sha:
         raise ArtifactError(f"{path} does not match the sha256 in its model card (modified or corrupt); refusing to load it")
+    # the artifact as a whole must be intact: a replaced model.skops is refused here too, even
+    # though the light route never reads it (a hash only: no skops/sklearn import)
+    main = model_dir / card["model_file"]
+    if not main.is_file():
+        raise ArtifactError(f"{main} not found (the card names it as the model file)")
+    _check_hash(main, card.get("model_sha256"))
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
