@@ -236,3 +236,36 @@ def test_train_model_writes_card_and_reloads(tmp_path):
     ref = res.model.predict(X[..., None], verbose=0)
     np.testing.assert_allclose(out["genre"], ref["genre"], rtol=1e-5, atol=1e-6)
     assert out["tags"].shape == (5, 2)
+
+
+def test_stage_entry_user_errors(tmp_path):
+    from mgr.errors import DataError, ParamsError
+    from mgr.params import Params
+    from mgr.training import run_train_dl
+
+    with pytest.raises(ParamsError, match="unknown model"):
+        run_train_dl("resnet", Params(), store_path=tmp_path / "s.h5")
+    with pytest.raises(DataError, match="spectrogram stage"):
+        run_train_dl("cnn2d", Params(), store_path=tmp_path / "s.h5")
+    assert not (tmp_path / "models").exists()
+
+
+def test_stage_writes_model_metrics_and_curves(tmp_path):
+    """run_train_dl (what stages/train_dl.py calls) end to end on a tiny store."""
+    from mgr.models.deep import load
+    from mgr.params import DlModelParams, DlParams, Params
+
+    store = make_store(tmp_path, reps=3)
+    p = Params(train=tparams(window_s=1.0, steps_per_epoch=2, batch_size=8),
+               dl=DlParams(models=["pons_freq"], pons_freq=DlModelParams(epochs=2, width=0.25)))
+    from mgr.training import run_train_dl
+
+    m = run_train_dl(
+        "pons_freq", p, store_path=store, models_dir=tmp_path / "models",
+        metrics_dir=tmp_path / "metrics", live_root=tmp_path / "dvclive")
+    assert m["epochs_run"] == 2 and m["steps_per_epoch"] == 2
+    on_disk = json.loads((tmp_path / "metrics" / "pons_freq.json").read_text())
+    assert on_disk["val"]["track"]["n"] == 4
+    assert sorted(p.name for p in (tmp_path / "models" / "pons_freq").iterdir()) == ["model.json", "model.keras"]
+    assert load(tmp_path / "models" / "pons_freq").outputs == ["genre"]  # tempo head only for tempo_genre
+    assert (tmp_path / "dvclive" / "pons_freq" / "plots" / "metrics" / "val_track_accuracy.tsv").is_file()
