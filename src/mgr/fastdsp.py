@@ -141,8 +141,15 @@ def hpss_signals(D: np.ndarray, length: int, kernel: int = 31, n_fft: int = N_FF
     phase = np.empty_like(D)
     phase.real = D.real / mag_nz + zeros
     phase.imag = D.imag / mag_nz
-    harm = median_filter_1d(mag, kernel, axis=1)
-    perc = median_filter_1d(mag, kernel, axis=0)
+    if np.isfinite(mag).all():
+        # finite non-negative float32 values sort like their int32 bit patterns, and integer
+        # selection is ~25% faster; the medians are the same values (a median is a selection)
+        key = np.ascontiguousarray(mag).view(np.int32)
+        harm = median_filter_1d(key, kernel, axis=1).view(np.float32)
+        perc = median_filter_1d(key, kernel, axis=0).view(np.float32)
+    else:
+        harm = median_filter_1d(mag, kernel, axis=1)
+        perc = median_filter_1d(mag, kernel, axis=0)
     mask_h = _softmask(harm, perc)
     mask_p = _softmask(perc, harm)
     y_h = istft((mag * mask_h) * phase, length, n_fft, hop)
