@@ -470,7 +470,9 @@ def train_model(
         "n_val_tracks": int(val_idx.size),
         "n_val_windows": int(0 if Xv is None else len(Xv)),
         "fold": fold,
-        "val": vm,
+        # headline val numbers only (dvc metrics show stays readable); per-class ones are in the card
+        "val": {k: ({kk: vv for kk, vv in v.items() if kk != "per_class"} if isinstance(v, dict) else v)
+                for k, v in vm.items()},
     }
     card = make_card(
         name, store, tp, mp, window_frames=window_frames, mean=mean, std=std, targets=targets,
