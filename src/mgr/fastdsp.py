@@ -82,12 +82,22 @@ def istft(D: np.ndarray, length: int, n_fft: int = N_FFT, hop: int = HOP) -> np.
     frames = np.fft.irfft(D.T, n=n_fft, axis=1)  # (n_frames, n_fft), float64 (librosa: float32 ytmp)
     frames = (frames * win).astype(np.float32)
     expected = n_fft + hop * (n_frames - 1)
-    y = np.zeros(expected, dtype=np.float32)
-    wss = np.zeros(expected, dtype=np.float32)
-    win_sq = (win * win).astype(np.float32)
-    for k in range(n_frames):  # overlap-add (a few thousand cheap slice adds for a 30 s clip)
-        y[k * hop : k * hop + n_fft] += frames[k]
-        wss[k * hop : k * hop + n_fft] += win_sq
+    if n_fft % hop == 0:
+        # overlap-add in n_fft // hop vectorised passes: each frame is n_fft // hop hop-blocks
+        q_n = n_fft // hop
+        yb = np.zeros((n_frames + q_n - 1, hop), dtype=np.float32)
+        fb = frames.reshape(n_frames, q_n, hop)
+        for q in range(q_n):
+            yb[q : q + n_frames] += fb[:, q]
+        y = yb.reshape(-1)
+        wss = _window_sumsquare(n_fft, hop, n_frames)
+    else:
+        y = np.zeros(expected, dtype=np.float32)
+        wss = np.zeros(expected, dtype=np.float32)
+        win_sq = (win * win).astype(np.float32)
+        for k in range(n_frames):
+            y[k * hop : k * hop + n_fft] += frames[k]
+            wss[k * hop : k * hop + n_fft] += win_sq
     nz = wss > _TINY32
     y[nz] /= wss[nz]
     start = n_fft // 2
@@ -95,6 +105,19 @@ def istft(D: np.ndarray, length: int, n_fft: int = N_FFT, hop: int = HOP) -> np.
     if y.shape[0] >= length:
         return y[:length].copy()
     return np.pad(y, (0, length - y.shape[0]))
+
+
+@functools.lru_cache(maxsize=4)
+def _window_sumsquare(n_fft: int, hop: int, n_frames: int) -> np.ndarray:
+    """Summed squared Hann windows of ``n_frames`` frames (``librosa.filters.window_sumsquare``)."""
+    win_sq = (_hann64(n_fft) ** 2).astype(np.float32)
+    q_n = n_fft // hop
+    wb = np.zeros((n_frames + q_n - 1, hop), dtype=np.float32)
+    for q in range(q_n):
+        wb[q : q + n_frames] += win_sq[q * hop : (q + 1) * hop]
+    out = wb.reshape(-1)
+    out.flags.writeable = False
+    return out
 
 
 def median_filter_1d(x: np.ndarray, size: int, axis: int, block_rows: int = 64) -> np.ndarray:
