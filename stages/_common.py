@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Use this checkout's package even if another copy of mgr is installed in the environment.
+sys.path.insert(0, str(ROOT / "src"))
 
 
 def run(main: Callable[[], object]) -> None:
