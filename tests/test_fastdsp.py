@@ -87,6 +87,8 @@ def test_median_filter_is_scipys_exactly():
     for axis, size in ((1, (1, 31)), (0, (31, 1)), (1, (1, 5))):
         k = max(size)
         assert np.array_equal(fd.median_filter_1d(X, k, axis=axis), median_filter(X, size=size, mode="reflect"))
+    for n in (1, 2, 3, 5, 16):  # shorter than the window: repeated reflection, as scipy
+        assert np.array_equal(fd.median_filter_1d(X[:4, :n], 31, axis=1), median_filter(X[:4, :n], size=(1, 31), mode="reflect"))
 
 
 def test_istft_inverts_stft_and_matches_librosa():
