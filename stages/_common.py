@@ -17,16 +17,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 
+def peak_rss_mb() -> dict:
+    """Peak resident memory (MiB) of this process and of its largest finished child."""
+    import resource
+
+    me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"main": round(me, 1), "max_worker": round(kids, 1)}
+
+
 def run(main: Callable[[], object]) -> None:
     os.chdir(ROOT)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from mgr.errors import UserError
+    from mgr.errors import run_reporting_user_errors
 
-    try:
-        main()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_reporting_user_errors(main)

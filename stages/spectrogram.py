@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import resource
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import run  # noqa: E402
+from _common import peak_rss_mb, run  # noqa: E402
 
 OUT = "data/spectrograms.h5"
 
-
-def peak_rss_mb() -> dict:
-    """Peak resident memory (MiB) of this process and of its largest finished child."""
-    me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"main": round(me, 1), "max_worker": round(kids, 1)}
 
 
 def main() -> None:

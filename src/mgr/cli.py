@@ -220,16 +220,9 @@ def version_cmd() -> None:
 
 
 def main() -> None:
-    from mgr.errors import UserError
+    from mgr.errors import run_reporting_user_errors
 
-    try:
-        app()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_reporting_user_errors(app)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ stage runner print its message as one line on stderr and exit non-zero, without 
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class UserError(Exception):
     """An error caused by input, configuration or environment: shown as one line."""
@@ -29,3 +32,15 @@ class AudioError(UserError):
 
 class ArtifactError(UserError):
     """A model artifact is missing, tampered with, foreign or inconsistent with its inputs."""
+
+
+def run_reporting_user_errors(main: Callable[[], object]) -> None:
+    """Call ``main``; a :class:`UserError` becomes one ``error: ...`` line and its exit code."""
+    try:
+        main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
