@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from mgr.errors import AudioError, DataError
+from mgr.fastdsp import mel_filterbank
 
 FORMAT_VERSION = 1
 DB_REF = 1.0
@@ -126,36 +127,6 @@ def frontend_config(audio_params: Any, spectrogram_params: Any) -> dict:
 def n_frames_for_samples(n_samples: int, frontend: dict) -> int:
     """Frames a centred STFT gives for ``n_samples`` (``1 + n_samples // hop``)."""
     return 1 + int(n_samples) // int(frontend["hop"])
-
-
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    """Slaney's mel scale (librosa ``htk=False``): linear below 1 kHz, logarithmic above."""
-    f = np.asarray(f, dtype=np.float64)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
-
-
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
-
-
-def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
-    """``(n_mels, n_fft//2 + 1)`` float32 Slaney mel filterbank, equal to
-    ``librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False,
-    norm="slaney")`` (tested) without importing librosa (``mgr predict`` starts faster)."""
-    fftfreqs = np.linspace(0.0, sr / 2.0, 1 + n_fft // 2)
-    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
-    fdiff = np.diff(mel_f)
-    ramps = np.subtract.outer(mel_f, fftfreqs)
-    lower = -ramps[:-2] / fdiff[:-1, None]
-    upper = ramps[2:] / fdiff[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
-    return weights.astype(np.float32)
 
 
 @functools.lru_cache(maxsize=8)
