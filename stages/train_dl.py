@@ -1,8 +1,9 @@
 """train-dl stage: train one deep model on data/spectrograms.h5.
 
 Usage: ``python stages/train_dl.py <name>`` (``<name>`` in ``dl.models``; dvc.yaml runs one per
-entry with ``foreach``). Writes ``models/<name>/`` (``model.keras`` + ``model.json``),
-``metrics/train-dl/<name>.json`` and the dvclive curves in ``dvclive/<name>/``. The work is in
+entry with ``foreach``). Writes ``models/<name>/`` (``model.keras`` + ``model.json``; in k-fold
+mode with ``train.all_folds`` also one ``fold_<f>/`` per fold), ``metrics/train-dl/<name>.json``
+and the dvclive curves in ``dvclive/<name>/``. The work is in
 :func:`mgr.training.run_train_dl`; see :mod:`mgr.training` for the protocol.
 """
 
@@ -41,14 +42,17 @@ def main(argv: list[str] | None = None) -> None:
         live_root=args.live_dir, verbose=args.verbose,
     )
     val = m.get("val") or {}
+    folds = m.get("folds")
+    over = f" (mean over {folds} folds)" if folds else ""
     summary = (
-        f"val track accuracy {val['track']['accuracy']:.3f}, macro-F1 {val['track']['macro_f1']:.3f}"
-        if val else "no val tracks"
+        f"val track accuracy {val['track']['accuracy']:.3f}, macro-F1 {val['track']['macro_f1']:.3f}{over}"
+        if val.get("track") else "no val tracks"
     )
     if "tempo" in val:
         summary += f", tempo Acc1 {val['tempo'].get('acc1', float('nan')):.3f}"
+    runs = f"{folds} folds" if folds else f"{m['epochs_run']} epochs"
     print(f"{args.name}: wrote {Path(args.models_dir) / args.name}/ in {m['train_seconds']:.0f} s "
-          f"({m['epochs_run']} epochs, {summary})")
+          f"({runs}, {summary})")
 
 
 if __name__ == "__main__":

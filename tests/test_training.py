@@ -269,3 +269,72 @@ def test_stage_writes_model_metrics_and_curves(tmp_path):
     assert sorted(p.name for p in (tmp_path / "models" / "pons_freq").iterdir()) == ["model.json", "model.keras"]
     assert load(tmp_path / "models" / "pons_freq").outputs == ["genre"]  # tempo head only for tempo_genre
     assert (tmp_path / "dvclive" / "pons_freq" / "plots" / "metrics" / "val_track_accuracy.tsv").is_file()
+
+
+def _kfold_params(all_folds: bool):
+    from mgr.params import DlModelParams, DlParams, Params
+
+    return Params(train=tparams(window_s=1.0, steps_per_epoch=1, batch_size=8, fold=1, all_folds=all_folds),
+                  dl=DlParams(models=["cnn2d"], cnn2d=DlModelParams(epochs=1, width=0.125)))
+
+
+@pytest.mark.slow
+def test_stage_kfold_trains_one_model_per_fold(tmp_path):
+    """k-fold store: fold_0..fold_2 artifacts + the top-level one (= train.fold's), metrics mean over folds,
+    and the evaluate stage finds one artifact per fold."""
+    from mgr.evaluation import find_artifacts
+    from mgr.models.deep import load
+    from mgr.spectrogram import SpectrogramStore
+    from mgr.training import run_train_dl
+
+    store = make_store(tmp_path, reps=3, folds=True)
+    p = _kfold_params(all_folds=True)
+    m = run_train_dl("cnn2d", p, store_path=store, models_dir=tmp_path / "models",
+                     metrics_dir=tmp_path / "metrics", live_root=tmp_path / "dvclive", log=None)
+    base = tmp_path / "models" / "cnn2d"
+    assert sorted(x.name for x in base.iterdir()) == ["fold_0", "fold_1", "fold_2", "model.json", "model.keras"]
+    assert not [x for x in base.parent.iterdir() if x.name.startswith(".")]  # no temporary leftovers
+    with SpectrogramStore(store) as st:
+        n_train = {f: st.indices("train", fold=f).size for f in range(3)}
+        X = st.random_windows(st.indices("test", fold=0), 3, st.frames_for_seconds(1.0), 0)[0]
+    cards = {}
+    for f in range(3):
+        d = base / f"fold_{f}"
+        assert sorted(x.name for x in d.iterdir()) == ["model.json", "model.keras"]
+        art = load(d)
+        cards[f] = art.card
+        assert art.card["fold"] == f and art.card["params"]["train"]["fold"] == f
+        assert art.predict_windows(X)["genre"].shape == (3, 2)
+        assert m["per_fold"][str(f)]["n_train_tracks"] == n_train[f]
+    # fold-specific normalisation: the folds really saw different train tracks
+    assert cards[0]["normalisation"]["mean"] != cards[1]["normalisation"]["mean"]
+    top = load(base)
+    assert top.card["fold"] == 1 and top.card["normalisation"] == cards[1]["normalisation"]
+    np.testing.assert_allclose(top.predict_windows(X)["genre"], load(base / "fold_1").predict_windows(X)["genre"],
+                               rtol=1e-6)
+    # metrics: mean/std over folds, fold 1's run as the base
+    on_disk = json.loads((tmp_path / "metrics" / "cnn2d.json").read_text())
+    assert on_disk["folds"] == 3 and on_disk["fold"] == 1 and sorted(on_disk["per_fold"]) == ["0", "1", "2"]
+    accs = [on_disk["per_fold"][str(f)]["val"]["track"]["accuracy"] for f in range(3)]
+    assert on_disk["val"]["track"]["accuracy"] == pytest.approx(np.mean(accs))
+    assert on_disk["val_std"]["track"]["accuracy"] == pytest.approx(np.std(accs))
+    assert on_disk["n_train_tracks"] == n_train[1]
+    # dvclive: train.fold's run only, at the usual place
+    assert (tmp_path / "dvclive" / "cnn2d" / "plots" / "metrics" / "val_loss.tsv").is_file()
+    # evaluate scores each fold's test part with that fold's model
+    assert find_artifacts(tmp_path / "models", "cnn2d", [0, 1, 2]) == {f: base / f"fold_{f}" for f in range(3)}
+
+
+def test_stage_kfold_all_folds_false_trains_train_fold_only(tmp_path):
+    from mgr.evaluation import find_artifacts
+    from mgr.models.deep import load
+    from mgr.training import run_train_dl
+
+    store = make_store(tmp_path, reps=3, folds=True)
+    m = run_train_dl("cnn2d", _kfold_params(all_folds=False), store_path=store, models_dir=tmp_path / "models",
+                     metrics_dir=tmp_path / "metrics", live_root=None, log=None)
+    base = tmp_path / "models" / "cnn2d"
+    assert sorted(x.name for x in base.iterdir()) == ["model.json", "model.keras"]
+    assert load(base).card["fold"] == 1
+    assert m["fold"] == 1 and "per_fold" not in m and "folds" not in m
+    assert find_artifacts(tmp_path / "models", "cnn2d", [0, 1, 2]) == {1: base}

@@ -233,7 +233,10 @@ class TrainParams:
     tempo_max_bpm: float = num(300.0, 1.0, 1000.0)
     tempo_n_log_bins: int = num(64, 2, 2048)
     tags_head: bool = True  # add a multi-label tags head when the dataset has tags
-    fold: int = num(0, 0, 99)  # k-fold split: train on this fold's assignment (ignored otherwise)
+    fold: int = num(0, 0, 99)  # k-fold split: this fold's model is models/<name>/ (ignored otherwise)
+    # k-fold split only: train one model per fold (evaluate then reports mean ± std over folds);
+    # false trains train.fold only
+    all_folds: bool = True
     val_windows_per_track: int = num(8, 1, 10_000)  # evenly spaced val windows per track (cap)
 
 

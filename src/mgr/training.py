@@ -3,9 +3,11 @@
 Protocol (the same for every model in :data:`mgr.models.deep.REGISTRY`):
 
 - **Data**: the store (``mgr.spectrogram.SpectrogramStore`` or any object with its reader API).
-  In k-fold mode (``store.fold`` has values >= 0) training uses fold ``train.fold``'s
-  assignment (0 by default): ``store.indices("train"|"val", fold=...)`` and
-  ``store.stats(fold=...)``; otherwise ``fold=None``.
+  In k-fold mode (``store.fold`` has values >= 0) a run uses one fold's assignment:
+  ``store.indices("train"|"val", fold=f)`` and ``store.stats(fold=f)``; otherwise ``fold=None``.
+  :func:`train_model` trains fold ``train.fold`` (0 by default); the stage
+  (:func:`run_train_dl`) trains every fold ``0..k-1`` in turn when ``train.all_folds`` is true
+  (the default), else fold ``train.fold`` only.
 - **Feeder** (:func:`window_feeder`, a ``keras.utils.PyDataset``, thread workers from
   ``train.workers``): every batch draws fresh random windows of ``train.window_s`` seconds from
   the **train** tracks only (``store.random_windows``), seeded by ``(seed, epoch, batch)`` so a
@@ -21,9 +23,16 @@ Protocol (the same for every model in :data:`mgr.models.deep.REGISTRY`):
   computes the window-level val loss (monitored by EarlyStopping, restoring the best weights,
   and by ReduceLROnPlateau) and track-level metrics (mean window probability per track) with
   the same functions the evaluate stage uses (``mgr.evaluation``).
-- **Logging**: dvclive into ``dvclive/<name>/`` (``plots/metrics/*.tsv`` are the DVC plots).
+- **Logging**: dvclive into ``dvclive/<name>/`` (``plots/metrics/*.tsv`` are the DVC plots);
+  in a k-fold run of every fold, fold ``train.fold``'s curves only.
 - **Artifacts**: ``models/<name>/model.keras`` + ``model.json`` (see :func:`save_artifact`),
-  written to a temporary directory and renamed when complete.
+  written to a temporary directory and renamed when complete. k-fold with ``train.all_folds``:
+  also ``models/<name>/fold_<f>/`` (same two files, card ``fold: f``) for every fold, the
+  top-level pair being a copy of fold ``train.fold``'s; the evaluate stage scores each fold's
+  test part with its own model and reports the mean over folds.
+- **Metrics** (``metrics/train-dl/<name>.json``): the run's numbers; k-fold with every fold
+  trained: ``folds`` (k), ``val`` / ``val_std`` = mean / std over folds, ``per_fold.<f>`` the
+  per-fold metrics, ``train_seconds`` the total (see :func:`kfold_metrics`).
 """
 
 from __future__ import annotations
@@ -525,6 +534,61 @@ def save_artifact(model, card: dict, model_dir: str | Path) -> Path:
     return model_dir
 
 
+def store_n_folds(store) -> int:
+    """The number of folds of the store's k-fold assignment (0 without one)."""
+    f = np.asarray(store.fold)
+    return int(f.max()) + 1 if f.size and (f >= 0).any() else 0
+
+
+def _mean_std_tree(trees: list[dict]) -> tuple[dict, dict]:
+    """Mean and std (ddof=0, NaN ignored) of every numeric leaf of per-fold metric dicts.
+
+    Counts (``n``, ``n_*``) and non-numeric leaves are left out; the nesting is kept."""
+    from mgr.evaluation import mean_std
+
+    mean: dict[str, Any] = {}
+    std: dict[str, Any] = {}
+    keys = [k for k in trees[0]] if trees else []
+    for k in keys:
+        vals = [t.get(k) for t in trees]
+        if all(isinstance(v, dict) for v in vals):
+            m, s = _mean_std_tree(vals)
+            if m:
+                mean[k], std[k] = m, s
+        elif k != "n" and not k.startswith("n_") and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals
+        ):
+            ms = mean_std([float(v) for v in vals])
+            mean[k], std[k] = ms["mean"], ms["std"]
+    return mean, std
+
+
+def kfold_metrics(per_fold: dict[int, dict], main_fold: int) -> dict:
+    """The train-dl metrics of a k-fold run: fold ``main_fold``'s run (the top-level artifact)
+    as the base, ``val`` / ``val_std`` = mean / std over folds of the val metrics, ``per_fold``
+    the detail, ``train_seconds`` the total; ``folds`` the number of folds trained."""
+    base = dict(per_fold[main_fold])
+    vals = [m["val"] for _, m in sorted(per_fold.items()) if m.get("val")]
+    mean, std = _mean_std_tree(vals) if vals else ({}, {})
+    base.update(
+        folds=len(per_fold),
+        fold=main_fold,
+        val=mean,
+        val_std=std,
+        train_seconds=round(sum(m["train_seconds"] for m in per_fold.values()), 3),
+        per_fold={str(f): m for f, m in sorted(per_fold.items())},
+    )
+    return base
+
+
+def _write_artifact(model, card: dict, d: Path) -> None:
+    from mgr.utils import write_json
+
+    d.mkdir(parents=True, exist_ok=True)
+    model.save(d / "model.keras")
+    write_json(d / "model.json", card)
+
+
 def run_train_dl(
     name: str,
     params: Any,
@@ -534,13 +598,24 @@ def run_train_dl(
     metrics_dir: str | Path = "metrics/train-dl",
     live_root: str | Path | None = "dvclive",
     verbose: int = 0,
+    log: Any = print,
 ) -> dict:
     """The train-dl stage: train ``name`` with ``params.train`` / ``params.dl.<name>``, write
-    ``models/<name>/`` and ``metrics/train-dl/<name>.json``; returns the metrics."""
+    ``models/<name>/`` and ``metrics/train-dl/<name>.json``; returns the metrics.
+
+    k-fold split with ``train.all_folds`` (the default): one model per fold ``f`` (trained on
+    fold f's assignment) in ``models/<name>/fold_<f>/``, and fold ``train.fold``'s model also at
+    the top level (``models/<name>/model.keras`` + ``model.json``, what predict loads); the
+    whole directory is written to a temporary sibling and renamed when every fold is done.
+    dvclive logs fold ``train.fold``'s run only (``dvclive/<name>/``). The metrics hold the
+    mean / std over folds (:func:`kfold_metrics`). Holdout split, or ``all_folds: false``: one
+    model (fold ``train.fold`` in k-fold mode) at the top level, no ``fold_<f>/``."""
+    import shutil
+
     from mgr.errors import ParamsError
     from mgr.params import DL_MODELS
     from mgr.spectrogram import SpectrogramStore
-    from mgr.utils import write_json
+    from mgr.utils import atomic_path, write_json
 
     if name not in DL_MODELS:
         raise ParamsError(f"train-dl: unknown model {name!r} (known: {', '.join(DL_MODELS)})")
@@ -548,11 +623,37 @@ def run_train_dl(
     if not store_path.is_file():
         raise DataError(f"{store_path} not found (run the spectrogram stage first: dvc repro spectrogram)")
     mp = getattr(params.dl, name)
+    tp = params.train
+    live_dir = None if live_root is None else Path(live_root) / name
+    model_dir = Path(models_dir) / name
     with SpectrogramStore(store_path) as store:
-        res = train_model(
-            name, store, params.train, mp,
-            live_dir=None if live_root is None else Path(live_root) / name, verbose=verbose,
-        )
-    save_artifact(res.model, res.card, Path(models_dir) / name)
-    write_json(Path(metrics_dir) / f"{name}.json", res.metrics)
-    return res.metrics
+        main_fold = store_fold(store, getattr(tp, "fold", 0))  # validates train.fold
+        k = store_n_folds(store)
+        if main_fold is None or k < 2 or not getattr(tp, "all_folds", True):
+            res = train_model(name, store, tp, mp, live_dir=live_dir, verbose=verbose)
+            save_artifact(res.model, res.card, model_dir)
+            metrics = res.metrics
+        else:
+            per_fold: dict[int, dict] = {}
+            with atomic_path(model_dir, is_dir=True) as tmp:
+                for f in range(k):
+                    tpf = dataclasses.replace(tp, fold=f)
+                    res = train_model(
+                        name, store, tpf, mp, live_dir=live_dir if f == main_fold else None, verbose=verbose,
+                    )
+                    _write_artifact(res.model, res.card, tmp / f"fold_{f}")
+                    per_fold[f] = res.metrics
+                    acc = (res.metrics.get("val") or {}).get("track", {}).get("accuracy")
+                    if log is not None:
+                        log(f"{name} fold {f} ({f + 1}/{k}): {res.metrics['epochs_run']} epochs in "
+                            f"{res.metrics['train_seconds']:.0f} s"
+                            + (f", val track accuracy {acc:.3f}" if acc is not None else ""))
+                    del res
+                    import keras
+
+                    keras.backend.clear_session()  # free the finished fold's graph state
+                for fn in ("model.keras", "model.json"):
+                    shutil.copy2(tmp / f"fold_{main_fold}" / fn, tmp / fn)
+            metrics = kfold_metrics(per_fold, main_fold)
+    write_json(Path(metrics_dir) / f"{name}.json", metrics)
+    return metrics
