@@ -243,7 +243,7 @@ def test_foreign_and_broken_artifacts(trained, tmp_path):
     for bad, msg in [
         ({"model_file": "../../etc/passwd"}, "model_file must be one of"),
         ({"kind": "deep"}, "not a classical one"),
-        ({"labels": []}, "labels must be a non-empty list"),
+        ({"labels": []}, "labels must be a list of at least two strings"),
     ]:
         (d / C.CARD_FILE).write_text(json.dumps({**card, **bad}))
         with pytest.raises(ArtifactError, match=msg):

@@ -136,5 +136,8 @@ def test_load_checks_the_card(tmp_path):
     (d / "model.keras").write_bytes(b"not a zip")
     with pytest.raises(ArtifactError, match="cannot be loaded safely"):
         load(d)
-    with pytest.raises(ArtifactError, match="no model.json"):
+    with pytest.raises(ArtifactError, match="not a model directory"):
         load(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ArtifactError, match="no model.json"):
+        load(tmp_path / "empty")

@@ -3,7 +3,6 @@ runtime against Keras, DSP tempo against librosa, every bad input, tampered arti
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import subprocess

@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from mgr.cards import read_card
 from mgr.errors import ArtifactError, AudioError, UserError
 from mgr import fastdsp as _fastdsp
 
@@ -307,25 +308,6 @@ def best_model_name(root: str | os.PathLike = ".") -> str | None:
                     best, best_v = cells[name_col], v
             return best
     return None
-
-
-def read_card(model_dir: Path) -> dict:
-    path = model_dir / "model.json"
-    if not model_dir.is_dir():
-        raise ArtifactError(f"{model_dir} is not a model directory")
-    if not path.is_file():
-        raise ArtifactError(f"{model_dir}: no model.json (not a trained model directory)")
-    try:
-        card = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(card, dict) or card.get("kind") not in ("classical", "deep"):
-        kind = card.get("kind") if isinstance(card, dict) else None
-        raise ArtifactError(f"{path}: not an mgr model card (kind={kind!r}; expected 'classical' or 'deep')")
-    labels = card.get("labels")
-    if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(s, str) for s in labels):
-        raise ArtifactError(f"{path}: labels must be a list of at least two strings")
-    return card
 
 
 class Predictor:

@@ -104,7 +104,7 @@ def _kfold(tracks: pd.DataFrame, p: SplitParams) -> pd.DataFrame:
         # whole groups go to the fold with the fewest tracks of their majority genre
         fill = {}
         order = _group_order(tracks, groups, p.seed, "kfold")
-        for g, members in order:
+        for _, members in order:
             major = tracks.loc[members, "genre"].astype(str).mode().iloc[0]
             counts = fill.setdefault(major, np.zeros(p.k, dtype=int))
             totals = np.array([(fold == f).sum() for f in range(p.k)])

@@ -578,23 +578,13 @@ def _load_xgboost(path: Path, sha256: str | None = None) -> Any:
 
 def read_card(model_dir: str | Path) -> dict[str, Any]:
     """The validated ``model.json`` of a classical artifact."""
-    model_dir = Path(model_dir)
-    path = model_dir / CARD_FILE
-    if not model_dir.is_dir():
-        raise ArtifactError(f"{model_dir} is not a model directory")
-    if not path.exists():
-        raise ArtifactError(f"{path} not found (not a model directory?)")
-    try:
-        card = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(card, dict):
-        raise ArtifactError(f"{path} is not a model card (expected a JSON object)")
+    from mgr.cards import read_card as read_any_card
+
+    card = read_any_card(model_dir, kind="classical")
+    path = Path(model_dir) / CARD_FILE
     missing = [k for k in CARD_KEYS if k not in card]
     if missing:
         raise ArtifactError(f"{path} lacks {missing}")
-    if card["kind"] != "classical":
-        raise ArtifactError(f"{model_dir} holds a {card['kind']!r} model, not a classical one")
     for key in ("labels", "feature_columns"):
         v = card[key]
         if not isinstance(v, list) or not v or not all(isinstance(s, str) for s in v):

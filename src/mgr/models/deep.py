@@ -32,7 +32,6 @@ Architectures (after the seeds, see ``/work/shared/REFERENCES.md``):
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -379,14 +378,9 @@ def load(model_dir: str | Path) -> DeepArtifact:
     """Load ``model_dir/model.keras`` with ``safe_mode=True`` and check it against ``model.json``."""
     model_dir = Path(model_dir)
     card_path, model_path = model_dir / CARD_FILE, model_dir / MODEL_FILE
-    if not card_path.is_file():
-        raise ArtifactError(f"{model_dir}: no {CARD_FILE} (not a trained model directory)")
-    try:
-        card = json.loads(card_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{card_path}: not valid JSON ({e})") from None
-    if not isinstance(card, dict) or card.get("kind") != "deep":
-        raise ArtifactError(f"{card_path}: not a deep model card (kind={card.get('kind') if isinstance(card, dict) else None!r})")
+    from mgr.cards import read_card
+
+    card = read_card(model_dir, kind="deep")
     for key in ("name", "labels", "frontend", "window_frames", "outputs"):
         if key not in card:
             raise ArtifactError(f"{card_path}: missing {key!r}")
