@@ -29,7 +29,8 @@ def click_track(bpm: float, pitch: float, rng: np.random.Generator, *, silent: b
     return y.astype(np.float32)
 
 
-def make_store(tmp_path, *, reps: int = 5, silent_eval: bool = False, tags: bool = False, folds: bool = False):
+def make_store(tmp_path, *, reps: int = 5, silent_eval: bool = False, tags: bool = False, folds: bool = False,
+               split_csv=None):
     """tempo x pitch x reps click tracks -> data/spectrograms.h5 via mgr.spectrogram.build_store."""
     import pandas as pd
     import soundfile as sf
@@ -54,6 +55,9 @@ def make_store(tmp_path, *, reps: int = 5, silent_eval: bool = False, tags: bool
                 rows.append(row)
                 k += 1
     df = pd.DataFrame(rows)
+    if split_csv is not None:  # the matching data/split.csv (for the evaluate stage)
+        cols = ["track_id", "split"] + (["fold"] if folds else [])
+        df[cols].to_csv(split_csv, index=False)
     out = tmp_path / "spectrograms.h5"
     build_store(df, AudioParams(sample_rate=SR), SpectrogramParams(n_fft=512, hop_length=128, n_mels=32),
                 out, workers=1, progress=False)
@@ -338,3 +342,29 @@ def test_stage_kfold_all_folds_false_trains_train_fold_only(tmp_path):
     assert load(base).card["fold"] == 1
     assert m["fold"] == 1 and "per_fold" not in m and "folds" not in m
     assert find_artifacts(tmp_path / "models", "cnn2d", [0, 1, 2]) == {1: base}
+
+
+@pytest.mark.slow
+def test_kfold_models_evaluate_reports_mean_over_folds(tmp_path):
+    """train-dl's per-fold models -> the evaluate stage scores every fold with its own model."""
+    import shutil
+
+    from mgr.evaluation import run_evaluate
+    from mgr.training import run_train_dl
+
+    (tmp_path / "data").mkdir()
+    store = make_store(tmp_path, reps=3, folds=True, split_csv=tmp_path / "data" / "split.csv")
+    shutil.move(store, tmp_path / "data" / "spectrograms.h5")
+    p = _kfold_params(all_folds=True)
+    p = dataclasses.replace(p, ml=dataclasses.replace(p.ml, models=[]),
+                            evaluate=dataclasses.replace(p.evaluate, window_s=1.0, tempo_baseline=False))
+    run_train_dl("cnn2d", p, store_path=tmp_path / "data" / "spectrograms.h5", models_dir=tmp_path / "models",
+                 metrics_dir=tmp_path / "metrics" / "train-dl", live_root=None, log=None)
+    summary = run_evaluate(p, root=tmp_path, log=lambda s: None)
+    m = json.loads((tmp_path / "metrics" / "cnn2d.json").read_text())
+    assert m["n_folds"] == 3 and m["folds"] == [0, 1, 2]
+    assert all(m["per_fold"][f]["source"] == "evaluate" for f in "012")
+    accs = [m["per_fold"][f]["track"]["accuracy"] for f in "012"]
+    assert summary["cnn2d"]["n_folds"] == 3
+    assert summary["cnn2d"]["accuracy"] == pytest.approx(np.mean(accs), abs=1e-6)
+    assert summary["cnn2d"]["n_tracks"] == 24  # every track is in exactly one fold's test part
