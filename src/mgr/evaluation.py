@@ -56,8 +56,9 @@ The evaluate stage (:func:`run_evaluate`)
   the fold it was trained on (deep: the card's ``fold``; classical: fold 0), and for classical
   models the remaining folds are taken from ``metrics/train-ml/<name>.json`` (``per_fold.<f>.test``:
   train-ml fits one model per fold and scores its test part with these same functions); each
-  fold's ``source`` says where it came from. Deep models in k-fold mode therefore report the
-  folds they have artifacts for (``n_folds``).
+  fold's ``source`` says where it came from. train-dl writes ``fold_<f>/`` artifacts for every
+  fold (unless ``train.all_folds`` is false), so deep models report every fold too; ``n_folds``
+  says how many folds a row averages.
 * **Tempo**: the model's track-level tempo is the read-out (:func:`mgr.models.deep.bpm_from_probs`)
   of the mean tempo-class probabilities; the DSP baseline is ``librosa.feature.tempo`` on the same
   test tracks' audio, decoded with the pipeline's ``audio`` params.
@@ -915,8 +916,8 @@ def leaderboard_markdown(
     if has_folds:
         lines += [
             "`folds` = test folds a row averages over: a model is scored on every fold it has an artifact",
-            "for (classical models: every fold, refitted per fold by train-ml; deep models: the fold",
-            "they were trained for, `train.fold`, unless `models/<name>/fold_<f>/` artifacts exist).",
+            "for (classical models: refitted per fold by train-ml; deep models: `models/<name>/fold_<f>/`,",
+            "one per fold, or only `train.fold` when `train.all_folds` is false).",
         ]
     lines += [
         "",
