@@ -25,7 +25,8 @@ from mgr.errors import ParamsError
 
 PARAMS_FILE = "params.yaml"
 
-# Names that other modules register implementations for. Tests check that the registries agree.
+# Names that other modules register implementations for (the Literal types below are built from
+# these tuples). Tests check that the registries agree.
 DATA_SOURCES = ("synthetic", "folder", "gtzan", "fma")
 SPLIT_STRATEGIES = ("stratified", "kfold", "group", "predefined")
 ML_MODELS = ("svm", "xgboost", "logreg", "random_forest")
@@ -105,7 +106,7 @@ class FmaParams:
 
 @dataclass(frozen=True)
 class DataParams:
-    source: Literal["synthetic", "folder", "gtzan", "fma"] = "synthetic"
+    source: Literal[DATA_SOURCES] = "synthetic"
     # folder: a `<genre>/<file>` directory or a CSV manifest; gtzan: an archive, a URL or an
     # extracted folder (either layout); fma: a directory holding the zips (or extracted folders).
     path: str | None = None
@@ -123,7 +124,7 @@ class DataParams:
 # -------------------------------------------------------------------------------------- split
 @dataclass(frozen=True)
 class SplitParams:
-    strategy: Literal["stratified", "kfold", "group", "predefined"] = "stratified"
+    strategy: Literal[SPLIT_STRATEGIES] = "stratified"
     k: int = num(5, 2, 100)
     seed: int = num(42, 0)
     test_size: float = num(0.2, 0.0, 1.0, lo_open=True, hi_open=True)
@@ -157,7 +158,7 @@ class SpectrogramParams:
 
 @dataclass(frozen=True)
 class FeaturesParams:
-    set: Literal["gtzan57", "fma518"] = "gtzan57"
+    set: Literal[FEATURE_SETS] = "gtzan57"
     workers: int = num(0, 0, 256)
 
 
@@ -197,7 +198,7 @@ class RandomForestParams:
 
 @dataclass(frozen=True)
 class MlParams:
-    models: list[Literal["svm", "xgboost", "logreg", "random_forest"]] = field(
+    models: list[Literal[ML_MODELS]] = field(
         default_factory=lambda: ["svm", "xgboost", "logreg", "random_forest"]
     )
     search: Literal["none", "grid", "random"] = "none"  # hyper-parameter search on train (CV)
@@ -255,19 +256,7 @@ def _dl_default(epochs: int, width: float = 1.0, learning_rate: float | None = N
 
 @dataclass(frozen=True)
 class DlParams:
-    models: list[
-        Literal[
-            "cnn2d",
-            "pons_blackbox",
-            "pons_time",
-            "pons_freq",
-            "pons_timefreq",
-            "crnn",
-            "crnn_lstm",
-            "cnn_bigru",
-            "tempo_genre",
-        ]
-    ] = field(default_factory=lambda: ["cnn2d", "tempo_genre"])
+    models: list[Literal[DL_MODELS]] = field(default_factory=lambda: ["cnn2d", "tempo_genre"])
     cnn2d: DlModelParams = _dl_default(8, 0.25, 3e-3)  # in the default list: small and fast
     pons_blackbox: DlModelParams = _dl_default(10)
     pons_time: DlModelParams = _dl_default(10)
