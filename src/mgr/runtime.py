@@ -428,11 +428,17 @@ class _GRU(_Layer):
                 cand = act(xh + (r * h) @ rkernel[:, 2 * units :])
             h = (z * h + (1 - z) * cand).astype(np.float32)
             outs.append(h)
-        if reverse:
-            outs = outs[::-1]
-        if self.cfg.get("return_sequences", False):
-            return np.stack(outs, axis=1)
-        return h if not reverse else outs[0]
+        return _rnn_output(outs, h, reverse, self.cfg.get("return_sequences", False))
+
+
+def _rnn_output(outs: list, h: np.ndarray, reverse: bool, return_sequences: bool) -> np.ndarray:
+    """Keras' RNN output: the sequence in input order, or the last step's state (for a reversed
+    pass, the state after the whole sequence was read, i.e. at input position 0)."""
+    if reverse:
+        outs = outs[::-1]
+    if return_sequences:
+        return np.stack(outs, axis=1)
+    return outs[0] if reverse else h
 
 
 class _LSTM(_Layer):
@@ -455,11 +461,7 @@ class _LSTM(_Layer):
             c = ract(zf) * c + ract(zi) * act(zc)
             h = (ract(zo) * act(c)).astype(np.float32)
             outs.append(h)
-        if reverse:
-            outs = outs[::-1]
-        if self.cfg.get("return_sequences", False):
-            return np.stack(outs, axis=1)
-        return h if not reverse else outs[0]
+        return _rnn_output(outs, h, reverse, self.cfg.get("return_sequences", False))
 
 
 class _Bidirectional(_Layer):

@@ -88,6 +88,15 @@ def _short(v: Any, n: int = 60) -> str:
     return s if len(s) <= n else s[: n - 3] + "..."
 
 
+def _one_row_per_track(E: Any) -> list:
+    """At least one row, and every row a distinct, non-null ``track_id``."""
+    return [
+        E.ExpectTableRowCountToBeBetween(min_value=1),
+        E.ExpectColumnValuesToNotBeNull(column="track_id"),
+        E.ExpectColumnValuesToBeUnique(column="track_id"),
+    ]
+
+
 def validate_tracks(
     tracks: Any,
     *,
@@ -100,9 +109,7 @@ def validate_tracks(
     gx = _gx()
     E = gx.expectations
     exps: list = [
-        E.ExpectTableRowCountToBeBetween(min_value=1),
-        E.ExpectColumnValuesToNotBeNull(column="track_id"),
-        E.ExpectColumnValuesToBeUnique(column="track_id"),
+        *_one_row_per_track(E),
         E.ExpectColumnValuesToNotBeNull(column="path"),
         E.ExpectColumnValuesToNotBeNull(column="genre"),
         E.ExpectColumnValuesToBeBetween(column="duration_s", min_value=min_duration_s, max_value=max_duration_s),
@@ -138,9 +145,7 @@ def validate_split(
     gx = _gx()
     E = gx.expectations
     exps: list = [
-        E.ExpectTableRowCountToBeBetween(min_value=1),
-        E.ExpectColumnValuesToNotBeNull(column="track_id"),
-        E.ExpectColumnValuesToBeUnique(column="track_id"),
+        *_one_row_per_track(E),
         E.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "val", "test"]),
         E.ExpectColumnValuesToBeInSet(column="track_id", value_set=list(tracks["track_id"].astype(str))),
     ]
