@@ -117,6 +117,20 @@ def test_predict_features_equal_the_hdf5_store(tmp_path):
                 assert np.abs(got - ref).mean() < 0.5
 
 
+@pytest.mark.parametrize(("seconds", "n", "hop"), [(9.0, 2 * SR, SR), (9.0, 3 * SR, 3 * SR), (1.3, 2 * SR, SR), (25.0, 7 * SR, 5 * SR)])
+def test_stream_segments_cover_like_windows(tmp_path, seconds, n, hop):
+    from mgr.audio import load_audio, windows
+    from mgr.predict import stream_segments
+
+    y = np.random.default_rng(1).standard_normal(int(seconds * SR)).astype(np.float32) * 0.1
+    path = _write(tmp_path / "x.wav", y)
+    got = list(stream_segments(path, SR, n, hop, block_s=0.7))
+    want = list(windows(load_audio(path, sr=SR), n, hop=hop))
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, atol=1e-6)
+
+
 def test_window_stream_equals_window_starts():
     from mgr.audio import window_starts
 
@@ -535,6 +549,24 @@ def test_classical_artifact_end_to_end(tmp_path):
     # --window: segments aggregated
     seg = load_predictor(tmp_path / "models" / "logreg", window_s=1.0, overlap=0.0).predict_file(tmp_path / "q.wav")
     assert seg.n_windows == 3 and seg.genre == "high"
+    # a file longer than CLASSICAL_WHOLE_MAX_S: streamed segments, the same numbers as the
+    # segments of the decoded file (limits shrunk so the test stays fast)
+    import mgr.predict as P
+
+    long_y = np.concatenate([y] * 3)  # 9 s
+    long_path = _write(tmp_path / "long.wav", long_y)
+    orig = (P.CLASSICAL_WHOLE_MAX_S, P.CLASSICAL_SEGMENT_S)
+    P.CLASSICAL_WHOLE_MAX_S, P.CLASSICAL_SEGMENT_S = 4.0, 2.0
+    try:
+        res = load_predictor(tmp_path / "models" / "logreg", top_k=2).predict_file(long_path)
+    finally:
+        P.CLASSICAL_WHOLE_MAX_S, P.CLASSICAL_SEGMENT_S = orig
+    from mgr.audio import windows
+
+    segs = list(windows(load_audio(long_path, sr=SR), 2 * SR, overlap=0.5))
+    assert res.n_windows == len(segs) == 8
+    want = art.predict_proba(pd.DataFrame([extract_features(s_, SR, "gtzan57") for s_ in segs])).mean(axis=0)
+    assert dict(res.top_k)["high"] == pytest.approx(want[pred.labels.index("high")], abs=1e-6)
     # tampered model file: refused by the skops trusted-types check, never unpickled
     (tmp_path / "models" / "logreg" / "model.skops").write_bytes(b"\x80\x04K\x01.")
     with pytest.raises(ArtifactError):

@@ -742,35 +742,76 @@ class ClassicalPredictor(Predictor):
         duration = frames / file_sr
         if duration < MIN_DURATION_S:
             raise AudioError(f"too short ({duration:.2f} s; at least {MIN_DURATION_S} s needed)")
-        y = load_audio(path, sr=self.sr, offset_s=float(self.audio.get("offset_s", 0.0) or 0.0),
-                       duration_s=self.audio.get("duration_s"), pad=bool(self.audio.get("pad", True)))
-        warnings = []
-        if self.window_s is None:
-            segs = [y]
+        offset = float(self.audio.get("offset_s", 0.0) or 0.0)
+        crop = self.audio.get("duration_s")
+        seg_s = self.window_s
+        if seg_s is None and crop is None and duration > CLASSICAL_WHOLE_MAX_S:
+            seg_s = CLASSICAL_SEGMENT_S  # a long file: segments the size of a training clip
+        warnings: list[str] = []
+        if seg_s is None:  # the whole (or card-cropped) file, as in training
+            y = load_audio(path, sr=self.sr, offset_s=offset, duration_s=crop, pad=bool(self.audio.get("pad", True)))
+            segs: Iterable[np.ndarray] = [y]
         else:
-            from mgr.audio import windows
+            n = int(round(seg_s * self.sr))
+            hop = max(1, int(round(n * (1.0 - self.overlap))))
+            if duration < seg_s:
+                warnings.append(f"shorter than one window ({duration:.2f} s < {seg_s:g} s): padded with silence")
+            if crop is not None or offset:
+                from mgr.audio import windows
 
-            n = int(round(self.window_s * self.sr))
-            if len(y) < n:
-                warnings.append(f"shorter than one window ({len(y) / self.sr:.2f} s < {self.window_s:g} s): padded with silence")
-            segs = list(windows(y, n, overlap=self.overlap))
+                y = load_audio(path, sr=self.sr, offset_s=offset, duration_s=crop, pad=bool(self.audio.get("pad", True)))
+                segs = windows(y, n, hop=hop)
+            else:  # streamed: memory is bounded by one segment whatever the file length
+                segs = stream_segments(path, self.sr, n, hop)
         rows, tempos = [], []
         for seg in segs:
             feats = extract_features(seg, self.sr, self.feature_set)
             rows.append([feats[c] for c in self.columns])
-            if "tempo" in feats:
-                tempos.append(float(feats["tempo"]))
+            tempos.append(float(feats["tempo"]) if "tempo" in feats else _fastdsp.tempo(seg, self.sr))
         X = np.asarray(rows, dtype=np.float64)
         if not np.all(np.isfinite(X)):
             raise AudioError("features are not finite (silent or corrupt audio?)")
         seg_probs = np.asarray(self.art.predict_proba(X), np.float64)
         probs = self._combine(seg_probs)
         top = self._top(probs)
-        if self.window_s is None and tempos:
-            bpm = tempos[0]
-        else:
-            bpm = _fastdsp.tempo(y, self.sr)  # = librosa.feature.tempo(y=y, sr=sr), without librosa
-        return Prediction(str(path), top[0][0], top, bpm, "dsp", [], warnings, len(segs), len(y) / self.sr)
+        # one segment: its tempo (= librosa.feature.tempo of the clip); several: their median
+        tempo_values = [t for t in tempos if t and np.isfinite(t)]
+        bpm = float(np.median(tempo_values)) if tempo_values else None
+        return Prediction(str(path), top[0][0], top, bpm, "dsp", [], warnings, len(rows), duration)
+
+
+#: classical models take a file whole (as their training clips) up to this length; a longer file
+#: is classified as overlapping segments of CLASSICAL_SEGMENT_S, streamed, probabilities combined
+#: by ``--aggregate``, tempo = median of the segments' tempos.
+CLASSICAL_WHOLE_MAX_S = 60.0
+CLASSICAL_SEGMENT_S = 30.0
+
+
+def stream_segments(path: str | os.PathLike, sr: int, n: int, hop: int, block_s: float = 10.0) -> Iterator[np.ndarray]:
+    """Segments of ``n`` samples every ``hop`` samples of a file decoded as a stream.
+
+    Same cover as :func:`mgr.audio.windows` (the last segment is aligned to the end; a file
+    shorter than ``n`` gives one zero-padded segment), but only about one segment plus one
+    decoded block is held in memory at a time.
+    """
+    from mgr.audio import stream_blocks
+
+    buf = np.zeros(0, np.float32)
+    base = nxt = last_end = 0  # absolute sample index of buf[0], of the next segment start, of the last end
+    for block in stream_blocks(path, sr, block_s=block_s):
+        buf = np.concatenate([buf, np.asarray(block, np.float32)])
+        while nxt + n <= base + len(buf):
+            i = nxt - base
+            yield buf[i : i + n]
+            last_end, nxt = nxt + n, nxt + hop
+        keep_from = min(nxt, base + len(buf) - n)  # what a later or the end-aligned segment needs
+        if keep_from > base:
+            buf, base = buf[keep_from - base :], keep_from
+    total = base + len(buf)
+    if total < n:
+        yield np.concatenate([buf, np.zeros(n - len(buf), np.float32)])
+    elif last_end < total:
+        yield buf[len(buf) - n :]
 
 
 def load_predictor(model_dir: str | os.PathLike, **kw: Any) -> Predictor:
