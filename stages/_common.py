@@ -26,6 +26,17 @@ def peak_rss_mb() -> dict:
     return {"main": round(me, 1), "max_worker": round(kids, 1)}
 
 
+def finish_extraction(name: str, report: dict, out: str) -> None:
+    """Write ``metrics/<name>.json`` (with peak RSS and the output path) and warn about skipped tracks."""
+    from mgr.utils import write_json
+
+    report["peak_rss_mb"] = peak_rss_mb()
+    report["output"] = out
+    write_json(f"metrics/{name}.json", report)
+    for s in report["skipped"]:
+        print(f"warning: skipped {s['track_id']}: {s['reason']}", file=sys.stderr)
+
+
 def run(main: Callable[[], object]) -> None:
     os.chdir(ROOT)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

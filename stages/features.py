@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import peak_rss_mb, run  # noqa: E402
+from _common import finish_extraction, run  # noqa: E402
 
 OUT = "data/features.parquet"
 
@@ -16,7 +16,6 @@ def main() -> None:
     from mgr.features import build_feature_table, feature_names, read_feature_table
     from mgr.params import load_params
     from mgr.extract import load_inputs
-    from mgr.utils import write_json
     from mgr.validation.features import validate_feature_table
 
     p = load_params()
@@ -25,11 +24,7 @@ def main() -> None:
                                  progress=sys.stderr.isatty())
     validate_feature_table(read_feature_table(OUT), feature_names(p.features.set),
                            sample_rate=p.audio.sample_rate, expected_tracks=tracks["track_id"].tolist())
-    report["peak_rss_mb"] = peak_rss_mb()
-    report["output"] = OUT
-    write_json("metrics/features.json", report)
-    for s in report["skipped"]:
-        print(f"warning: skipped {s['track_id']}: {s['reason']}", file=sys.stderr)
+    finish_extraction("features", report, OUT)
     print(f"features: {report['n_tracks']} tracks x {report['n_features']} {p.features.set} features, "
           f"{report['n_skipped']} skipped, {report['seconds']:.1f} s -> {OUT}", file=sys.stderr)
 

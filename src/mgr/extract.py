@@ -18,7 +18,7 @@ from typing import Any
 
 from mgr.errors import AudioError, DataError
 
-__all__ = ["load_inputs", "probe_files", "run_parallel"]
+__all__ = ["load_inputs", "probe_files", "run_parallel", "skip_on_failure"]
 
 
 def load_inputs(tracks_csv: str | os.PathLike, split_csv: str | os.PathLike) -> Any:
@@ -60,6 +60,17 @@ def load_inputs(tracks_csv: str | os.PathLike, split_csv: str | os.PathLike) -> 
     if bad:
         raise DataError(f"split.csv: unknown split values {sorted(bad)} (allowed: train, val, test)")
     return df.sort_values("track_id", kind="stable").reset_index(drop=True)
+
+
+def skip_on_failure(i: int, path: str, work: Callable[[], Any]) -> tuple[int, Any, str | None]:
+    """Run one track's ``work`` in a worker: ``(i, result, None)``, or ``(i, None, reason)`` when
+    it fails, so that one bad file is skipped and reported instead of killing the stage."""
+    try:
+        return i, work(), None
+    except AudioError as e:
+        return i, None, str(e)
+    except Exception as e:  # a decoder or DSP bug on one file must not kill the stage
+        return i, None, f"audio: {path}: {type(e).__name__}: {e}"[:300]
 
 
 def _limit_threads() -> None:

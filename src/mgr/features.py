@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from mgr.errors import AudioError, DataError
+from mgr.errors import DataError
 
 __all__ = ["FEATURE_SETS", "build_feature_table", "extract_features", "feature_names"]
 
@@ -156,15 +156,16 @@ def extract_features(y: np.ndarray, sr: int, feature_set: str = "gtzan57") -> di
 def _feat_job(args: tuple) -> tuple:
     i, path, audio_d, feature_set = args
     from mgr.audio import load_audio
+    from mgr.extract import skip_on_failure
 
-    try:
+    def work() -> dict[str, float]:
         y = load_audio(path, sr=audio_d["sample_rate"], offset_s=audio_d["offset_s"],
                        duration_s=audio_d["duration_s"], pad=audio_d["pad"])
-        feats = extract_features(y, audio_d["sample_rate"], feature_set)
-    except AudioError as e:
-        return i, None, str(e)
-    except Exception as e:  # one bad file must not kill the stage
-        return i, None, f"audio: {path}: {type(e).__name__}: {e}"[:300]
+        return extract_features(y, audio_d["sample_rate"], feature_set)
+
+    i, feats, reason = skip_on_failure(i, path, work)
+    if feats is None:
+        return i, None, reason
     vals = np.fromiter(feats.values(), dtype=np.float64, count=len(feats))
     if not np.all(np.isfinite(vals)):
         bad = [k for k, v in feats.items() if not np.isfinite(v)][:3]

@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from mgr.errors import AudioError, DataError
+from mgr.errors import DataError
 from mgr.fastdsp import mel_filterbank
 
 FORMAT_VERSION = 1
@@ -235,18 +235,15 @@ def _spec_job(args: tuple) -> tuple:
     """Worker: decode one track and compute its frames-major spectrogram (or a failure reason)."""
     i, path, n_samples, audio_d, frontend = args
     from mgr.audio import fix_length, load_audio
+    from mgr.extract import skip_on_failure
 
-    try:
+    def work() -> np.ndarray:
         y = load_audio(
             path, sr=frontend["sr"], offset_s=audio_d["offset_s"], duration_s=audio_d["duration_s"], pad=audio_d["pad"]
         )
-        y = fix_length(y, n_samples)
-        spec = _frames_major(y, frontend)
-    except AudioError as e:
-        return i, None, str(e)
-    except Exception as e:  # a decoder bug on one file must not kill the stage
-        return i, None, f"audio: {path}: {type(e).__name__}: {e}"[:300]
-    return i, spec, None
+        return _frames_major(fix_length(y, n_samples), frontend)
+
+    return skip_on_failure(i, path, work)
 
 
 # ------------------------------------------------------------------------------------- writer
