@@ -320,7 +320,9 @@ def build_store(
 
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp:
-        with h5py.File(tmp, "w", libver="latest") as h5:
+        # default libver: "latest" stamps object headers with times, so identical inputs would give
+        # different bytes and DVC would rerun everything downstream of an unchanged store
+        with h5py.File(tmp, "w") as h5:
             compression = None if spectrogram_params.compression == "none" else spectrogram_params.compression
             if compression is not None:
                 med = int(np.median(n_frames[ok])) if ok.any() else 1
