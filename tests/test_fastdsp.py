@@ -140,3 +140,19 @@ def test_tuning_rms_zcr_tempo_match_librosa_on_edge_signals(tmp_path):
     # silence through the whole feature set: finite, as librosa
     f = fd.gtzan57(np.zeros(SR, np.float32), SR)
     assert np.isfinite(list(f.values())).all()
+
+
+@pytest.mark.parametrize("sr", [22050, 16000])
+def test_tempo_of_a_signal_equals_librosa(sr):
+    """fastdsp.tempo(y, sr) is what the evaluate stage's DSP baseline and predict report as
+    librosa.feature.tempo(y=y, sr=sr)."""
+    import librosa
+
+    rng = np.random.default_rng(3)
+    t = np.arange(int(8 * sr)) / sr
+    clicks = (np.mod(t, 60 / 132) < 0.01).astype(np.float32)
+    for y in (clicks + 0.01 * rng.standard_normal(t.size).astype(np.float32),
+              0.1 * rng.standard_normal(t.size).astype(np.float32)):
+        want = float(librosa.feature.tempo(y=y, sr=sr)[0])
+        assert fd.tempo(y, sr) == pytest.approx(want, rel=1e-6)
+

@@ -754,20 +754,21 @@ def _tag_f1(truth: np.ndarray, scores: np.ndarray, threshold: float, skipped: li
 def _tempo_job(args: tuple) -> tuple[str, float, str | None]:
     track_id, path, audio = args
     try:
-        import librosa
-
+        from mgr import fastdsp
         from mgr.audio import load_audio
 
         y = load_audio(path, sr=audio["sample_rate"], offset_s=audio["offset_s"], duration_s=audio["duration_s"], pad=audio["pad"])
-        bpm = float(np.atleast_1d(librosa.feature.tempo(y=y, sr=audio["sample_rate"]))[0])
+        # = librosa.feature.tempo(y=y, sr=sr)[0] (tested equal), without librosa's numba kernels:
+        # workers compiling those concurrently can corrupt numba's on-disk cache (numba #10128)
+        bpm = fastdsp.tempo(y, audio["sample_rate"])
         return track_id, bpm, None
     except Exception as e:  # a broken file is counted, never a crash of the stage
         return track_id, float("nan"), f"{type(e).__name__}: {e}"
 
 
 def tempo_baseline(tracks: Any, track_ids: Sequence[str], audio: dict, workers: int = 0) -> dict[str, Any]:
-    """DSP tempo baseline: ``librosa.feature.tempo`` (default settings) on the tracks' audio,
-    decoded with the pipeline's audio policy. Tracks without a reference tempo are not run.
+    """DSP tempo baseline: ``librosa.feature.tempo`` (default settings; computed by its NumPy
+    twin :func:`mgr.fastdsp.tempo`) on the tracks' audio, decoded with the pipeline's audio policy. Tracks without a reference tempo are not run.
 
     Returns ``{"estimates": {track_id: bpm or NaN}, "failed": {track_id: reason}, "metrics": ...}``.
     """
