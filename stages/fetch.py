@@ -29,6 +29,14 @@ def main(
         f"(see {res.dataset_dir / 'rejected.csv'}) in {res.dataset_dir}",
         file=sys.stderr,
     )
+    d = res.duplicates
+    if d.get("groups"):
+        print(
+            f"warning: fetch: {d['exact_tracks']} track(s) in {d['exact_sets']} set(s) of identical audio "
+            f"({d['conflicting_sets']} filed under several genres), {d['near_pairs']} near-duplicate pair(s); "
+            f"data.duplicates: {d['policy']}, {d['dropped']} dropped (see {res.dataset_dir / 'duplicates.csv'})",
+            file=sys.stderr,
+        )
     try:
         from mgr.validation import validate_tracks
     except ImportError:  # the validation module is optional for the fetch itself

@@ -24,13 +24,15 @@ def main() -> None:
         from mgr.errors import DataError
 
         raise DataError(f"{tracks_csv} not found: run the fetch stage first (dvc repro fetch)")
-    tracks = pd.read_csv(tracks_csv, dtype={"track_id": str, "artist": str, "source_split": str})
+    tracks = pd.read_csv(tracks_csv, dtype={c: str for c in ("track_id", "artist", "source_split", "fingerprint",
+                                                             "near_fingerprint", "dup_group")})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SplitWarning)
         split = make_split(tracks, p.split)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    validate_split(split, tracks, grouped=p.split.strategy in ("group", "kfold"))
+    validate_split(split, tracks, grouped=p.split.strategy in ("group", "kfold"),
+                   duplicates=p.split.strategy != "predefined")
     with atomic_path("data/split.csv") as tmp:
         split.to_csv(tmp, index=False)
     stats = summary(split, tracks)

@@ -48,8 +48,12 @@ def test_stage_writes_metrics_and_validates(tmp_path):
     metrics = stage.main(params_file=pf, root=tmp_path / "raw", metrics_file=tmp_path / "metrics" / "fetch.json",
                          report_dir=tmp_path / "reports", progress=False)
     on_disk = json.loads((tmp_path / "metrics" / "fetch.json").read_text())
-    assert on_disk == metrics == {"source": "folder", "n_tracks": 4, "n_rejected": 1,
-                                  "n_per_genre": {"blues": 2, "rock": 2}}
+    assert on_disk == metrics
+    assert {k: metrics[k] for k in ("source", "n_tracks", "n_rejected", "n_per_genre")} == {
+        "source": "folder", "n_tracks": 4, "n_rejected": 1, "n_per_genre": {"blues": 2, "rock": 2}}
+    # the same tone is filed under blues and rock: two exact duplicate sets with conflicting labels
+    assert metrics["duplicates"] == {"policy": "group", "exact_sets": 2, "exact_tracks": 4, "conflicting_sets": 2,
+                                     "near_pairs": 0, "groups": 2, "dropped": 0}
     assert (tmp_path / "raw" / "folder" / "tracks.csv").is_file()
 
 

@@ -10,7 +10,22 @@ import pytest
 
 from mgr.errors import DataError
 from mgr.params import SplitParams
-from mgr.split import SplitWarning, check_disjoint, fold_split, make_split, n_folds, summary
+from mgr.split import SplitWarning, fold_split, make_split, n_folds, summary
+
+
+def check_disjoint(split: pd.DataFrame, tracks: pd.DataFrame, *, by_artist: bool) -> list[str]:
+    """Problems found (empty when fine): duplicate tracks, or artists in two parts/folds."""
+    problems: list[str] = []
+    if split["track_id"].duplicated().any():
+        problems.append("a track is listed twice")
+    if by_artist and "artist" in tracks.columns:
+        m = split.merge(tracks[["track_id", "artist"]].astype({"track_id": str}), on="track_id")
+        m = m[m["artist"].notna() & (m["artist"].astype(str) != "")]
+        unit = "fold" if "fold" in m.columns else "split"
+        multi = m.groupby("artist")[unit].nunique()
+        bad = multi[multi > 1].index
+        problems.extend(f"artist {a!r} is in several {unit}s" for a in bad)
+    return problems
 
 
 def make_tracks(n_per_genre: int = 20, genres: int = 4, artists_per_genre: int | None = None, seed: int = 0) -> pd.DataFrame:

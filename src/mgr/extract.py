@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 from typing import Any
 
+from mgr.datasets import load_tracks
 from mgr.errors import AudioError, DataError
 
 __all__ = ["load_inputs", "probe_files", "run_parallel", "skip_on_failure"]
@@ -33,14 +34,7 @@ def load_inputs(tracks_csv: str | os.PathLike, split_csv: str | os.PathLike) -> 
     for p in (tracks_csv, split_csv):
         if not p.exists():
             raise DataError(f"{p} not found (run the fetch and split stages first)")
-    try:
-        from mgr.datasets import load_tracks  # type: ignore[attr-defined]
-
-        tracks = load_tracks(tracks_csv.parent)
-    except (ImportError, AttributeError):
-        tracks = pd.read_csv(tracks_csv, dtype={"track_id": str})
-        base = tracks_csv.parent.resolve()
-        tracks["path"] = [str(p if os.path.isabs(p) else base / p) for p in tracks["path"].astype(str)]
+    tracks = load_tracks(tracks_csv.parent)
     split = pd.read_csv(split_csv, dtype={"track_id": str})
     for col, df, name in (("track_id", tracks, "tracks.csv"), ("path", tracks, "tracks.csv"),
                           ("genre", tracks, "tracks.csv"), ("track_id", split, "split.csv"),
@@ -110,7 +104,9 @@ def run_parallel(
         import multiprocessing as mp
 
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_limit_threads) as ex:
+        from mgr.utils import process_pool  # workers die with the stage, even on kill -9
+
+        with process_pool(workers, mp_context=ctx, initializer=_limit_threads) as ex:
             pending = set()
             for job in it:
                 pending.add(ex.submit(fn, job))
@@ -135,5 +131,7 @@ def probe_files(paths: list[str], workers: int) -> list[tuple[int, int] | str]:
     import multiprocessing as mp
 
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+    from mgr.utils import process_pool
+
+    with process_pool(workers, mp_context=ctx) as ex:
         return list(ex.map(_probe, paths, chunksize=64))

@@ -17,12 +17,19 @@ the ``group`` strategy also keeps every artist in one part. Strategies:
     The source's official split (``source_split`` column: FMA's ``set/split``, GTZAN's
     fault-filtered lists of Kereliuk, Sturm & Larsen 2015, or a manifest column). Tracks
     without one are left out of ``split.csv`` (counted in the metrics).
+
+Duplicates: tracks that fetch found to hold the same audio (``dup_group``, or else equal
+``fingerprint``; see :mod:`mgr.datasets`) always end up in one part / fold. ``group`` and
+``kfold`` treat a duplicate set like an artist (joined with the artist groups it touches);
+``stratified`` (and ``kfold`` without artists) moves every member of a set to the part / fold
+its first member (by track id) drew; ``predefined`` cannot move anything and warns when an
+official split puts copies of one recording in two parts. A dataset with fewer than two genres
+is refused (a classifier needs two).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -47,13 +54,59 @@ def _rng(seed: int, *salt: str) -> np.random.Generator:
 
 
 def _artists(tracks: pd.DataFrame) -> pd.Series:
-    """A group key per track: the artist where known, else the track itself."""
+    """A group key per track: the artist where known, else the track itself; tracks of one
+    duplicate set (:func:`duplicate_sets`) share the key of the set (the smallest member key)."""
     tid = tracks["track_id"].astype(str)
     if "artist" not in tracks.columns:
-        return "track:" + tid
-    art = tracks["artist"]
-    known = art.notna() & (art.astype(str).str.strip() != "")
-    return pd.Series(np.where(known, "artist:" + art.astype(str), "track:" + tid), index=tracks.index)
+        keys = "track:" + tid
+    else:
+        art = tracks["artist"]
+        known = art.notna() & (art.astype(str).str.strip() != "")
+        keys = pd.Series(np.where(known, "artist:" + art.astype(str), "track:" + tid), index=tracks.index)
+    dups = duplicate_sets(tracks)
+    if dups.empty:
+        return keys
+    # union of "same artist" and "same audio": connected components over both relations
+    parent: dict[str, str] = {}
+
+    def find(a: str) -> str:
+        parent.setdefault(a, a)
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for _, members in dups.groupby(dups, sort=True):
+        ks = sorted({keys[i] for i in members.index})
+        for k in ks[1:]:
+            ra, rb = find(ks[0]), find(k)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    return keys.map(lambda k: find(k) if k in parent else k)
+
+
+def duplicate_sets(tracks: pd.DataFrame) -> pd.Series:
+    """The duplicate-set key of every track in a set of two or more (index of ``tracks``):
+    ``dup_group`` where fetch wrote one, else the exact ``fingerprint``; empty when none."""
+    key = pd.Series("", index=tracks.index, dtype=object)
+    for col in ("fingerprint", "dup_group"):  # dup_group (exact + near) wins where present
+        if col in tracks.columns:
+            v = tracks[col].fillna("").astype(str).str.strip()
+            key = key.where(v == "", col + ":" + v)
+    key = key[key != ""]
+    return key[key.map(key.value_counts()) > 1]
+
+
+def _snap_duplicates(tracks: pd.DataFrame, out: pd.Series) -> pd.Series:
+    """Give every member of a duplicate set the value ``out`` has for its first member."""
+    dups = duplicate_sets(tracks)
+    if dups.empty:
+        return out
+    out = out.copy()
+    for _, members in dups.groupby(dups, sort=True):
+        idx = sorted(members.index, key=lambda i: str(tracks.at[i, "track_id"]))
+        out[idx] = out[idx[0]]
+    return out
 
 
 def _warn_small(genre: str, n: int, needed: int, what: str) -> None:
@@ -83,12 +136,13 @@ def _stratified(tracks: pd.DataFrame, p: SplitParams) -> pd.DataFrame:
             _warn_small(str(genre), n, needed, "split")
         out[idx[:n_test]] = "test"
         out[idx[n_test : n_test + n_val]] = "val"
+    out = _snap_duplicates(tracks, out)
     return pd.DataFrame({"track_id": tracks["track_id"].astype(str), "split": out.values})
 
 
 def _kfold(tracks: pd.DataFrame, p: SplitParams) -> pd.DataFrame:
     groups = _artists(tracks)
-    has_groups = groups.str.startswith("artist:").any()
+    has_groups = groups.str.startswith("artist:").any() or groups.duplicated().any()
     fold = pd.Series(-1, index=tracks.index, dtype=int)
     counter = 0
     if not has_groups:
@@ -174,6 +228,16 @@ def _predefined(tracks: pd.DataFrame, p: SplitParams) -> pd.DataFrame:
     keep = mapped.notna()
     if not keep.any():
         raise DataError("split.strategy 'predefined': no track has a source_split")
+    dups = duplicate_sets(tracks[keep])
+    if not dups.empty:
+        parts = mapped[dups.index].groupby(dups).nunique()
+        if (parts > 1).any():
+            warnings.warn(
+                f"the predefined split puts copies of the same audio in two parts for {int((parts > 1).sum())} "
+                f"duplicate set(s) (see duplicates.csv of the fetch); it is used as published",
+                SplitWarning,
+                stacklevel=3,
+            )
     return pd.DataFrame({"track_id": tracks.loc[keep, "track_id"].astype(str), "split": mapped[keep].values})
 
 
@@ -188,6 +252,12 @@ def make_split(tracks: pd.DataFrame, p: SplitParams) -> pd.DataFrame:
     if tracks["track_id"].duplicated().any():
         dup = tracks.loc[tracks["track_id"].duplicated(), "track_id"].astype(str).tolist()[:5]
         raise DataError(f"duplicate track_id in tracks.csv, e.g. {dup}")
+    genres = sorted(tracks["genre"].dropna().astype(str).unique())
+    if len(genres) < 2:
+        raise DataError(
+            f"only {len(genres)} genre ({', '.join(genres)}) among the {len(tracks)} track(s) of tracks.csv: "
+            "genre classification needs at least 2"
+        )
     tracks = tracks.reset_index(drop=True)
     df = STRATEGIES[p.strategy](tracks, p)
     return df.reset_index(drop=True)
@@ -231,18 +301,3 @@ def summary(split: pd.DataFrame, tracks: pd.DataFrame) -> dict:
     if "fold" in split.columns:
         out["folds"] = {str(f): int((split["fold"] == f).sum()) for f in range(n_folds(split))}
     return out
-
-
-def check_disjoint(split: pd.DataFrame, tracks: pd.DataFrame, *, by_artist: bool) -> list[str]:
-    """Problems found (empty when fine): duplicate tracks, or artists in two parts/folds."""
-    problems: list[str] = []
-    if split["track_id"].duplicated().any():
-        problems.append("a track is listed twice")
-    if by_artist and "artist" in tracks.columns:
-        m = split.merge(tracks[["track_id", "artist"]].astype({"track_id": str}), on="track_id")
-        m = m[m["artist"].notna() & (m["artist"].astype(str) != "")]
-        unit = "fold" if "fold" in m.columns else "split"
-        multi = m.groupby("artist")[unit].nunique()
-        bad: Iterable = multi[multi > 1].index
-        problems.extend(f"artist {a!r} is in several {unit}s" for a in bad)
-    return problems

@@ -13,12 +13,21 @@ Files are referenced in place (absolute paths in ``tracks.csv``) unless ``data.c
 then they are copied into the dataset directory (``audio/<genre>/<file>``) and referenced
 relative to it. Track ids are file stems, made unique deterministically when two files share
 a stem.
+
+Which manifest paths are read: any regular file with an audio extension, wherever it is. A
+manifest may point outside its own folder (``../``, absolute paths: a shared music library is a
+legitimate use), but such paths are counted and reported once as a warning (and as
+``paths_outside_folder`` in ``metrics/fetch.json``), since a manifest copied from elsewhere
+can point anywhere. A path that is not a regular file (a directory, FIFO, device, socket) or has
+no audio extension (``/etc/passwd``) is refused with the reason in ``rejected.csv`` and never
+opened: reading a FIFO blocks, a device may never end.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +114,8 @@ def _from_manifest(manifest: Path) -> tuple[list[dict[str, Any]], list[dict[str,
         raise DataError(f"data.path {manifest}: the manifest lacks the column(s) {missing} (needs path, genre)")
     if df.empty:
         raise DataError(f"data.path {manifest}: the manifest has no rows")
+    from mgr.datasets.probe import file_kind
+
     base = manifest.parent
     rows: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
@@ -127,8 +138,16 @@ def _from_manifest(manifest: Path) -> tuple[list[dict[str, Any]], list[dict[str,
         if not genre:
             rejected.append({"path": str(p), "reason": "manifest row has no genre", "track_id": ids[i]})
             continue
-        if not p.is_file():
+        kind = file_kind(p)
+        if kind == "missing":
             rejected.append({"path": str(p), "reason": "file not found", "track_id": ids[i]})
+            continue
+        if kind != "file":
+            rejected.append({"path": str(p), "reason": f"not a regular file ({kind}): not read", "track_id": ids[i]})
+            continue
+        if p.suffix.lower() not in AUDIO_EXTENSIONS:
+            rejected.append({"path": str(p), "track_id": ids[i], "reason": (
+                f"not an audio file (extension {p.suffix or 'none'!r}; allowed {', '.join(AUDIO_EXTENSIONS)}): not read")})
             continue
         row: dict[str, Any] = {"track_id": ids[i], "path": str(p.resolve()), "genre": genre}
         for k, v in rec.items():
@@ -165,8 +184,22 @@ def collect(params: Params, work_dir: Path) -> Candidates:
         rows, rejected = _from_manifest(src)
     else:
         raise DataError(f"data.path {src}: expected a <genre>/<file> directory or a .csv manifest")
+    outside = _outside(rows, src if src.is_dir() else src.parent)
+    stats: dict[str, Any] = {"paths_outside_folder": len(outside)}
+    if outside:
+        print(
+            f"warning: data.path {src}: {len(outside)} file(s) lie outside {src if src.is_dir() else src.parent}"
+            f" (e.g. {outside[0]}); they are read where they are",
+            file=sys.stderr,
+        )
     if params.data.copy:
         for r in rows:
             r["path"] = _copy_in(work_dir, Path(r["path"]), r["genre"], r["track_id"])
     genres = sorted({r["genre"] for r in rows})
-    return Candidates(rows=rows, rejected=rejected, genres=genres)
+    return Candidates(rows=rows, rejected=rejected, genres=genres, stats=stats)
+
+
+def _outside(rows: list[dict[str, Any]], base: Path) -> list[str]:
+    """Paths of ``rows`` that resolve (symlinks, ``..``) outside ``base``."""
+    root = base.resolve()
+    return [r["path"] for r in rows if not Path(r["path"]).resolve().is_relative_to(root)]

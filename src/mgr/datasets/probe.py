@@ -2,6 +2,10 @@
 
 Used by every dataset source. A file that cannot be opened, does not decode to the end,
 holds no samples, or is shorter than the minimum duration gets a one-line reason instead.
+Anything that is not a regular file (a directory, FIFO, device or socket) is refused without
+being opened (reading a FIFO would block, a device could be endless). While decoding, the
+probe also computes the track's fingerprints (:mod:`mgr.datasets.fingerprint`), so duplicate
+detection costs no second decode.
 Probing runs in a :class:`~concurrent.futures.ProcessPoolExecutor`; results come back in
 input order while the pool streams through the files.
 """
@@ -9,9 +13,9 @@ input order while the pool streams through the files.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +31,8 @@ class ProbeResult:
     sample_rate: int = 0
     channels: int = 0
     reason: str = ""
+    fingerprint: str = ""  # exact: hash of the decoded samples (see mgr.datasets.fingerprint)
+    near_fingerprint: str = ""  # coarse spectral key ("" when the envelope is flat)
 
 
 def _one_line(e: BaseException) -> str:
@@ -39,14 +45,24 @@ def probe_file(path: str | os.PathLike, min_duration_s: float = 0.0) -> ProbeRes
     """Decode ``path`` completely with soundfile and report what it holds."""
     import soundfile as sf
 
+    from mgr.datasets.fingerprint import Fingerprinter
+
     p = str(path)
-    if not os.path.isfile(p):
+    kind = file_kind(p)
+    if kind == "missing":
         return ProbeResult(p, False, reason="file not found")
+    if kind.startswith("unreadable"):
+        return ProbeResult(p, False, reason=f"cannot access ({kind.split(': ', 1)[-1]})")
+    if kind != "file":
+        return ProbeResult(p, False, reason=f"not a regular file ({kind}): not read")
     if os.path.getsize(p) == 0:
         return ProbeResult(p, False, reason="empty file (0 bytes)")
+    fp = None
     try:
         with sf.SoundFile(p) as f:
             sr, ch = int(f.samplerate), int(f.channels)
+            if sr > 0:
+                fp = Fingerprinter(sr, ch, int(f.frames) if f.frames else None)
             frames = 0
             finite = True
             while True:
@@ -56,6 +72,8 @@ def probe_file(path: str | os.PathLike, min_duration_s: float = 0.0) -> ProbeRes
                 frames += block.shape[0]
                 if finite and not np.isfinite(block).all():
                     finite = False
+                if finite and fp is not None:
+                    fp.update(block)
     except Exception as e:  # noqa: BLE001 - any decoder failure is a reason, never a crash
         # name the file, not the (possibly temporary) directory it was probed in
         msg = _one_line(e).replace(p, os.path.basename(p))
@@ -71,7 +89,26 @@ def probe_file(path: str | os.PathLike, min_duration_s: float = 0.0) -> ProbeRes
     if dur < min_duration_s:
         return ProbeResult(p, False, duration_s=dur, sample_rate=sr, channels=ch,
                            reason=f"too short: {dur:.3f} s < data.min_duration_s {min_duration_s:g} s")
-    return ProbeResult(p, True, duration_s=dur, sample_rate=sr, channels=ch)
+    return ProbeResult(p, True, duration_s=dur, sample_rate=sr, channels=ch,
+                       fingerprint=fp.exact() if fp else "", near_fingerprint=fp.near() if fp else "")
+
+
+def file_kind(path: str | os.PathLike) -> str:
+    """``file``, ``missing``, or what else ``path`` is (``directory``, ``fifo``, ``character device``,
+    ``block device``, ``socket``), following symlinks, without opening it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as e:
+        return f"unreadable: {e.strerror}"
+    if stat.S_ISREG(mode):
+        return "file"
+    for test, name in ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "fifo"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "special file"
 
 
 def _probe_star(args: tuple[str, float]) -> ProbeResult:
@@ -102,7 +139,9 @@ def probe_files(
         else:
             n = min(workers, len(jobs))
             chunk = max(1, min(32, len(jobs) // (n * 4)))
-            with ProcessPoolExecutor(max_workers=n) as ex:
+            from mgr.utils import process_pool  # workers die with the fetch, even on kill -9
+
+            with process_pool(n) as ex:
                 for r in ex.map(_probe_star, jobs, chunksize=chunk):
                     out.append(r)
                     bar.update(1)

@@ -16,7 +16,7 @@ Public API
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,7 +105,8 @@ def _write_audio(path: Path, audio: np.ndarray, sr: int, fmt: str) -> None:
     container, subtype = FORMATS[fmt]
     if subtype == "PCM_16":  # quantise here (round to nearest), so every PCM format holds the same samples
         audio = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
-    with atomic_path(path) as tmp:
+    # many files per directory, all inside fetch's temporary dataset dir: no stale-temp scan
+    with atomic_path(path, clean_stale=False) as tmp:
         sf.write(str(tmp), audio, sr, format=container, subtype=subtype)
 
 
@@ -144,7 +145,7 @@ def _write_corrupt(out_dir: Path, k: int, seed: int, sr: int, fmt: str) -> dict[
             data = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
         else:  # zero-bytes
             data = b""
-        with atomic_path(path) as tmp:
+        with atomic_path(path, clean_stale=False) as tmp:
             tmp.write_bytes(data)
     return {"track_id": track_id, "path": rel, "genre": genre, "tempo_bpm": float("nan"), "meter": "",
             "key": "", "swing": False, "tags": ""}
@@ -171,7 +172,7 @@ def generate(
     """
     import pandas as pd
 
-    from mgr.utils import n_workers
+    from mgr.utils import n_workers, process_pool
 
     _check(sp.format)
     out_dir = Path(out_dir)
@@ -186,7 +187,7 @@ def generate(
     if n <= 1:
         rows = [_one(j) for j in jobs]
     else:
-        with ProcessPoolExecutor(max_workers=n) as ex:
+        with process_pool(n) as ex:  # workers die with the fetch, even on kill -9
             futures = [ex.submit(_one, j) for j in jobs]
             for fut in as_completed(futures):
                 rows.append(fut.result())
