@@ -253,6 +253,97 @@ def test_store_validation_catches_inconsistent_metadata(store_path, tmp_path):
         validate_store(out, report_dir=None)
 
 
+@pytest.mark.slow  # great-expectations import
+def test_store_validation_numpy_checks_agree_with_great_expectations(store_path, tmp_path):
+    """The exact NumPy pre-check and GE's suite give the same verdict and the same unexpected
+    values, expectation by expectation, on a good store and on a store with several faults."""
+    from mgr.validation import _check
+    from mgr.validation.features import store_checks, validate_store
+
+    out, _, _ = store_path
+    good_np = validate_store(out, report_dir=tmp_path / "np")
+    good_ge = validate_store(out, report_dir=tmp_path / "ge", engine="ge")
+    assert good_np["meta"]["engine"] == "numpy" and "engine" not in good_ge["meta"]
+    assert good_np["success"] and good_ge["success"]
+    with h5py.File(out, "r+") as h5:
+        h5["tracks/genre_idx"][0] = 5  # no such label
+        h5["tracks/track_id"][2] = h5["tracks/track_id"][1]  # duplicate id
+        h5["tracks/split"][3] = "holdout"  # unknown split
+        h5["tracks/offset"][4] = h5["tracks/offset"][3]  # overlapping frame ranges
+    with pytest.raises(DataError, match="genre_idx") as ei:
+        validate_store(out, report_dir=tmp_path / "bad")  # NumPy fails -> GE's report and message
+    msg = str(ei.value)
+    assert "\n" not in msg and "expect_column_values_to_be_unique(track_id)" in msg and "'holdout'" in msg
+    ge = json.loads((tmp_path / "bad" / "spectrogram_store.json").read_text())
+    assert ge["success"] is False and "engine" not in ge["meta"]
+    ge_by = {(r["expectation_config"]["type"], r["expectation_config"]["kwargs"].get("column")): r
+             for r in ge["results"]}
+    cols, checks = store_checks(out)
+    n_failed = 0
+    for kind, kw in checks:
+        ok, mine = _check(kind, kw, cols, len(cols["track_id"]))
+        theirs = ge_by[(kind, kw.get("column"))]
+        assert ok == theirs["success"], (kind, kw)
+        n_failed += not ok
+        for k in ("unexpected_count", "partial_unexpected_list", "observed_value"):
+            if k in theirs["result"]:
+                assert mine[k] == theirs["result"][k], (kind, kw, k)
+    assert n_failed >= 4
+
+
+def test_store_validation_passes_without_importing_great_expectations(store_path, tmp_path):
+    import subprocess
+    import sys
+
+    out, _, _ = store_path
+    code = (
+        "import sys, json\n"
+        "from mgr.validation.features import validate_store\n"
+        f"r = validate_store({str(out)!r}, report_dir={str(tmp_path / 'rep')!r})\n"
+        "assert r['success'] and r['meta']['engine'] == 'numpy', r\n"
+        "assert 'great_expectations' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    rep = json.loads((tmp_path / "rep" / "spectrogram_store.json").read_text())
+    assert rep["success"] and rep["suite_name"] == "spectrogram_store"
+    assert [r["expectation_config"]["type"] for r in rep["results"]][:3] == [
+        "expect_table_row_count_to_equal", "expect_column_values_to_not_be_null", "expect_column_values_to_be_unique"]
+
+
+def _padded_reference(y, n_fft, hop, reflect):
+    """|STFT|^2 the straightforward way (whole padded copy, float64)."""
+    half = n_fft // 2
+    mode = "reflect" if reflect and y.size > half else "constant"
+    yp = np.pad(y.astype(np.float64), (half, half), mode=mode)
+    n_frames = 1 + (yp.size - n_fft) // hop
+    if yp.size < n_fft:
+        yp, n_frames = np.pad(yp, (0, n_fft - yp.size)), 1
+    frames = np.stack([yp[k * hop : k * hop + n_fft] for k in range(n_frames)])
+    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    return np.abs(np.fft.rfft(frames * win, axis=1)) ** 2
+
+
+@pytest.mark.parametrize("n_fft,hop", [(2048, 512), (512, 256), (128, 64), (64, 48), (255, 100), (16, 40)])
+@pytest.mark.parametrize("pad_mode", ["constant", "reflect"])
+def test_frames_without_a_padded_copy_equal_the_padded_reference(n_fft, hop, pad_mode):
+    """The frame views (edges from small padded copies, interior from the signal itself) give the
+    frames of the whole padded signal, for every length around the edge cases and any block size."""
+    from mgr.frontend import _frames_major
+
+    rng = np.random.default_rng(n_fft + hop)
+    fe = {"n_fft": n_fft, "hop": hop, "kind": "stft", "n_mels": n_fft // 2 + 1, "pad_mode": pad_mode,
+          "scale": "db", "amin": 1e-30, "ref": 1.0, "top_db": None, "floor_db": 0.0}
+    lengths = {0, 1, 5, n_fft // 2, n_fft // 2 + 1, n_fft - 1, n_fft, n_fft + 1, 2 * n_fft - 1, 2 * n_fft,
+               2 * n_fft + 1, 3 * n_fft + 7, 5 * n_fft + hop - 1, 10 * n_fft + 3}
+    for n in sorted(lengths):
+        y = rng.standard_normal(n).astype(np.float32)
+        ref = _padded_reference(y, n_fft, hop, pad_mode == "reflect")
+        got = 10 ** (_frames_major(y, fe) / 10)
+        assert got.shape == ref.shape, n
+        np.testing.assert_allclose(got, ref, rtol=2e-3, atol=1e-3 * ref.max() + 1e-20, err_msg=f"n={n}")
+        np.testing.assert_array_equal(_frames_major(y, fe, block=3), _frames_major(y, fe))
+
+
 def test_missing_inputs_are_user_errors(tmp_path):
     with pytest.raises(DataError, match="not found"):
         load_inputs(tmp_path / "tracks.csv", tmp_path / "split.csv")
@@ -284,16 +375,43 @@ def test_dvc_stage_wiring_keeps_features_independent_of_spectrogram(project_root
     assert spec["outs"] == ["data/spectrograms.h5"] and feat["outs"] == ["data/features.parquet"]
     # every module the stages import from src/mgr is a declared dependency
     assert "src/mgr/spectrogram.py" in spec["deps"] and "src/mgr/features.py" in feat["deps"]
+    # the one front end (mgr.frontend) is shared: musicnn embeddings in the features table use it
+    assert "src/mgr/frontend.py" in spec["deps"] and "src/mgr/frontend.py" in feat["deps"]
+    mus = stages["spectrogram-musicnn"]
+    assert "--preset musicnn" in mus["cmd"] and mus["outs"] == ["data/spectrograms_musicnn.h5"]
+    assert set(mus["params"]) == {"audio"}  # musicnn's front end is fixed by the pretrained weights
 
 
-@pytest.mark.parametrize("spec", [SpectrogramParams(preset="choi"), SpectrogramParams(kind="stft", n_fft=128, hop_length=64)])
+@pytest.mark.slow  # librosa's first call JIT-compiles
+def test_musicnn_preset_equals_musicnn_front_end():
+    """musicnn's front end: librosa melspectrogram at 16 kHz (n_fft 512, hop 256, 96 mels, the
+    reflect padding of the librosa it was trained with), then log10(1 + 10000 x), in float32."""
+    import librosa
+
+    fe = frontend_config(AudioParams(), SpectrogramParams(preset="musicnn"))
+    assert (fe["sr"], fe["n_fft"], fe["hop"], fe["n_mels"], fe["scale"]) == (16000, 512, 256, 96, "log10_1p")
+    rng = np.random.default_rng(3)
+    t = np.arange(16000 * 4) / 16000
+    y = (0.5 * np.sin(2 * np.pi * 220 * t) + 0.2 * rng.standard_normal(t.size)).astype(np.float32)
+    S = compute_spectrogram(y, 16000, fe)
+    ref = np.log10(1 + 10000 * librosa.feature.melspectrogram(y=y, sr=16000, n_fft=512, hop_length=256, n_mels=96,
+                                                               pad_mode="reflect"))
+    assert S.shape == ref.shape == (96, 1 + y.size // 256)
+    np.testing.assert_allclose(S, ref, rtol=1e-5, atol=1e-4)
+    assert float(compute_spectrogram(np.zeros(4000, np.float32), 16000, fe).max()) == 0.0  # silence is 0, no floor
+    # another rate is resampled to 16 kHz first
+    assert compute_spectrogram(librosa.resample(y, orig_sr=16000, target_sr=22050), 22050, fe).shape[0] == 96
+
+
+@pytest.mark.parametrize("spec", [SpectrogramParams(preset="choi"), SpectrogramParams(preset="musicnn"),
+                                  SpectrogramParams(kind="stft", n_fft=128, hop_length=64)])
 def test_presets_and_stft_kind_build_and_read(tmp_path, spec):
     tracks = _make_dataset(tmp_path, n=3, corrupt=False)
     out = tmp_path / "p.h5"
     build_store(tracks, AUDIO, spec, out, workers=1, progress=False)
     with SpectrogramStore(out) as st:
         fe = st.frontend
-        assert st.n_mels == fe["n_mels"] == (96 if spec.preset == "choi" else 65)
+        assert st.n_mels == fe["n_mels"] == (96 if spec.preset in ("choi", "musicnn") else 65)
         y = load_audio(tracks.loc[1, "path"], sr=fe["sr"])
         np.testing.assert_allclose(st.track(1), compute_spectrogram(y, fe["sr"], fe), atol=1e-4)
         assert st.track_windows(1, 8, 0.5).shape[1:] == (fe["n_mels"], 8)

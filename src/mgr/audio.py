@@ -159,18 +159,35 @@ def load_audio(
     AudioError : the file is missing, cannot be decoded, or holds no samples in the region.
     """
     sf = _sf()
-    frames, file_sr, _ = audio_info(path)
-    start = min(int(round(offset_s * file_sr)), frames)
-    n_read = -1 if duration_s is None else int(round(duration_s * file_sr))
+    if not os.path.isfile(path):
+        raise AudioError(f"audio: {path}: file not found")
+    # one open for the header and the samples (what audio_info + sf.read did with two)
     try:
-        data, file_sr = sf.read(str(path), start=start, frames=n_read, dtype="float32", always_2d=True)
-    except Exception as e:
+        f = sf.SoundFile(str(path))
+    except FileNotFoundError:
+        raise AudioError(f"audio: {path}: file not found") from None
+    except Exception as e:  # soundfile raises LibsndfileError / RuntimeError / TypeError
         raise AudioError(f"audio: {path}: cannot decode ({_reason(e)})") from None
+    with f:
+        frames, file_sr = int(f.frames), int(f.samplerate)
+        if frames <= 0 or file_sr <= 0:
+            raise AudioError(f"audio: {path}: no audio frames")
+        start = min(int(round(offset_s * file_sr)), frames)
+        n_read = frames - start if duration_s is None else min(int(round(duration_s * file_sr)), frames - start)
+        try:
+            if start:
+                f.seek(start)
+            data = f.read(n_read, dtype="float32", always_2d=True)
+        except Exception as e:
+            raise AudioError(f"audio: {path}: cannot decode ({_reason(e)})") from None
     if data.shape[0] == 0 and not (pad and duration_s):
         raise AudioError(f"audio: {path}: no samples after offset {offset_s:g} s")
     if not np.all(np.isfinite(data)):
         raise AudioError(f"audio: {path}: decoded samples contain NaN or inf")
-    y = data.mean(axis=1) if mono else data.T  # (n,) or (channels, n)
+    if mono:  # (n,): a mono file's one channel as is (the mean of one value), else the mean
+        y = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
+    else:
+        y = data.T  # (channels, n)
     if file_sr != sr:
         y = resample(y if mono else y.T, file_sr, sr)
         if not mono:

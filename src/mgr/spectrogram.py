@@ -2,21 +2,8 @@
 
 Front end
 ---------
-:func:`frontend_config` resolves the ``audio``/``spectrogram`` params (and the preset) into a
-plain dict of concrete values; :func:`compute_spectrogram` is *the* front end: the spectrogram
-stage and ``mgr predict`` both call it, so training and inference see identical inputs.
-
-* ``kind="logmel"`` (default): centred STFT (hann, ``center=True``, zero padding, as librosa),
-  power spectrum, Slaney mel filterbank (``librosa.filters.mel``, htk=False, norm="slaney"),
-  then dB with a **fixed** reference: ``10*log10(max(amin, S)) - 10*log10(ref)`` with
-  ``ref=1.0, amin=1e-10`` and values below ``-top_db`` clipped to ``-top_db`` (the floor is
-  relative to the fixed reference, not to the clip's maximum, so values compare across tracks).
-* ``kind="stft"``: the same dB scaling of the STFT power (``n_fft//2 + 1`` rows).
-* presets: ``default`` = ``audio.sample_rate`` (22050), n_fft 2048, hop 512, 128 mels;
-  ``choi`` = 12 kHz, n_fft 512, hop 256, 96 mels (Choi et al.'s tagging front end).
-
-The frontend dict's ``n_mels`` is the number of frequency rows for both kinds (for ``stft`` it
-equals ``n_bins = n_fft//2 + 1``); ``hop`` and ``hop_length`` are the same value.
+:mod:`mgr.frontend` (``frontend_config``, ``compute_spectrogram``, re-exported here): the store
+holds what that front end computes for every track.
 
 HDF5 layout (``data/spectrograms.h5``, format_version 1)
 --------------------------------------------------------
@@ -46,10 +33,8 @@ Reader: :class:`SpectrogramStore` (see ``docs/ARCHITECTURE.md`` for the contract
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -58,12 +43,19 @@ from typing import Any
 import numpy as np
 
 from mgr.errors import DataError
-from mgr.fastdsp import mel_filterbank
+from mgr.frontend import (  # noqa: F401 - the front end, re-exported for the store's users
+    _frames_major,
+    _mel_basis,
+    _mel_groups,
+    compute_spectrogram,
+    frontend_config,
+    mel_filterbank,
+    musicnn_frontend,
+)
 
 FORMAT_VERSION = 1
-DB_REF = 1.0
-AMIN = 1e-10
 STATS_EPS = 1e-6
+PROBE_POOL_MIN = 2000  # header-probe files in a worker pool only above this many
 
 __all__ = [
     "SpectrogramStore",
@@ -71,149 +63,8 @@ __all__ = [
     "compute_spectrogram",
     "frontend_config",
     "mel_filterbank",
-    "n_frames_for_samples",
+    "musicnn_frontend",
 ]
-
-
-# ---------------------------------------------------------------------------------- front end
-def frontend_config(audio_params: Any, spectrogram_params: Any) -> dict:
-    """Every front-end parameter as concrete values (presets resolved).
-
-    ``audio_params`` is ``Params.audio`` (``sample_rate``, ...), ``spectrogram_params`` is
-    ``Params.spectrogram``. The result is JSON-serialisable and is stored in the HDF5 attrs and
-    copied into deep model cards.
-    """
-    sp = spectrogram_params
-    if sp.preset == "choi":
-        sr, n_fft, hop, n_mels = 12000, 512, 256, 96
-    else:
-        sr, n_fft, hop, n_mels = int(audio_params.sample_rate), int(sp.n_fft), int(sp.hop_length), int(sp.n_mels)
-    fmax = float(sr) / 2 if sp.fmax is None else min(float(sp.fmax), float(sr) / 2)
-    fmin = float(sp.fmin)
-    if sp.kind == "logmel" and fmin >= fmax:
-        from mgr.errors import ParamsError
-
-        raise ParamsError(f"params: spectrogram.fmin ({fmin:g}) must be below fmax ({fmax:g} Hz)")
-    n_bins = n_fft // 2 + 1
-    rows = n_mels if sp.kind == "logmel" else n_bins
-    top_db = None if sp.top_db is None else float(sp.top_db)
-    floor_db = -top_db if top_db is not None else 10.0 * math.log10(AMIN) - 10.0 * math.log10(DB_REF)
-    return {
-        "kind": str(sp.kind),
-        "preset": str(sp.preset),
-        "sr": sr,
-        "n_fft": n_fft,
-        "win_length": n_fft,
-        "hop": hop,
-        "hop_length": hop,
-        "window": "hann",
-        "center": True,
-        "pad_mode": "constant",
-        "power": 2.0,
-        "n_mels": rows,
-        "n_bins": n_bins,
-        "fmin": fmin if sp.kind == "logmel" else 0.0,
-        "fmax": fmax,
-        "mel_htk": False,
-        "mel_norm": "slaney",
-        "scale": "db",
-        "ref": DB_REF,
-        "amin": AMIN,
-        "top_db": top_db,
-        "floor_db": float(floor_db),
-    }
-
-
-def n_frames_for_samples(n_samples: int, frontend: dict) -> int:
-    """Frames a centred STFT gives for ``n_samples`` (``1 + n_samples // hop``)."""
-    return 1 + int(n_samples) // int(frontend["hop"])
-
-
-@functools.lru_cache(maxsize=8)
-def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> list[tuple[int, int, np.ndarray]]:
-    """The filterbank as per-filter ``(lo, hi, weights[lo:hi])`` bands.
-
-    Each triangular filter spans a few bins, so summing only over its band is ~50x fewer
-    operations than the dense ``basis @ power`` product, with the same result up to float32
-    rounding.
-    """
-    basis = mel_filterbank(sr, n_fft, n_mels, fmin, fmax)
-    bands = []
-    for row in basis:
-        nz = np.flatnonzero(row)
-        lo, hi = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 0)
-        bands.append((lo, hi, np.ascontiguousarray(row[lo:hi])))
-    return bands
-
-
-@functools.lru_cache(maxsize=8)
-def _hann(n_fft: int) -> np.ndarray:
-    n = np.arange(n_fft, dtype=np.float64)
-    return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft)).astype(np.float32)  # periodic, as librosa
-
-
-def _frames_major(y: np.ndarray, frontend: dict, block: int = 2048) -> np.ndarray:
-    """The spectrogram as ``(n_frames, rows)`` float32 (C-contiguous), computed in frame blocks."""
-    n_fft, hop = int(frontend["n_fft"]), int(frontend["hop"])
-    y = np.ascontiguousarray(y, dtype=np.float32)
-    half = n_fft // 2
-    yp = np.pad(y, (half, half))
-    n_frames = 1 + (yp.shape[0] - n_fft) // hop
-    if yp.shape[0] < n_fft:  # shorter than one frame even after padding
-        yp = np.pad(yp, (0, n_fft - yp.shape[0]))
-        n_frames = 1
-    frames = np.lib.stride_tricks.as_strided(
-        yp, shape=(n_frames, n_fft), strides=(yp.strides[0] * hop, yp.strides[0]), writeable=False
-    )
-    win = _hann(n_fft)
-    logmel = frontend["kind"] == "logmel"
-    basis = (
-        _mel_basis(int(frontend["sr"]), n_fft, int(frontend["n_mels"]), float(frontend["fmin"]), float(frontend["fmax"]))
-        if logmel
-        else None
-    )
-    rows = int(frontend["n_mels"])
-    out = np.empty((n_frames, rows), dtype=np.float32)
-    import scipy.fft
-
-    for s in range(0, n_frames, block):
-        spec = scipy.fft.rfft(frames[s : s + block] * win, axis=1)  # complex64 for float32 input
-        power = spec.real * spec.real
-        power += spec.imag * spec.imag
-        if logmel:
-            dst = out[s : s + block]
-            for m, (lo, hi, w) in enumerate(basis):
-                dst[:, m] = power[:, lo:hi] @ w if hi > lo else 0.0
-        else:
-            out[s : s + block] = power
-    # dB with a fixed reference; floor relative to the reference, not the clip maximum
-    np.maximum(out, np.float32(frontend["amin"]), out=out)
-    np.log10(out, out=out)
-    out *= np.float32(10.0)
-    if frontend["ref"] != 1.0:
-        out -= np.float32(10.0 * math.log10(frontend["ref"]))
-    if frontend["top_db"] is not None:
-        np.maximum(out, np.float32(frontend["floor_db"]), out=out)
-    return out
-
-
-def compute_spectrogram(y: np.ndarray, sr: int, frontend: dict) -> np.ndarray:
-    """The front end: mono signal -> ``(n_mels, n_frames)`` float32 dB spectrogram.
-
-    ``y`` is resampled (soxr HQ) when ``sr`` differs from ``frontend["sr"]``. ``n_frames`` is
-    ``1 + len(y) // hop``. Equal (to float32 rounding) to
-    ``librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft,
-    hop_length=hop, n_mels=n_mels, fmin=fmin, fmax=fmax), ref=1.0, amin=1e-10, top_db=None)``
-    clipped below at ``-top_db``. The result is a transposed view of a frames-major array.
-    """
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"compute_spectrogram expects a mono 1-D signal, got shape {y.shape}")
-    if int(sr) != int(frontend["sr"]):
-        from mgr.audio import resample
-
-        y = resample(y.astype(np.float32, copy=False), int(sr), int(frontend["sr"]))
-    return _frames_major(y, frontend).T
 
 
 # ------------------------------------------------------------------------------------- inputs
@@ -287,12 +138,13 @@ def build_store(
     import soxr  # noqa: F401
 
     if fe["kind"] == "logmel":
-        _mel_basis(fe["sr"], fe["n_fft"], fe["n_mels"], fe["fmin"], fe["fmax"])
+        _mel_groups(fe["sr"], fe["n_fft"], fe["n_mels"], fe["fmin"], fe["fmax"])
     labels = sorted(df["genre"].astype(str).unique())
     paths = df["path"].astype(str).tolist()
 
     # 1. header probe -> exact sample and frame counts -> offsets (pre-allocated layout)
-    probes = probe_files(paths, workers)
+    # a header read is ~0.1 ms: a process pool (~40 ms to start) pays off only for thousands of files
+    probes = probe_files(paths, workers if len(paths) > PROBE_POOL_MIN else 1)
     skipped: list[dict] = []
     n_samples = np.zeros(len(df), dtype=np.int64)
     ok = np.zeros(len(df), dtype=bool)
