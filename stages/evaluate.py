@@ -1,6 +1,6 @@
 """evaluate stage: score every trained model on the test split with one protocol.
 
-Usage: ``python stages/evaluate.py`` (from dvc.yaml). For each model in ``ml.models`` +
+Usage: ``python stages/evaluate.py [--stores S ...]`` (from dvc.yaml). For each model in ``ml.models`` +
 ``dl.models`` that has an artifact under ``models/<name>/`` it writes ``metrics/<name>.json``,
 then ``metrics/summary.json``, ``metrics/tempo_baseline.json`` (when the dataset has tempo),
 ``reports/leaderboard.md``, ``reports/confusion/<name>.csv`` (DVC confusion plots) and
@@ -26,10 +26,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     ap.add_argument("--root", default=".", help="project root holding data/, models/, metrics/ (default: %(default)s)")
+    ap.add_argument("--stores", nargs="+", default=["data/spectrograms.h5", "data/spectrograms_musicnn.h5"],
+                    help="spectrogram stores, one per front end; each deep model is scored on its own (default: %(default)s)")
     args = ap.parse_args(argv)
 
     p = load_params(args.params)
-    summary = run_evaluate(p, root=args.root, log=lambda s: print(s, flush=True))
+    summary = run_evaluate(p, root=args.root, log=lambda s: print(s, flush=True), stores=args.stores)
     if not summary:
         print("evaluate: no trained model found; wrote an empty leaderboard")
     else:

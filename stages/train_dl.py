@@ -1,7 +1,10 @@
-"""train-dl stage: train one deep model on data/spectrograms.h5.
+"""train-dl stage: train one deep model on its spectrogram store.
 
-Usage: ``python stages/train_dl.py <name>`` (``<name>`` in ``dl.models``; dvc.yaml runs one per
-entry with ``foreach``). Writes ``models/<name>/`` (``model.keras`` + ``model.json``; in k-fold
+Usage: ``python stages/train_dl.py <name> [--store S] [--pretrained-store P]`` (``<name>`` in
+``dl.models``; dvc.yaml runs one per entry with ``foreach``). From-scratch models train on
+``--store`` (the ``spectrogram`` params' front end), pretrained ones (``musicnn_transfer``) on
+``--pretrained-store`` (musicnn's front end). Writes ``models/<name>/`` (``model.keras`` +
+``model.onnx`` + ``model.json``; in k-fold
 mode with ``train.all_folds`` also one ``fold_<f>/`` per fold), ``metrics/train-dl/<name>.json``
 and the dvclive curves in ``dvclive/<name>/``. The work is in
 :func:`mgr.training.run_train_dl`; see :mod:`mgr.training` for the protocol.
@@ -26,6 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("name", help="model name (one of dl.models)")
     ap.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     ap.add_argument("--store", default="data/spectrograms.h5", help="spectrogram store (default: %(default)s)")
+    ap.add_argument("--pretrained-store", default="data/spectrograms_musicnn.h5",
+                    help="store of musicnn's front end, for musicnn_transfer (default: %(default)s)")
     ap.add_argument("--models-dir", default="models", help="where models/<name>/ goes (default: %(default)s)")
     ap.add_argument("--metrics-dir", default="metrics/train-dl", help="where <name>.json goes (default: %(default)s)")
     ap.add_argument("--live-dir", default="dvclive", help="dvclive root, curves in <root>/<name>/ (default: %(default)s)")
@@ -35,10 +40,11 @@ def main(argv: list[str] | None = None) -> None:
     p = load_params(args.params)
     if args.name not in p.dl.models:
         raise ParamsError(f"params: {args.name!r} is not in dl.models ({', '.join(p.dl.models)})")
+    from mgr.models.deep import PRETRAINED
     from mgr.training import run_train_dl
 
     m = run_train_dl(
-        args.name, p, store_path=args.store, models_dir=args.models_dir, metrics_dir=args.metrics_dir,
+        args.name, p, store_path=args.pretrained_store if args.name in PRETRAINED else args.store, models_dir=args.models_dir, metrics_dir=args.metrics_dir,
         live_root=args.live_dir, verbose=args.verbose,
     )
     val = m.get("val") or {}

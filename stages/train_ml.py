@@ -1,8 +1,10 @@
 """train-ml stage: train one classical model on data/features.parquet.
 
 Usage: ``python stages/train_ml.py <name>`` (``<name>`` in ``ml.models``; dvc.yaml runs one
-per entry with ``foreach``). Writes ``models/<name>/`` (``model.json`` + ``model.skops`` or
-``model.ubj``) and ``metrics/train-ml/<name>.json``. The work is in
+per entry with ``foreach``: ``<model>`` of ``ml.models`` trains on ``features.set``,
+``<model>-<embedding>`` of ``ml.embedding_models`` on ``features.embedding``).
+Writes ``models/<name>/`` (``model.json`` + ``model.skops`` or ``model.ubj`` + ``model.onnx``,
+what evaluate and predict run) and ``metrics/train-ml/<name>.json``. The work is in
 :func:`mgr.models.classical.train`; see that module for the protocol.
 """
 
@@ -22,7 +24,7 @@ FEATURES = Path("data/features.parquet")
 def main(argv: list[str] | None = None) -> None:
     from mgr.errors import ParamsError
     from mgr.models import classical
-    from mgr.params import load_params
+    from mgr.params import classical_models, load_params
     from mgr.utils import write_json
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,16 +36,16 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     p = load_params(args.params)
-    classical.get_spec(args.name)
-    if args.name not in p.ml.models:
-        raise ParamsError(f"params: {args.name!r} is not in ml.models ({', '.join(p.ml.models)})")
+    if args.name not in classical_models(p):
+        raise ParamsError(f"params: {args.name!r} is neither in ml.models nor an ml.embedding_models entry "
+                          f"({', '.join(classical_models(p))})")
 
     table = classical.load_table(args.features)
     outcome = classical.train(
         args.name, table, p.ml, feature_set=p.features.set, workers=p.ml.workers, log=lambda s: print(s, flush=True)
     )
     model_dir = Path(args.models_dir) / args.name
-    classical.save(outcome.model, model_dir, outcome.card)
+    classical.save(outcome.model, model_dir, outcome.card, sample=outcome.sample)
     write_json(Path(args.metrics_dir) / f"{args.name}.json", outcome.metrics)
     val = outcome.metrics.get("val")
     k = outcome.metrics["folds"]

@@ -83,15 +83,15 @@ def test_registry_matches_params():
 def test_round_trip_identical_predictions(trained, table, name):
     o, card, model_dir = trained[name]
     expected_file = C.XGB_FILE if name == "xgboost" else C.SKOPS_FILE
-    light = [C.LIGHT_FILE] if name in ("svm", "logreg") else []  # NumPy-only form for mgr predict
-    assert sorted(p.name for p in model_dir.iterdir()) == sorted([C.CARD_FILE, expected_file, *light])
-    art = C.load(model_dir)
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted([C.CARD_FILE, expected_file, C.ONNX_FILE])
+    art = C.load(model_dir)  # the ONNX model on onnxruntime (what evaluate and predict run)
     X = table[card["feature_columns"]].to_numpy()
     before = o.model.predict_proba(X)
     after = art.predict_proba(table)
     assert after.shape == (len(table), len(GENRES))
-    np.testing.assert_array_equal(after, before)
+    np.testing.assert_allclose(after, before, atol=1e-4, rtol=0)  # float32 ONNX vs float64 sklearn
     np.testing.assert_allclose(after.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(C.load_native(model_dir).predict_proba(X), before)  # native file round trip
     assert art.labels == GENRES
     assert art.feature_columns == [f"mfcc{i + 1}_mean" for i in range(N_FEAT)]
     # the blobs are separable: every model is far above chance (0.25) on val
@@ -104,7 +104,7 @@ def test_card_contents(trained, table):
     disk = json.loads((model_dir / C.CARD_FILE).read_text())
     assert disk == json.loads(json.dumps(card))
     for key in ("name", "kind", "labels", "feature_set", "feature_columns", "params", "train_data_hash",
-                "val_metrics", "versions", "created", "model_file"):
+                "val_metrics", "versions", "created", "model_file", "model_sha256", "onnx_file", "onnx_sha256"):
         assert key in disk, key
     assert disk["kind"] == "classical" and disk["name"] == "svm" and disk["feature_set"] == "gtzan57"
     assert disk["params"]["C"] == 3.0 and disk["params"]["gamma"] == "scale"
@@ -166,7 +166,7 @@ def test_plain_pickle_refused_before_any_code_runs(trained, tmp_path, name):
     marker = tmp_path / "pwned"
     (d / card["model_file"]).write_bytes(pickle.dumps(_Boom(str(marker))))
     with pytest.raises(ArtifactError, match="plain pickle"):
-        C.load(d)
+        C.load_native(d)
     assert not marker.exists()
 
 
@@ -210,7 +210,7 @@ def test_tampered_skops_refused(trained, tmp_path, module, cls):
 
     _rewrite_schema(src / C.SKOPS_FILE, d / C.SKOPS_FILE, edit)
     with pytest.raises(ArtifactError, match=rf"not trusted: {module}\.{cls}"):
-        C.load(d)
+        C.load_native(d)
 
 
 def test_skops_with_untrusted_function_refused(tmp_path, trained):
@@ -225,7 +225,7 @@ def test_skops_with_untrusted_function_refused(tmp_path, trained):
     (d / C.CARD_FILE).write_text((src / C.CARD_FILE).read_text())
     sio.dump(Pipeline([("f", FunctionTransformer(os.system))]), d / C.SKOPS_FILE)
     with pytest.raises(ArtifactError, match="not trusted: .*system"):
-        C.load(d)
+        C.load_native(d)
 
 
 def test_foreign_and_broken_artifacts(trained, tmp_path):
@@ -236,10 +236,10 @@ def test_foreign_and_broken_artifacts(trained, tmp_path):
     (d / C.CARD_FILE).write_text(json.dumps(card))
     (d / C.SKOPS_FILE).write_bytes(b"RIFF....WAVEfmt not a model")
     with pytest.raises(ArtifactError, match="not a skops file"):
-        C.load(d)
+        C.load_native(d)
     (d / C.SKOPS_FILE).unlink()
     with pytest.raises(ArtifactError, match="not found"):
-        C.load(d)
+        C.load_native(d)
     for bad, msg in [
         ({"model_file": "../../etc/passwd"}, "model_file must be one of"),
         ({"kind": "deep"}, "not a classical one"),
@@ -247,26 +247,26 @@ def test_foreign_and_broken_artifacts(trained, tmp_path):
     ]:
         (d / C.CARD_FILE).write_text(json.dumps({**card, **bad}))
         with pytest.raises(ArtifactError, match=msg):
-            C.load(d)
+            C.load_native(d)
     (d / C.CARD_FILE).write_text("{not json")
     with pytest.raises(ArtifactError, match="not valid JSON"):
-        C.load(d)
+        C.load_native(d)
     with pytest.raises(ArtifactError, match="not a model directory"):
-        C.load(tmp_path / "nowhere")
+        C.load_native(tmp_path / "nowhere")
     # card and model disagree on the label count
     x = tmp_path / "x"
     x.mkdir()
     (x / C.SKOPS_FILE).write_bytes((src / C.SKOPS_FILE).read_bytes())
     (x / C.CARD_FILE).write_text(json.dumps({**card, "labels": card["labels"][:3]}))
     with pytest.raises(ArtifactError, match="4 classes but the card lists 3"):
-        C.load(x)
+        C.load_native(x)
     # an XGBoost file that is not a model
     xg = tmp_path / "xg"
     xg.mkdir()
     (xg / C.CARD_FILE).write_text(json.dumps({**card, "model_file": C.XGB_FILE, "model_sha256": None}))
     (xg / C.XGB_FILE).write_bytes(b"{garbage")
     with pytest.raises(ArtifactError, match="not a valid XGBoost model"):
-        C.load(xg)
+        C.load_native(xg)
 
 
 def test_kfold_reports_every_fold_and_saves_fold0(tmp_path):
@@ -360,10 +360,10 @@ def test_modified_model_file_fails_the_card_hash(trained, tmp_path):
 
     _rewrite_schema(src / C.SKOPS_FILE, d / C.SKOPS_FILE, edit)
     with pytest.raises(ArtifactError, match="does not match the sha256 in its model card"):
-        C.load(d)
+        C.load_native(d)
     # a card without a hash (hand-made) still gets every safety check, then loads
     (d / C.CARD_FILE).write_text(json.dumps({k: v for k, v in card.items() if k != "model_sha256"}))
-    assert C.load(d).model.steps[1][1].max_iter == 7
+    assert C.load_native(d).steps[1][1].max_iter == 7
 
 
 def test_svm_grid_from_yaml_mixes_names_and_numbers():

@@ -133,8 +133,20 @@ def test_load_checks_the_card(tmp_path):
         with pytest.raises(ArtifactError, match=msg):
             load(d)
     (d / "model.json").write_text(json.dumps(card))
-    (d / "model.keras").write_bytes(b"not a zip")
-    with pytest.raises(ArtifactError, match="cannot be loaded safely"):
+    assert card["onnx_file"] == "model.onnx" and len(card["onnx_sha256"]) == 64 and len(card["model_sha256"]) == 64
+    keras_bytes = (d / "model.keras").read_bytes()
+    (d / "model.keras").write_bytes(b"not a zip")  # the native file changed: the artifact is refused
+    with pytest.raises(ArtifactError, match="does not match the sha256"):
+        load(d)
+    (d / "model.keras").write_bytes(keras_bytes)
+    from mgr.utils import file_hash
+
+    (d / "model.onnx").write_bytes(b"not a protobuf")  # corrupt, with a matching card hash
+    (d / "model.json").write_text(json.dumps({**card, "onnx_sha256": file_hash(d / "model.onnx")}))
+    with pytest.raises(ArtifactError, match="not a valid ONNX model"):
+        load(d)
+    (d / "model.onnx").unlink()
+    with pytest.raises(ArtifactError, match="not found"):
         load(d)
     with pytest.raises(ArtifactError, match="not a model directory"):
         load(tmp_path / "nowhere")

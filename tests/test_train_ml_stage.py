@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -72,8 +74,9 @@ def test_stage_kfold_metrics(workdir):
 @pytest.mark.parametrize(
     "name,setup,code,message",
     [
-        ("knn", None, 2, "error: unknown classical model 'knn' (known: svm, xgboost, logreg, random_forest)"),
-        ("svm", None, 2, "error: params: 'svm' is not in ml.models (logreg, xgboost)"),
+        ("knn", None, 2, "error: params: 'knn' is neither in ml.models nor an ml.embedding_models entry"),
+        ("svm", None, 2, "error: params: 'svm' is neither in ml.models nor an ml.embedding_models entry"),
+        ("svm-musicnn_mtt", None, 2, "(logreg, xgboost, svm-musicnn_msd, logreg-musicnn_msd)"),
         ("logreg", "nofeatures", 1, "features.parquet not found (run the features stage first"),
         ("logreg", "garbage", 1, "is not a readable parquet file"),
     ],
@@ -104,3 +107,26 @@ def test_dvc_stage_fans_out_over_ml_models():
     assert "ml.${item}" in do["params"] and "ml.seed" in do["params"]
     assert do["outs"] == ["models/${item}"]
     assert list(do["metrics"][0]) == ["metrics/train-ml/${item}.json"]
+    # the same models on the pretrained embedding: params by key, so features.set changes retrain
+    # only the plain models and features.embedding changes only these
+    emb = dvc["stages"]["train-ml-embedding"]
+    assert emb["foreach"] == "${ml.embedding_models}"
+    assert emb["do"]["cmd"] == "python stages/train_ml.py ${item}-${features.embedding}"
+    assert "features.embedding" in emb["do"]["params"] and "features.set" not in emb["do"]["params"]
+    assert "features.set" in do["params"] and "features.embedding" not in do["params"]
+    assert emb["do"]["outs"] == ["models/${item}-${features.embedding}"]
+
+
+def test_stage_trains_a_model_on_the_embedding_columns_only(workdir):
+    """`<model>-<embedding>` trains on that set's columns of a table holding several sets."""
+    from mgr.features import feature_names
+
+    df = make_table(n_per_class=30)
+    rng = np.random.default_rng(0)
+    names = feature_names("musicnn_msd")
+    emb = pd.DataFrame(rng.standard_normal((len(df), len(names))), columns=names)
+    pd.concat([df, emb], axis=1).to_parquet(workdir / "features.parquet", index=False)
+    _stage().main(_args(workdir, "logreg-musicnn_msd"))
+    card = json.loads((workdir / "models" / "logreg-musicnn_msd" / "model.json").read_text())
+    assert card["feature_set"] == "musicnn_msd" and card["feature_columns"] == names
+    assert card["name"] == "logreg-musicnn_msd" and card["onnx_sha256"]

@@ -30,7 +30,7 @@ def click_track(bpm: float, pitch: float, rng: np.random.Generator, *, silent: b
 
 
 def make_store(tmp_path, *, reps: int = 5, silent_eval: bool = False, tags: bool = False, folds: bool = False,
-               split_csv=None):
+               split_csv=None, spec=None):
     """tempo x pitch x reps click tracks -> data/spectrograms.h5 via mgr.spectrogram.build_store."""
     import pandas as pd
     import soundfile as sf
@@ -59,7 +59,7 @@ def make_store(tmp_path, *, reps: int = 5, silent_eval: bool = False, tags: bool
         cols = ["track_id", "split"] + (["fold"] if folds else [])
         df[cols].to_csv(split_csv, index=False)
     out = tmp_path / "spectrograms.h5"
-    build_store(df, AudioParams(sample_rate=SR), SpectrogramParams(n_fft=512, hop_length=128, n_mels=32),
+    build_store(df, AudioParams(sample_rate=SR), spec or SpectrogramParams(n_fft=512, hop_length=128, n_mels=32),
                 out, workers=1, progress=False)
     return out
 
@@ -238,8 +238,49 @@ def test_train_model_writes_card_and_reloads(tmp_path):
     art = load(tmp_path / "models" / "cnn2d")
     out = art.predict_windows(X)
     ref = res.model.predict(X[..., None], verbose=0)
-    np.testing.assert_allclose(out["genre"], ref["genre"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["genre"], ref["genre"], rtol=0, atol=1e-5)  # ONNX vs Keras
     assert out["tags"].shape == (5, 2)
+    assert on_disk["onnx_file"] == "model.onnx" and on_disk["model_file"] == "model.keras"
+
+
+@pytest.mark.slow  # the pretrained backbone (792k parameters) trains for two short epochs
+def test_musicnn_transfer_trains_frozen_then_finetunes(tmp_path):
+    """musicnn_transfer: the pretrained backbone on the musicnn store, 187-frame windows, no
+    Normalization layer, frozen for `epochs` (its weights stay the checkpoint's), then unfrozen for
+    `finetune_epochs`; the card records the weights' provenance; the ONNX artifact equals Keras."""
+    from mgr.errors import DataError
+    from mgr.models.deep import load
+    from mgr.params import SpectrogramParams, TransferParams
+    from mgr.pretrained.musicnn import build_musicnn
+    from mgr.spectrogram import SpectrogramStore
+    from mgr.training import save_artifact, train_model
+
+    (tmp_path / "plain").mkdir()
+    plain = make_store(tmp_path / "plain", reps=2)
+    with SpectrogramStore(plain) as store, pytest.raises(DataError, match="musicnn"):
+        train_model("musicnn_transfer", store, tparams(), TransferParams(epochs=1))
+    path = make_store(tmp_path, reps=3, tags=True, spec=SpectrogramParams(preset="musicnn"))
+    ref = build_musicnn("MSD_musicnn", outputs="penultimate", dropout=False)
+    tp = tparams(steps_per_epoch=2, batch_size=8)
+    with SpectrogramStore(path) as store:
+        frozen = train_model("musicnn_transfer", store, tp, TransferParams(epochs=1, learning_rate=1e-3))
+        bb = frozen.model.get_layer("musicnn")
+        for w, w0 in zip(bb.get_weights(), ref.get_weights()):
+            np.testing.assert_array_equal(w, w0)  # frozen: the checkpoint's weights
+        assert not any(layer.name == "norm" for layer in frozen.model.layers)
+        res = train_model("musicnn_transfer", store, tp, TransferParams(epochs=1, finetune_epochs=1))
+        assert res.metrics["epochs_run"] == 2
+        changed = [not np.array_equal(w, w0) for w, w0 in zip(res.model.get_layer("musicnn").get_weights(),
+                                                               ref.get_weights())]
+        assert any(changed)  # fine-tuned end to end
+        card = res.card
+        assert card["window_frames"] == 187 and card["input_shape"] == [96, 187, 1]
+        assert card["frontend"]["preset"] == "musicnn" and card["outputs"] == ["genre", "tags"]
+        assert card["pretrained"]["source"]["package"] == "musicnn"
+        save_artifact(res.model, card, tmp_path / "models" / "musicnn_transfer")
+        X = store.random_windows(store.indices("test"), 4, 187, 0)[0]
+    out = load(tmp_path / "models" / "musicnn_transfer").predict_windows(X)
+    np.testing.assert_allclose(out["genre"], res.model.predict(X[..., None], verbose=0)["genre"], atol=1e-4)
 
 
 def test_stage_entry_user_errors(tmp_path):
@@ -270,7 +311,7 @@ def test_stage_writes_model_metrics_and_curves(tmp_path):
     assert m["epochs_run"] == 2 and m["steps_per_epoch"] == 2
     on_disk = json.loads((tmp_path / "metrics" / "pons_freq.json").read_text())
     assert on_disk["val"]["track"]["n"] == 4
-    assert sorted(p.name for p in (tmp_path / "models" / "pons_freq").iterdir()) == ["model.json", "model.keras"]
+    assert sorted(p.name for p in (tmp_path / "models" / "pons_freq").iterdir()) == ["model.json", "model.keras", "model.onnx"]
     assert load(tmp_path / "models" / "pons_freq").outputs == ["genre"]  # tempo head only for tempo_genre
     assert (tmp_path / "dvclive" / "pons_freq" / "plots" / "metrics" / "val_track_accuracy.tsv").is_file()
 
@@ -296,7 +337,7 @@ def test_stage_kfold_trains_one_model_per_fold(tmp_path):
     m = run_train_dl("cnn2d", p, store_path=store, models_dir=tmp_path / "models",
                      metrics_dir=tmp_path / "metrics", live_root=tmp_path / "dvclive", log=None)
     base = tmp_path / "models" / "cnn2d"
-    assert sorted(x.name for x in base.iterdir()) == ["fold_0", "fold_1", "fold_2", "model.json", "model.keras"]
+    assert sorted(x.name for x in base.iterdir()) == ["fold_0", "fold_1", "fold_2", "model.json", "model.keras", "model.onnx"]
     assert not [x for x in base.parent.iterdir() if x.name.startswith(".")]  # no temporary leftovers
     with SpectrogramStore(store) as st:
         n_train = {f: st.indices("train", fold=f).size for f in range(3)}
@@ -304,7 +345,7 @@ def test_stage_kfold_trains_one_model_per_fold(tmp_path):
     cards = {}
     for f in range(3):
         d = base / f"fold_{f}"
-        assert sorted(x.name for x in d.iterdir()) == ["model.json", "model.keras"]
+        assert sorted(x.name for x in d.iterdir()) == ["model.json", "model.keras", "model.onnx"]
         art = load(d)
         cards[f] = art.card
         assert art.card["fold"] == f and art.card["params"]["train"]["fold"] == f
@@ -338,7 +379,7 @@ def test_stage_kfold_all_folds_false_trains_train_fold_only(tmp_path):
     m = run_train_dl("cnn2d", _kfold_params(all_folds=False), store_path=store, models_dir=tmp_path / "models",
                      metrics_dir=tmp_path / "metrics", live_root=None, log=None)
     base = tmp_path / "models" / "cnn2d"
-    assert sorted(x.name for x in base.iterdir()) == ["model.json", "model.keras"]
+    assert sorted(x.name for x in base.iterdir()) == ["model.json", "model.keras", "model.onnx"]
     assert load(base).card["fold"] == 1
     assert m["fold"] == 1 and "per_fold" not in m and "folds" not in m
     assert find_artifacts(tmp_path / "models", "cnn2d", [0, 1, 2]) == {1: base}

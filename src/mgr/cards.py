@@ -13,7 +13,7 @@ from typing import Any
 from mgr.errors import ArtifactError
 
 CARD_FILE = "model.json"
-KINDS = ("classical", "deep")
+KINDS = ("classical", "deep", "pretrained")  # pretrained: built-in taggers (mgr.pretrained.builtin)
 
 
 def read_card(model_dir: str | Path, *, kind: str | None = None) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def read_card(model_dir: str | Path, *, kind: str | None = None) -> dict[str, An
         raise ArtifactError(f"{path} is not valid JSON ({e})") from None
     found = card.get("kind") if isinstance(card, dict) else None
     if found not in KINDS:
-        raise ArtifactError(f"{path}: not an mgr model card (kind={found!r}; expected 'classical' or 'deep')")
+        raise ArtifactError(f"{path}: not an mgr model card (kind={found!r}; expected one of {', '.join(KINDS)})")
     if kind is not None and found != kind:
         raise ArtifactError(f"{model_dir} holds a {found!r} model, not a {kind} one")
     labels = card.get("labels")

@@ -772,16 +772,14 @@ def tempo_baseline(tracks: Any, track_ids: Sequence[str], audio: dict, workers: 
 
     Returns ``{"estimates": {track_id: bpm or NaN}, "failed": {track_id: reason}, "metrics": ...}``.
     """
-    from concurrent.futures import ProcessPoolExecutor
-
-    from mgr.utils import n_workers
+    from mgr.utils import n_workers, process_pool
 
     t = tracks.set_index(tracks["track_id"].astype(str))
     ids = [i for i in track_ids if i in t.index and np.isfinite(t.at[i, "tempo_bpm"])]
     jobs = [(i, str(t.at[i, "path"]), audio) for i in ids]
     n = min(n_workers(workers), max(1, len(jobs)))
     if n > 1 and len(jobs) > 8:
-        with ProcessPoolExecutor(n) as ex:
+        with process_pool(n) as ex:  # workers die with this process
             out = list(ex.map(_tempo_job, jobs, chunksize=4))
     else:
         out = [_tempo_job(j) for j in jobs]
@@ -955,11 +953,15 @@ def plot_confusion_png(cm: np.ndarray, labels: Sequence[str], path: Any, title: 
     plt.close(fig)
 
 
-def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print) -> dict[str, Any]:
+def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Sequence[str] | None = None) -> dict[str, Any]:
     """The evaluate stage: score every model of ``ml.models`` + ``dl.models`` that has an
     artifact on the test split, write ``metrics/<model>.json``, ``metrics/summary.json``,
     ``reports/leaderboard.md``, ``reports/confusion/<model>.csv`` (plot data) and
     ``reports/figures/confusion_<model>.png``. Returns the summary.
+
+    ``stores`` are the spectrogram stores (relative to ``root``; default
+    ``data/spectrograms.h5`` and ``data/spectrograms_musicnn.h5``): each deep model is scored on
+    the one whose front end equals its card's (one store per front end).
     """
     import json
     from pathlib import Path
@@ -967,7 +969,6 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print) -> dict[str
     import pandas as pd
 
     from mgr.errors import DataError
-    from mgr.params import DL_MODELS, ML_MODELS
     from mgr.utils import atomic_path, write_json
 
     root = Path(root)
@@ -979,7 +980,10 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print) -> dict[str
     folds = split_folds(split)
     test_ids = {f: split_test_ids(split, f) for f in folds}
     models_dir = root / "models"
-    names = [("classical", n) for n in p.ml.models] + [("deep", n) for n in p.dl.models]
+    from mgr.errors import ParamsError
+    from mgr.params import DL_MODELS, classical_models, ml_instance
+
+    names = [("classical", n) for n in classical_models(p)] + [("deep", n) for n in p.dl.models]
     found = {n: find_artifacts(models_dir, n, folds) for _, n in names}
     missing = [n for _, n in names if not found[n]]
     for n in missing:
@@ -1001,7 +1005,23 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print) -> dict[str
             m = baseline[f]["metrics"]
             log(f"evaluate: tempo baseline{'' if f is None else f' fold {f}'}: Acc1 {m['acc1']:.3f} Acc2 {m['acc2']:.3f} ({m['n']} tracks)")
 
-    table = store = None
+    table = None
+    store_paths = [root / s for s in (stores or ("data/spectrograms.h5", "data/spectrograms_musicnn.h5"))]
+    opened: dict[Path, Any] = {}
+
+    def store_for(art: Any) -> Any:
+        from mgr.spectrogram import SpectrogramStore
+
+        for sp in store_paths:
+            if sp not in opened and sp.is_file():
+                opened[sp] = SpectrogramStore(sp)
+            if sp in opened and not _same_frontend(dict(art.frontend), dict(opened[sp].frontend)):
+                return opened[sp]
+        present = [sp for sp in store_paths if sp.is_file()]
+        if not present:
+            raise DataError(f"{store_paths[0]} not found (run the spectrogram stage first)")
+        return opened[present[0]]  # evaluate_deep names the front-end difference
+
     results: dict[str, dict[str, Any]] = {}
     kinds: dict[str, str] = {}
     preds: dict[str, list[tuple]] = {}
@@ -1026,12 +1046,9 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print) -> dict[str
                     cm = res["confusion"]
                 else:
                     from mgr.models import deep
-                    from mgr.spectrogram import SpectrogramStore
 
-                    if store is None:
-                        store = SpectrogramStore(root / "data" / "spectrograms.h5")
                     art = deep.load(d)
-                    res = evaluate_deep(art, store, test_ids[f], window_s=ep.window_s, overlap=ep.overlap,
+                    res = evaluate_deep(art, store_for(art), test_ids[f], window_s=ep.window_s, overlap=ep.overlap,
                                         tag_threshold=ep.tag_threshold)
                     pred, y = res["_scores"][ep.aggregate]
                     lab = res["labels"]
@@ -1069,15 +1086,27 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print) -> dict[str
             preds[name] = rows
             cms[name] = (cm_sum, labels)
     finally:
-        if store is not None:
-            store.close()
+        for st in opened.values():
+            st.close()
 
     # ---- outputs
     metrics_dir = root / "metrics"
     keep = set(results)
-    for stale in set(ML_MODELS) | set(DL_MODELS):
-        if stale not in keep and (metrics_dir / f"{stale}.json").is_file():
-            (metrics_dir / f"{stale}.json").unlink()
+    for old in metrics_dir.glob("*.json") if metrics_dir.is_dir() else []:
+        # a model's metrics file from an earlier run (models no longer listed): it holds "kind"
+        if old.stem not in keep and old.stem != "summary":
+            try:
+                ml_instance(old.stem)
+                stale = True
+            except ParamsError:
+                stale = old.stem in DL_MODELS
+            if not stale:
+                try:
+                    stale = json.loads(old.read_text()).get("kind") in ("classical", "deep")
+                except (OSError, ValueError, AttributeError):
+                    stale = False
+            if stale:
+                old.unlink()
     for name, m in results.items():
         write_json(metrics_dir / f"{name}.json", m)
     summary = {n: summary_entry(results[n]) for n in sorted(results)}

@@ -25,11 +25,12 @@ Protocol (the same for every model in :data:`mgr.models.deep.REGISTRY`):
   the same functions the evaluate stage uses (``mgr.evaluation``).
 - **Logging**: dvclive into ``dvclive/<name>/`` (``plots/metrics/*.tsv`` are the DVC plots);
   in a k-fold run of every fold, fold ``train.fold``'s curves only.
-- **Artifacts**: ``models/<name>/model.keras`` + ``model.json`` (see :func:`save_artifact`),
-  written to a temporary directory and renamed when complete. k-fold with ``train.all_folds``:
-  also ``models/<name>/fold_<f>/`` (same two files, card ``fold: f``) for every fold, the
-  top-level pair being a copy of fold ``train.fold``'s; the evaluate stage scores each fold's
-  test part with its own model and reports the mean over folds.
+- **Artifacts**: ``models/<name>/model.keras`` + ``model.onnx`` + ``model.json`` (see
+  :func:`save_artifact`; the ONNX file, checked against Keras at export, is what evaluate and
+  ``mgr predict`` run), written to a temporary directory and renamed when complete. k-fold with
+  ``train.all_folds``: also ``models/<name>/fold_<f>/`` (same three files, card ``fold: f``) for
+  every fold, the top-level set being a copy of fold ``train.fold``'s; the evaluate stage scores
+  each fold's test part with its own model and reports the mean over folds.
 - **Metrics** (``metrics/train-dl/<name>.json``): the run's numbers; k-fold with every fold
   trained: ``folds`` (k), ``val`` / ``val_std`` = mean / std over folds, ``per_fold.<f>`` the
   per-fold metrics, ``train_seconds`` the total (see :func:`kfold_metrics`).
@@ -48,6 +49,8 @@ from typing import Any
 import numpy as np
 
 from mgr.errors import DataError
+from mgr.models import deep
+from mgr.pretrained import musicnn
 
 VERSION_PACKAGES = ("keras", "tensorflow", "tensorflow-cpu", "numpy", "h5py", "dvclive")
 
@@ -390,8 +393,6 @@ def train_model(
     """
     import keras
 
-    from mgr.models import deep
-
     if name not in deep.REGISTRY:
         raise DataError(f"unknown deep model {name!r} (known: {', '.join(deep.REGISTRY)})")
     labels = list(store.labels)
@@ -404,6 +405,13 @@ def train_model(
         raise DataError("no train tracks in the spectrogram store (check the split)")
     window_frames = int(store.frames_for_seconds(tp.window_s))
     mean, std = (np.asarray(a, dtype=np.float32) for a in store.stats(fold=fold))
+    pretrained = name in deep.PRETRAINED
+    if pretrained:  # the weights fix the front end and the window; they take its raw values
+        want = deep.PRETRAINED[name]
+        if store.frontend.get("preset") != want:
+            raise DataError(f"{name} trains on a store of the {want!r} front end (stage spectrogram-{want}); "
+                            f"this store's is {store.frontend.get('preset')!r}")
+        window_frames = int(deep.PRETRAINED_WINDOW_FRAMES[name])
     n_mels = int(mean.shape[0])
 
     tempo = name in deep.TEMPO_MODELS and has_tempo(store, train_idx)
@@ -453,6 +461,17 @@ def train_model(
             feeder, epochs=mp.epochs, callbacks=_callbacks(model, Xv, tv, store, targets, labels, tp, live, state),
             verbose=verbose,
         )
+        finetune = int(getattr(mp, "finetune_epochs", 0) or 0) if pretrained else 0
+        if finetune:  # then end to end at a low rate (BatchNorm statistics stay the pretrained ones)
+            done = len(hist.history.get("loss", []))
+            musicnn.set_backbone_trainable(model, True)
+            deep.compile_model(model, float(mp.finetune_learning_rate), targets.outputs)
+            more = model.fit(
+                feeder, initial_epoch=done, epochs=done + finetune, verbose=verbose,
+                callbacks=_callbacks(model, Xv, tv, store, targets, labels, tp, live, state),
+            )
+            for k, v in more.history.items():
+                hist.history.setdefault(k, []).extend(v)
     finally:
         if live is not None:
             live.end()
@@ -513,7 +532,10 @@ def make_card(name, store, tp, mp, *, window_frames, mean, std, targets, n_tags,
             "where": "inside the model (keras.layers.Normalization, fixed); feed raw log-mel windows",
             "mean": [float(x) for x in mean],
             "std": [float(x) for x in std],
+        } if name not in deep.PRETRAINED else {
+            "where": "none: the pretrained backbone takes its front end's raw values (its own input BatchNormalization)",
         },
+        **({"pretrained": musicnn.provenance(mp.backbone)} if name in deep.PRETRAINED else {}),
         "tempo_bins": targets.tempo_bins,
         "tag_vocab": list(store.tag_vocab) if n_tags else [],
         "outputs": sorted(targets.outputs),
@@ -524,13 +546,14 @@ def make_card(name, store, tp, mp, *, window_frames, mean, std, targets, n_tags,
 
 
 def save_artifact(model, card: dict, model_dir: str | Path) -> Path:
-    """Write ``model.keras`` + ``model.json`` into ``model_dir`` atomically (dir renamed at the end)."""
-    from mgr.utils import atomic_path, write_json
+    """Write ``model.keras`` + ``model.onnx`` + ``model.json`` into ``model_dir`` atomically (dir
+    renamed at the end); see :func:`mgr.models.deep.write_artifact`."""
+    from mgr.models.deep import write_artifact
+    from mgr.utils import atomic_path
 
     model_dir = Path(model_dir)
     with atomic_path(model_dir, is_dir=True) as tmp:
-        model.save(tmp / "model.keras")
-        write_json(tmp / "model.json", card)
+        write_artifact(model, card, tmp)
     return model_dir
 
 
@@ -582,11 +605,9 @@ def kfold_metrics(per_fold: dict[int, dict], main_fold: int) -> dict:
 
 
 def _write_artifact(model, card: dict, d: Path) -> None:
-    from mgr.utils import write_json
+    from mgr.models.deep import write_artifact
 
-    d.mkdir(parents=True, exist_ok=True)
-    model.save(d / "model.keras")
-    write_json(d / "model.json", card)
+    write_artifact(model, card, d)
 
 
 def run_train_dl(
@@ -605,7 +626,7 @@ def run_train_dl(
 
     k-fold split with ``train.all_folds`` (the default): one model per fold ``f`` (trained on
     fold f's assignment) in ``models/<name>/fold_<f>/``, and fold ``train.fold``'s model also at
-    the top level (``models/<name>/model.keras`` + ``model.json``, what predict loads); the
+    the top level (``models/<name>/model.keras`` + ``model.onnx`` + ``model.json``, what predict loads); the
     whole directory is written to a temporary sibling and renamed when every fold is done.
     dvclive logs fold ``train.fold``'s run only (``dvclive/<name>/``). The metrics hold the
     mean / std over folds (:func:`kfold_metrics`). Holdout split, or ``all_folds: false``: one
@@ -652,7 +673,7 @@ def run_train_dl(
                     import keras
 
                     keras.backend.clear_session()  # free the finished fold's graph state
-                for fn in ("model.keras", "model.json"):
+                for fn in ("model.keras", "model.onnx", "model.json"):
                     shutil.copy2(tmp / f"fold_{main_fold}" / fn, tmp / fn)
             metrics = kfold_metrics(per_fold, main_fold)
     write_json(Path(metrics_dir) / f"{name}.json", metrics)

@@ -5,8 +5,13 @@ Registry (:data:`REGISTRY`, name -> :class:`ModelSpec`; each configured by ``ml.
 
 ``svm``
     ``CalibratedClassifierCV(Pipeline[StandardScaler -> SVC(kernel="rbf", C, gamma)],
-    method="sigmoid", cv=calibration_cv)``: probabilities by Platt scaling on internal folds
-    (``SVC(probability=True)`` is deprecated in scikit-learn 1.9).
+    method="temperature", cv=calibration_cv, ensemble=False)``: **one** SVC fitted on all
+    training rows; probabilities ``softmax(beta * decision_function)`` with the single
+    temperature parameter fitted on ``calibration_cv``-fold out-of-fold decision values. The
+    scaling is monotone, so the predicted genre is the plain SVC's decision. (The former
+    ``method="sigmoid"`` ensemble averaged ``calibration_cv`` SVCs each fitted on a fraction of
+    the rows, and per-class sigmoids re-rank classes: both cost accuracy on small training sets;
+    ``SVC(probability=True)`` is deprecated in scikit-learn 1.9.)
 ``xgboost``
     ``xgboost.XGBClassifier`` (``tree_method="hist"``) on label-encoded genres.
 ``logreg``
@@ -30,11 +35,17 @@ trained on the holdout train part), so its test tracks - the ``split`` column's 
 which is what ``evaluate`` scores - were never used for training, search or calibration.
 Metrics are track level (rows of one track, if a feature set ever has several, are averaged).
 
-Artifacts (``models/<name>/``): ``model.json`` (the card) plus ``model.skops`` (scikit-learn,
-via :mod:`skops.io`) or ``model.ubj`` (XGBoost's own UBJSON). Nothing is ever unpickled:
-:func:`load` refuses a plain pickle, a foreign file, or a skops file holding any type outside
-:data:`TRUSTED_TYPES` (skops' own safe defaults plus the few scikit-learn internals our models
-need) before anything in it is constructed.
+Artifacts (``models/<name>/``): ``model.json`` (the card), ``model.onnx`` (skl2onnx /
+onnxmltools via :func:`mgr.inference.export.export_sklearn`: float32 input ``input``, output
+``probabilities``) and the native model, ``model.skops`` (scikit-learn, via :mod:`skops.io`) or
+``model.ubj`` (XGBoost's own UBJSON), kept for inspection and retraining. :func:`load` opens the
+ONNX file (sha256 checked against the card's ``onnx_sha256``) on onnxruntime: that is what
+evaluate scores and ``mgr predict`` runs, without importing scikit-learn or XGBoost. In k-fold
+mode the per-fold test metrics are computed through the same ONNX export (:func:`onnx_proba`).
+:func:`load_native` reads the native file; nothing is ever unpickled: it refuses a plain
+pickle, a foreign file, or a skops file holding any type outside :data:`TRUSTED_TYPES` (skops'
+own safe defaults plus the few scikit-learn internals our models need) before anything in it is
+constructed.
 """
 
 from __future__ import annotations
@@ -53,10 +64,12 @@ from typing import Any
 import numpy as np
 
 from mgr.errors import ArtifactError, DataError, ParamsError
-from mgr.params import ML_MODELS, MlParams, params_from_dict
+from mgr.features import feature_names, feature_set_of
+from mgr.params import ML_MODELS, MlParams, ml_instance, params_from_dict
 
 META_COLUMNS = ("track_id", "split", "genre", "fold")
 CARD_FILE = "model.json"
+ONNX_FILE = "model.onnx"
 SKOPS_FILE = "model.skops"
 XGB_FILE = "model.ubj"
 MODEL_FILES = (SKOPS_FILE, XGB_FILE)
@@ -68,6 +81,7 @@ CARD_KEYS = ("name", "kind", "labels", "feature_set", "feature_columns", "model_
 TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
+    "sklearn.calibration._TemperatureScaling",
     "sklearn.tree._tree.Tree",
 )
 
@@ -83,7 +97,9 @@ def _build_svm(p: Any, seed: int, n_jobs: int) -> Any:
 
     svc = SVC(kernel="rbf", C=p.C, gamma=p.gamma, random_state=seed)
     pipe = Pipeline([("scale", StandardScaler()), ("svc", svc)])
-    return CalibratedClassifierCV(pipe, method="sigmoid", cv=p.calibration_cv)
+    # ensemble=False: one SVC fitted on all rows; temperature scaling (one parameter, fitted on
+    # out-of-fold decision values) is monotone, so the argmax is the SVC's own decision
+    return CalibratedClassifierCV(pipe, method="temperature", cv=p.calibration_cv, ensemble=False)
 
 
 def _build_xgboost(p: Any, seed: int, n_jobs: int) -> Any:
@@ -133,7 +149,7 @@ class ModelSpec:
 
 
 REGISTRY: dict[str, ModelSpec] = {
-    "svm": ModelSpec("svm", _build_svm, "skops", "StandardScaler + SVC(rbf), sigmoid-calibrated probabilities"),
+    "svm": ModelSpec("svm", _build_svm, "skops", "StandardScaler + SVC(rbf) fitted on all rows, temperature-scaled on out-of-fold decisions"),
     "xgboost": ModelSpec("xgboost", _build_xgboost, "xgboost", "XGBClassifier (hist) on label-encoded genres"),
     "logreg": ModelSpec("logreg", _build_logreg, "skops", "StandardScaler + LogisticRegression"),
     "random_forest": ModelSpec("random_forest", _build_random_forest, "skops", "RandomForestClassifier"),
@@ -326,6 +342,24 @@ def _proba(model: Any, X: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict_proba(X), dtype=np.float64)
 
 
+def onnx_proba(model: Any, X: np.ndarray) -> np.ndarray:
+    """``predict_proba`` of a fitted model through its ONNX export on onnxruntime (what
+    :func:`load` runs), exported to a temporary file."""
+    import tempfile
+
+    from mgr.inference.export import PROBA_OUTPUT, export_sklearn
+    from mgr.inference.runtime import OnnxModel
+
+    X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+    if len(X) == 0:
+        return np.zeros((0, len(model.classes_)))
+    with tempfile.TemporaryDirectory(prefix="mgr-onnx-") as d:
+        path = Path(d) / ONNX_FILE
+        export_sklearn(model, X.shape[1], path)
+        out = OnnxModel(path, threads=1).run(X.astype(np.float32), [PROBA_OUTPUT])
+    return np.asarray(out[PROBA_OUTPUT], dtype=np.float64)
+
+
 def track_metrics(
     probs: np.ndarray, y: np.ndarray, track_ids: Sequence[str], labels: Sequence[str]
 ) -> dict[str, Any]:
@@ -373,6 +407,7 @@ class Outcome:
     card: dict[str, Any]
     metrics: dict[str, Any]
     folds: list[FitResult] = field(default_factory=list)
+    sample: np.ndarray | None = None  # a few train rows: the ONNX export's parity check in save()
 
 
 def train(
@@ -388,10 +423,26 @@ def train(
     in k-fold mode), and build the card and the metrics for the artifact (fold 0's model)."""
     from mgr.utils import n_workers
 
-    spec = get_spec(name)
-    validate_grid(name, ml)
+    # an ml.models entry `<model>-<set>` trains <model> on that feature set's columns only
+    algo, feature_set = ml_instance(name, feature_set)
+    spec = get_spec(algo)
+    validate_grid(algo, ml)
     table = check_table(table)
     cols = feature_columns(table)
+    explicit = "-" in name  # `<model>-<set>`: that set's columns are required
+    try:
+        want = feature_names(feature_set)
+    except ParamsError:
+        if explicit:
+            raise
+        want = [None]  # a user's own table under a name of theirs: all its columns
+    missing = [c for c in want if c not in cols]
+    if not missing:
+        cols = want  # the table may hold more sets (features.set and features.embedding)
+    elif explicit:
+        raise DataError(f"the features table lacks {len(missing)} {feature_set} column(s) (e.g. {missing[0]!r}); "
+                        f"rerun the features stage (dvc repro features)")
+    # else: a table of other columns (a user's own features, a subset) -> all of them, named in the card
     labels = sorted(table["genre"].unique().tolist())
     lab_idx = {g: i for i, g in enumerate(labels)}
     if len(labels) < 2:
@@ -412,9 +463,11 @@ def train(
         absent = [labels[i] for i in sorted(set(range(len(labels))) - set(np.unique(y[tr]).tolist()))]
         if absent:
             raise DataError(f"{tag}: genre(s) {absent} have no train tracks; cannot train {name}")
-        model, params, report = fit(name, X[tr], y[tr], ml, n_jobs=n_jobs)
+        model, params, report = fit(algo, X[tr], y[tr], ml, n_jobs=n_jobs)
         val = track_metrics(_proba(model, X[va]), y[va], tids[va], labels) if va.any() else None
-        test = track_metrics(_proba(model, X[te]), y[te], tids[te], labels) if (kfold and te.any()) else None
+        # k-fold test metrics are what evaluate reports for the folds it has no artifact of:
+        # computed through the ONNX export, i.e. the runtime evaluate and predict use
+        test = track_metrics(onnx_proba(model, X[te]), y[te], tids[te], labels) if (kfold and te.any()) else None
         res = FitResult(fold, model, params, report, int(tr.sum()), val, test, train_data_hash(table[tr], cols))
         results.append(res)
         msg = f"{name} {tag}: {int(tr.sum())} train tracks"
@@ -458,7 +511,7 @@ def train(
             "search": ml.search,
             "search_cv": ml.search_cv,
             "search_iter": ml.search_iter,
-            "grid": getattr(ml, name).grid,
+            "grid": getattr(ml, algo).grid,
         },
         "search": art.search,
         "train_data_hash": art.train_hash,
@@ -472,7 +525,8 @@ def train(
         "cv": cv,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    return Outcome(art.model, card, metrics, results)
+    first_tr = fold_assignments(table)[0][1] == "train"
+    return Outcome(art.model, card, metrics, results, sample=X[first_tr][:32])
 
 
 # ------------------------------------------------------------------------------ artifacts
@@ -486,13 +540,27 @@ def _is_xgboost(model: Any) -> bool:
     return type(model).__module__.startswith("xgboost")
 
 
-def save(model: Any, model_dir: str | Path, card: dict[str, Any]) -> dict[str, Any]:
-    """Write ``model_dir`` atomically: the model (``model.skops`` or ``model.ubj``) and
-    ``model.json``; for ``svm``/``logreg`` also ``model_light.npz`` (:func:`export_light`, hash
-    in the card's ``light_sha256``). Returns the card as written (``model_file``, ``versions``
-    filled in)."""
+def _synthetic_sample(model: Any, n_features: int, n: int = 16) -> np.ndarray:
+    """Rows for the export parity check when no training rows are given: standard normal in
+    the space of the pipeline's scaler when there is one (its public ``mean_``/``scale_``)."""
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((n, n_features))
+    for est in [model, *[s[1] for s in getattr(model, "steps", [])],
+                *[getattr(getattr(model, "estimator", None), "steps", [(None, None)])[0][1]]]:
+        mean, scale = getattr(est, "mean_", None), getattr(est, "scale_", None)
+        if mean is not None and scale is not None and np.shape(mean) == (n_features,):
+            return Z * np.asarray(scale, np.float64) + np.asarray(mean, np.float64)
+    return Z
+
+
+def save(model: Any, model_dir: str | Path, card: dict[str, Any], *, sample: np.ndarray | None = None) -> dict[str, Any]:
+    """Write ``model_dir`` atomically: the native model (``model.skops`` or ``model.ubj``), its
+    ONNX export ``model.onnx`` (checked against ``model.predict_proba`` on ``sample`` rows, or on
+    synthetic rows, within 1e-4) and ``model.json``. Returns the card as written (``model_file``,
+    ``model_sha256``, ``onnx_file``, ``onnx_sha256``, ``versions`` filled in)."""
     import skops.io as sio
 
+    from mgr.inference.export import export_sklearn
     from mgr.utils import atomic_path, file_hash, write_json
 
     missing = [k for k in ("name", "labels", "feature_columns") if k not in card]
@@ -502,6 +570,9 @@ def save(model: Any, model_dir: str | Path, card: dict[str, Any]) -> dict[str, A
     card.setdefault("versions", _versions())
     card.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     card.setdefault("feature_set", None)
+    n_features = len(card["feature_columns"])
+    if sample is None:
+        sample = _synthetic_sample(model, n_features)
     with atomic_path(model_dir, is_dir=True) as tmp:
         if _is_xgboost(model):
             card["model_file"] = XGB_FILE
@@ -510,16 +581,12 @@ def save(model: Any, model_dir: str | Path, card: dict[str, Any]) -> dict[str, A
             card["model_file"] = SKOPS_FILE
             sio.dump(model, tmp / SKOPS_FILE)
             extra = sorted(set(sio.get_untrusted_types(file=tmp / SKOPS_FILE)) - set(TRUSTED_TYPES))
-            if extra:  # never write an artifact that load() would refuse
+            if extra:  # never write an artifact that load_native() would refuse
                 raise ArtifactError(f"model {card['name']!r} holds types not in TRUSTED_TYPES: {extra}")
-            light = export_light(model)  # svm/logreg: a NumPy-only form for fast `mgr predict`
-            card.pop("light_file", None)
-            card.pop("light_sha256", None)
-            if light is not None:
-                np.savez(tmp / LIGHT_FILE, **light)
-                card["light_file"] = LIGHT_FILE
-                card["light_sha256"] = file_hash(tmp / LIGHT_FILE)
+        export_sklearn(model, n_features, tmp / ONNX_FILE, sample=sample)
         card["model_sha256"] = file_hash(tmp / card["model_file"])
+        card["onnx_file"] = ONNX_FILE
+        card["onnx_sha256"] = file_hash(tmp / ONNX_FILE)
         write_json(tmp / CARD_FILE, card)
     return card
 
@@ -594,13 +661,22 @@ def read_card(model_dir: str | Path) -> dict[str, Any]:
     return card
 
 
+def _known_feature_column(column: str) -> bool:
+    try:
+        feature_set_of(column)
+        return True
+    except DataError:
+        return False
+
+
 @dataclass
 class ClassicalArtifact:
-    """A loaded classical model and its card."""
+    """A classical model's card plus its ONNX session (:class:`mgr.inference.runtime.OnnxModel`):
+    what evaluate scores and ``mgr predict`` runs. No scikit-learn/XGBoost import."""
 
     model_dir: Path
     card: dict[str, Any]
-    model: Any
+    model: Any  # mgr.inference.runtime.OnnxModel
 
     @property
     def name(self) -> str:
@@ -625,7 +701,8 @@ class ClassicalArtifact:
         if hasattr(X, "columns"):
             have = [str(c) for c in X.columns if c not in META_COLUMNS]
             missing = [c for c in cols if c not in set(have)]
-            extra = [c for c in have if c not in set(cols)]
+            # columns of other known feature sets are fine: one table holds every set the models use
+            extra = [c for c in have if c not in set(cols) and not _known_feature_column(c)]
             if missing or extra:
                 parts = []
                 if missing:
@@ -650,8 +727,13 @@ class ClassicalArtifact:
         return A
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """``(n, n_classes)`` class probabilities; columns follow :attr:`labels`."""
-        return _proba(self.model, self.matrix(X))
+        """``(n, n_classes)`` class probabilities (float64) from the ONNX model; columns follow
+        :attr:`labels`. Non-finite outputs raise :class:`mgr.inference.runtime.InferenceError`."""
+        A = self.matrix(X)
+        if len(A) == 0:
+            return np.zeros((0, len(self.labels)))
+        out = self.model.run(A.astype(np.float32), ["probabilities"])["probabilities"]
+        return np.asarray(out, dtype=np.float64)
 
     def predict(self, X: Any) -> list[str]:
         """The most probable genre per row."""
@@ -659,8 +741,39 @@ class ClassicalArtifact:
         return [labels[i] for i in self.predict_proba(X).argmax(axis=1)]
 
 
-def load(model_dir: str | Path) -> ClassicalArtifact:
-    """Load ``models/<name>/`` safely (no pickle; skops with :data:`TRUSTED_TYPES` only)."""
+def load(model_dir: str | Path, *, threads: int | None = None) -> ClassicalArtifact:
+    """Open ``models/<name>/`` for inference: the card, then ``model.onnx`` (sha256 checked
+    against the card's ``onnx_sha256`` before onnxruntime reads it; the native model file's
+    sha256 too, when present, so a tampered artifact is refused as a whole). Input width and
+    class count are checked against the card. Imports neither scikit-learn nor XGBoost."""
+    from mgr.inference.runtime import OnnxModel
+
+    model_dir = Path(model_dir)
+    card = read_card(model_dir)
+    if not card.get("onnx_file") or not card.get("onnx_sha256"):
+        raise ArtifactError(f"{model_dir}: the card names no ONNX model (onnx_file/onnx_sha256); retrain the model")
+    if card["onnx_file"] != ONNX_FILE:
+        raise ArtifactError(f"{model_dir / CARD_FILE}: onnx_file must be {ONNX_FILE!r}, got {card['onnx_file']!r}")
+    native = model_dir / card["model_file"]
+    if native.is_file():
+        _check_hash(native, card.get("model_sha256"))
+    model = OnnxModel(model_dir / ONNX_FILE, sha256=card["onnx_sha256"], threads=threads)
+    path = model.path
+    if "probabilities" not in model.output_names:
+        raise ArtifactError(f"{path}: no 'probabilities' output (has {model.output_names})")
+    n_in, n_cols = model.input_shape[-1], len(card["feature_columns"])
+    if len(model.input_shape) != 2 or n_in != n_cols:
+        raise ArtifactError(f"{path}: the model takes {n_in} features but the card lists {n_cols}")
+    n_out, n = model.output_shape("probabilities")[-1], len(card["labels"])
+    if n_out is not None and n_out != n:
+        raise ArtifactError(f"{path}: the model has {n_out} classes but the card lists {n} labels")
+    return ClassicalArtifact(model_dir, card, model)
+
+
+def load_native(model_dir: str | Path) -> Any:
+    """The fitted scikit-learn / XGBoost estimator of ``models/<name>/`` (for inspection or
+    retraining; evaluate and predict use :func:`load`). Safe: no pickle; skops with
+    :data:`TRUSTED_TYPES` only; the file's sha256 must match the card's ``model_sha256``."""
     model_dir = Path(model_dir)
     card = read_card(model_dir)
     path = model_dir / card["model_file"]
@@ -683,211 +796,4 @@ def load(model_dir: str | Path) -> ClassicalArtifact:
         raise ArtifactError(
             f"{path}: the model takes {int(n_in)} features but the card lists {len(card['feature_columns'])}"
         )
-    return ClassicalArtifact(model_dir, card, model)
-
-
-# ------------------------------------------------------------------- light inference form
-# ``mgr predict`` should not pay ~2 s importing scikit-learn/skops for a few dot products, so
-# :func:`save` also writes the fitted numbers of ``svm`` and ``logreg`` as a plain ``.npz``
-# (``np.savez``; read with ``allow_pickle=False``) whose sha256 the card records as
-# ``light_sha256``. :class:`LightModel` evaluates ``predict_proba`` from it with NumPy only,
-# equal to scikit-learn's within 1e-6 (tested). Other models (xgboost, random_forest) have none.
-LIGHT_FILE = "model_light.npz"
-LIGHT_FORMAT = 1
-
-
-def export_light(model: Any) -> dict[str, np.ndarray] | None:
-    """The arrays of the light form of a fitted ``svm``/``logreg`` model, or ``None`` when the
-    model is of another structure (then only the skops file exists)."""
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
-
-    def scaler_arrays(sc: Any, d: int) -> tuple[np.ndarray, np.ndarray]:
-        mean = np.asarray(sc.mean_, np.float64) if sc.with_mean and sc.mean_ is not None else np.zeros(d)
-        scale = np.asarray(sc.scale_, np.float64) if sc.with_std and sc.scale_ is not None else np.ones(d)
-        return mean, scale
-
-    def two_step(pipe: Any, cls: type) -> tuple[Any, Any] | None:
-        if not isinstance(pipe, Pipeline) or len(pipe.steps) != 2:
-            return None
-        sc, est = pipe.steps[0][1], pipe.steps[1][1]
-        if type(sc) is not StandardScaler or type(est) is not cls:
-            return None
-        return sc, est
-
-    if isinstance(model, Pipeline):
-        parts = two_step(model, LogisticRegression)
-        if parts is None:
-            return None
-        sc, lr = parts
-        mean, scale = scaler_arrays(sc, lr.coef_.shape[1])
-        return {
-            "format": np.array(LIGHT_FORMAT), "kind": np.array("logreg"),
-            "n_classes": np.array(len(lr.classes_)), "mean": mean, "scale": scale,
-            "coef": np.asarray(lr.coef_, np.float64), "intercept": np.asarray(lr.intercept_, np.float64),
-        }
-    if type(model) is CalibratedClassifierCV and model.method == "sigmoid":
-        n_classes = len(model.classes_)
-        out: dict[str, np.ndarray] = {
-            "format": np.array(LIGHT_FORMAT), "kind": np.array("svm"), "n_classes": np.array(n_classes),
-            "n_members": np.array(len(model.calibrated_classifiers_)),
-        }
-        for m, cc in enumerate(model.calibrated_classifiers_):
-            parts = two_step(cc.estimator, SVC)
-            if parts is None or parts[1].kernel != "rbf" or cc.method != "sigmoid":
-                return None
-            sc, svc = parts
-            if svc.decision_function_shape != "ovr" or getattr(svc, "break_ties", False):
-                return None
-            mean, scale = scaler_arrays(sc, svc.support_vectors_.shape[1])
-            # where this member's classes sit among all classes (a fold may miss a class)
-            pos = np.searchsorted(np.asarray(cc.classes), np.asarray(svc.classes_))
-            out.update({
-                f"m{m}_mean": mean, f"m{m}_scale": scale,
-                f"m{m}_sv": np.asarray(svc.support_vectors_, np.float64),
-                f"m{m}_dual_coef": np.asarray(svc._dual_coef_, np.float64),  # libsvm's own signs
-                f"m{m}_intercept": np.asarray(svc._intercept_, np.float64),
-                f"m{m}_n_support": np.asarray(svc._n_support, np.int64),
-                f"m{m}_gamma": np.array(float(svc._gamma)),
-                f"m{m}_pos": pos.astype(np.int64),
-                f"m{m}_a": np.array([float(c.a_) for c in cc.calibrators]),
-                f"m{m}_b": np.array([float(c.b_) for c in cc.calibrators]),
-            })
-        return out
-    return None
-
-
-def _expit(x: np.ndarray) -> np.ndarray:
-    out = np.empty_like(x)
-    pos = x >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
-    e = np.exp(x[~pos])
-    out[~pos] = e / (1.0 + e)
-    return out
-
-
-@dataclass
-class LightModel:
-    """``predict_proba`` of a saved ``svm``/``logreg`` from its light ``.npz`` (NumPy only)."""
-
-    arrays: dict[str, np.ndarray]
-
-    @property
-    def kind(self) -> str:
-        return str(self.arrays["kind"])
-
-    @property
-    def n_classes(self) -> int:
-        return int(self.arrays["n_classes"])
-
-    @property
-    def n_features(self) -> int:
-        return int(self.arrays["mean" if self.kind == "logreg" else "m0_mean"].shape[0])
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
-        if X.shape[1] != self.n_features:
-            raise ArtifactError(f"the light model takes {self.n_features} features, got {X.shape[1]}")
-        a = self.arrays
-        if self.kind == "logreg":
-            d = ((X - a["mean"]) / a["scale"]) @ a["coef"].T + a["intercept"]
-            if self.n_classes == 2:  # sklearn: expit of the one decision value
-                p1 = _expit(d[:, 0])
-                return np.stack([1.0 - p1, p1], axis=1)
-            d = d - d.max(axis=1, keepdims=True)
-            e = np.exp(d)
-            return e / e.sum(axis=1, keepdims=True)
-        n = self.n_classes
-        total = np.zeros((X.shape[0], n))
-        members = int(a["n_members"])
-        for m in range(members):
-            total += self._member_proba(m, X, n)
-        return total / members
-
-    def _member_proba(self, m: int, X: np.ndarray, n_classes: int) -> np.ndarray:
-        a = self.arrays
-        Z = (X - a[f"m{m}_mean"]) / a[f"m{m}_scale"]
-        sv, coef, rho = a[f"m{m}_sv"], a[f"m{m}_dual_coef"], a[f"m{m}_intercept"]
-        nsv = a[f"m{m}_n_support"]
-        gamma = float(a[f"m{m}_gamma"])
-        d2 = (Z * Z).sum(axis=1)[:, None] + (sv * sv).sum(axis=1)[None, :] - 2.0 * (Z @ sv.T)
-        K = np.exp(-gamma * np.maximum(d2, 0.0))
-        k = len(nsv)  # classes of this member's SVC
-        starts = np.concatenate([[0], np.cumsum(nsv)])
-        dec = np.empty((X.shape[0], k * (k - 1) // 2))
-        p = 0
-        for i in range(k):  # libsvm's one-vs-one decision values
-            si = slice(starts[i], starts[i + 1])
-            for j in range(i + 1, k):
-                sj = slice(starts[j], starts[j + 1])
-                dec[:, p] = K[:, si] @ coef[j - 1, si] + K[:, sj] @ coef[i, sj] + rho[p]
-                p += 1
-        if k == 2:
-            scores = -dec  # sklearn flips the binary decision function's sign
-        else:  # sklearn.utils.multiclass._ovr_decision_function(dec < 0, -dec, k)
-            votes = np.zeros((X.shape[0], k))
-            conf = np.zeros((X.shape[0], k))
-            p = 0
-            for i in range(k):
-                for j in range(i + 1, k):
-                    conf[:, i] += dec[:, p]
-                    conf[:, j] -= dec[:, p]
-                    votes[dec[:, p] >= 0, i] += 1
-                    votes[dec[:, p] < 0, j] += 1
-                    p += 1
-            scores = votes + conf / (3 * (np.abs(conf) + 1))
-        proba = np.zeros((X.shape[0], n_classes))
-        pos, ca, cb = a[f"m{m}_pos"], a[f"m{m}_a"], a[f"m{m}_b"]
-        for c in range(scores.shape[1]):
-            idx = int(pos[c]) + (1 if n_classes == 2 else 0)
-            proba[:, idx] = _expit(-(ca[c] * scores[:, c] + cb[c]))
-        if n_classes == 2:
-            proba[:, 0] = 1.0 - proba[:, 1]
-            return proba
-        den = proba.sum(axis=1, keepdims=True)
-        return np.divide(proba, den, out=np.full_like(proba, 1.0 / n_classes), where=den != 0)
-
-
-def load_light(model_dir: str | Path, card: dict[str, Any] | None = None) -> LightModel | None:
-    """The light form of ``models/<name>/`` when its card names one (``light_file`` +
-    ``light_sha256``), else ``None``. Imports neither scikit-learn nor skops. A light file whose
-    hash differs from the card, or that is not a plain-array ``.npz``, is refused, and so is an
-    artifact whose main model file no longer matches the card's ``model_sha256``."""
-    from mgr.utils import file_hash
-
-    model_dir = Path(model_dir)
-    if card is None:
-        card = read_card(model_dir)
-    name, sha = card.get("light_file"), card.get("light_sha256")
-    if not name or not sha:
-        return None
-    if name != LIGHT_FILE:
-        raise ArtifactError(f"{model_dir / CARD_FILE}: light_file must be {LIGHT_FILE!r}, got {name!r}")
-    path = model_dir / LIGHT_FILE
-    if not path.is_file():
-        raise ArtifactError(f"{path} not found (the card names it as the light model)")
-    if file_hash(path) != sha:
-        raise ArtifactError(f"{path} does not match the sha256 in its model card (modified or corrupt); refusing to load it")
-    # the artifact as a whole must be intact: a replaced model.skops is refused here too, even
-    # though the light route never reads it (a hash only: no skops/sklearn import)
-    main = model_dir / card["model_file"]
-    if not main.is_file():
-        raise ArtifactError(f"{main} not found (the card names it as the model file)")
-    _check_hash(main, card.get("model_sha256"))
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as e:
-        raise ArtifactError(f"{path} is not a plain NumPy archive ({type(e).__name__}: {e})") from None
-    kind = str(arrays.get("kind", ""))
-    if kind not in ("svm", "logreg") or int(arrays.get("format", -1)) != LIGHT_FORMAT:
-        raise ArtifactError(f"{path}: not an mgr light model (kind {kind!r})")
-    model = LightModel(arrays)
-    if model.n_classes != len(card["labels"]):
-        raise ArtifactError(f"{path}: {model.n_classes} classes but the card lists {len(card['labels'])} labels")
-    if model.n_features != len(card["feature_columns"]):
-        raise ArtifactError(f"{path}: takes {model.n_features} features but the card lists {len(card['feature_columns'])}")
     return model

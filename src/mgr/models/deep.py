@@ -14,7 +14,14 @@ statistics), so a saved model takes raw log-mel windows and ``predict`` needs no
 No Lambda layers, no ``tf.*``: every model saves as ``.keras`` and loads with ``safe_mode=True``
 under any Keras backend. ``params.width`` multiplies every filter/unit count (tiny for tests).
 
-Architectures (after the seeds, see ``/work/shared/REFERENCES.md``):
+Artifacts (:func:`write_artifact`): ``model.keras`` (inspection, retraining: :func:`load_keras`)
+and ``model.onnx`` (:func:`mgr.inference.export.export_keras`), which is what evaluate and
+``mgr predict`` run (:func:`load` -> :class:`DeepArtifact`, onnxruntime, no Keras import).
+Recurrent layers are built with ``unroll=True`` (the sequences are short and of fixed length):
+the exported graph is then plain matrix ops; a ``While``-loop RNN is not accepted by onnxruntime
+after conversion.
+
+Architectures (after the seeds and papers in ``docs/REFERENCES.md``):
 
 =================  ===========================================================================
 ``cnn2d``          gtzan.keras: 5 x [Conv 3x3 (16..256) + ReLU + MaxPool 2x2 + Dropout], Dense 512
@@ -27,6 +34,9 @@ Architectures (after the seeds, see ``/work/shared/REFERENCES.md``):
 ``cnn_bigru``      FMA seed's parallel CNN-RNN: 5 x Conv (3x1) branch || Bi-GRU(32) branch, Dense 128
 ``tempo_genre``    joint net: stem Conv 3x3, a horizontal (temporal, dilated 1xk) branch and a
                    vertical (frequency kx1) branch, heads ``genre`` and ``tempo``
+``musicnn_transfer`` pretrained musicnn (Pons & Serra 2019, MSD or MTT weights) up to its 200-d
+                   penultimate layer, frozen (``finetune_epochs`` unfreeze it), then our heads;
+                   takes 187-frame windows of musicnn's own front end (store preset ``musicnn``)
 =================  ===========================================================================
 """
 
@@ -41,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from mgr.errors import ArtifactError
+from mgr.pretrained import musicnn
 
 OUTPUTS = ("genre", "tempo", "tags")
 MODEL_FILE = "model.keras"
@@ -190,8 +201,8 @@ def _crnn(x, p):
     for i, (f, pool) in enumerate(zip((64, 128, 128, 128), pools)):
         x = _conv_block(x, _n(f, p.width), (3, 3), pool, bn=True, act="elu", dropout=0.1, name=f"b{i + 1}")
     x = _to_sequence(x, "seq")
-    x = keras.layers.GRU(_n(32, p.width), return_sequences=True, name="gru1")(x)
-    x = keras.layers.GRU(_n(32, p.width), name="gru2")(x)
+    x = keras.layers.GRU(_n(32, p.width), return_sequences=True, unroll=True, name="gru1")(x)
+    x = keras.layers.GRU(_n(32, p.width), unroll=True, name="gru2")(x)
     return keras.layers.Dropout(p.dropout, name="drop")(x)
 
 
@@ -206,7 +217,7 @@ def _crnn_lstm(x, p):
         if int(x.shape[1]) >= 2:
             x = keras.layers.MaxPooling1D(2, name=f"b{i + 1}_pool")(x)
         x = keras.layers.Dropout(0.1, name=f"b{i + 1}_drop")(x)
-    x = keras.layers.LSTM(_n(64, p.width), name="lstm")(x)
+    x = keras.layers.LSTM(_n(64, p.width), unroll=True, name="lstm")(x)
     x = keras.layers.Dropout(p.dropout, name="drop")(x)
     return keras.layers.Dense(_n(64, p.width), activation="relu", name="dense")(x)
 
@@ -220,7 +231,7 @@ def _cnn_bigru(x, p):
     c = keras.layers.Flatten(name="cnn_flat")(c)
     r = keras.layers.MaxPooling2D(_pool(x.shape, (2, 1)), name="rnn_pool")(x)  # halve the bands
     r = _to_sequence(r, "rnn")
-    r = keras.layers.Bidirectional(keras.layers.GRU(_n(32, p.width)), name="bigru")(r)
+    r = keras.layers.Bidirectional(keras.layers.GRU(_n(32, p.width), unroll=True), name="bigru")(r)
     h = keras.layers.Concatenate(name="concat")([c, r])
     h = keras.layers.Dense(_n(128, p.width), activation="relu", name="dense")(h)
     return keras.layers.Dropout(p.dropout, name="drop")(h)
@@ -252,6 +263,12 @@ def _tempo_genre(x, p):
     return keras.layers.Dropout(p.dropout, name="drop")(z)
 
 
+def _musicnn_transfer(x, p):
+    # the pretrained musicnn backbone (Pons & Serra 2019; weights from the musicnn wheel), frozen,
+    # up to its 200-d penultimate layer; train-dl unfreezes it for `finetune_epochs`
+    return musicnn.transfer_body(x, getattr(p, "backbone", "msd"), dropout=p.dropout)
+
+
 REGISTRY: dict[str, Callable[[Any, Any], Any]] = {
     "cnn2d": _cnn2d,
     "pons_blackbox": _pons_blackbox,
@@ -262,8 +279,13 @@ REGISTRY: dict[str, Callable[[Any, Any], Any]] = {
     "crnn_lstm": _crnn_lstm,
     "cnn_bigru": _cnn_bigru,
     "tempo_genre": _tempo_genre,
+    "musicnn_transfer": _musicnn_transfer,
 }
 TEMPO_MODELS = ("tempo_genre",)  # models that get a tempo head when the data has tempo
+# pretrained models -> the front-end preset of the store they train on (fixed by their weights);
+# their windows are that many frames, and they take the front end's raw values (no Normalization)
+PRETRAINED = {"musicnn_transfer": "musicnn"}
+PRETRAINED_WINDOW_FRAMES = {"musicnn_transfer": musicnn.PATCH_FRAMES}
 
 
 def build(
@@ -295,7 +317,7 @@ def build(
         raise ValueError("n_classes must be at least 2")
     inp = keras.Input(shape=tuple(int(s) for s in input_shape), name="logmel")
     x = inp
-    if mean is not None:
+    if mean is not None and name not in PRETRAINED:
         mean = np.asarray(mean, dtype=np.float32).reshape(-1)
         std = np.asarray(std if std is not None else np.ones_like(mean), dtype=np.float32).reshape(-1)
         if mean.shape[0] != input_shape[0] or std.shape[0] != input_shape[0]:
@@ -330,12 +352,48 @@ def compile_model(model, learning_rate: float, outputs: list[str] | tuple[str, .
 
 
 # ------------------------------------------------------------------------------- artifact
+def _sample_windows(card: dict, input_shape: tuple[int, ...], n: int = 4) -> np.ndarray:
+    """A few deterministic raw log-mel-like windows for the export parity check (the card's
+    normalisation mean/std per band when present)."""
+    rng = np.random.default_rng(0)
+    norm = card.get("normalisation") or {}
+    shape = tuple(int(s) for s in input_shape)
+    X = rng.standard_normal((n, *shape)).astype(np.float32)
+    mean, std = norm.get("mean"), norm.get("std")
+    if mean is not None and std is not None and len(mean) == shape[0]:
+        bshape = (1, shape[0]) + (1,) * (len(shape) - 1)
+        X = X * np.asarray(std, np.float32).reshape(bshape) + np.asarray(mean, np.float32).reshape(bshape)
+    return X
+
+
+def write_artifact(model, card: dict, model_dir: str | Path) -> dict:
+    """Write ``model.keras`` (kept for inspection and retraining), ``model.onnx`` (what evaluate
+    and predict run; checked against Keras on sample windows within 1e-4) and ``model.json`` into
+    the existing directory ``model_dir``. The card gets ``model_file``, ``model_sha256``,
+    ``onnx_file`` and ``onnx_sha256``. Returns the card as written."""
+    from mgr.inference import ONNX_FILE
+    from mgr.inference.export import export_keras
+    from mgr.utils import file_hash, write_json
+
+    d = Path(model_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    model.save(d / MODEL_FILE)
+    export_keras(model, d / ONNX_FILE, sample=_sample_windows(card, tuple(model.input_shape[1:])))
+    card = {**card, "model_file": MODEL_FILE, "model_sha256": file_hash(d / MODEL_FILE),
+            "onnx_file": ONNX_FILE, "onnx_sha256": file_hash(d / ONNX_FILE)}
+    write_json(d / CARD_FILE, card)
+    return card
+
+
 @dataclass
 class DeepArtifact:
-    """A loaded deep model plus its card. ``predict_windows`` takes raw log-mel windows."""
+    """A deep model's card plus its ONNX session (:class:`mgr.inference.runtime.OnnxModel`).
+
+    ``predict_windows`` takes raw log-mel windows; it is what evaluate scores and what
+    ``mgr predict`` runs. Loading reads no Keras code."""
 
     name: str
-    model: Any
+    model: Any  # mgr.inference.runtime.OnnxModel
     card: dict
     labels: list[str]
     frontend: dict
@@ -345,14 +403,19 @@ class DeepArtifact:
     tag_vocab: list[str] = field(default_factory=list)
 
     @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.card["input_shape"])
+
+    @property
     def n_mels(self) -> int:
-        return int(self.model.input_shape[1])
+        return self.input_shape[0]
 
     def predict_windows(self, X: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
         """``X[n, n_mels, window_frames]`` (raw log-mel, as in the store) -> ``{output: array}``.
 
         Keys: ``genre`` (n, n_labels) and, where the model has them, ``tempo`` (n, n_tempo
         classes), ``tempo_bpm`` (n,) (probability-weighted bin centre) and ``tags`` (n, n_tags).
+        Non-finite model outputs raise :class:`mgr.inference.runtime.InferenceError`.
         """
         X = np.asarray(X, dtype=np.float32)
         if X.ndim == 4 and X.shape[-1] == 1:
@@ -364,47 +427,59 @@ class DeepArtifact:
         if len(X) == 0:
             out = {"genre": np.zeros((0, len(self.labels)), np.float32)}
         else:
-            raw = self.model.predict(X[..., None], batch_size=batch_size, verbose=0)
-            if not isinstance(raw, dict):
-                raw = dict(zip(self.outputs, raw if isinstance(raw, (list, tuple)) else [raw]))
-            out = {k: np.asarray(v) for k, v in raw.items()}
+            self.model.batch_size = max(1, int(batch_size))
+            out = self.model.run(X.reshape(len(X), *self.input_shape))
         if "tempo" in out and self.tempo_centres:
             bins = self.card.get("tempo_bins") or {}
             out["tempo_bpm"] = bpm_from_probs(out["tempo"], self.tempo_centres, log=bins.get("kind") == "log")
         return out
 
 
-def load(model_dir: str | Path) -> DeepArtifact:
-    """Load ``model_dir/model.keras`` with ``safe_mode=True`` and check it against ``model.json``."""
-    model_dir = Path(model_dir)
-    card_path, model_path = model_dir / CARD_FILE, model_dir / MODEL_FILE
-    from mgr.cards import read_card
+def _check_file_hash(path: Path, expected: str | None) -> None:
+    from mgr.utils import file_hash
 
+    if expected and file_hash(path) != str(expected).removeprefix("sha256:"):
+        raise ArtifactError(f"{path} does not match the sha256 in its model card (modified or corrupt); refusing to load it")
+
+
+def load(model_dir: str | Path, *, threads: int | None = None) -> DeepArtifact:
+    """Open ``model_dir`` for inference: the card, then ``model.onnx`` (sha256 checked against the
+    card's ``onnx_sha256`` before onnxruntime reads it) in an onnxruntime session; its outputs,
+    input shape and genre classes are checked against the card. ``model.keras`` is not read
+    (only its hash is checked when present). Imports neither TensorFlow nor Keras."""
+    from mgr.cards import read_card
+    from mgr.inference import ONNX_FILE
+    from mgr.inference.runtime import OnnxModel
+
+    model_dir = Path(model_dir)
+    card_path = model_dir / CARD_FILE
     card = read_card(model_dir, kind="deep")
     for key in ("name", "labels", "frontend", "window_frames", "outputs"):
         if key not in card:
             raise ArtifactError(f"{card_path}: missing {key!r}")
-    if not model_path.is_file():
-        raise ArtifactError(f"{model_dir}: {MODEL_FILE} is missing")
-    import keras
-
-    try:
-        model = keras.models.load_model(model_path, safe_mode=True, compile=False)
-    except Exception as e:  # corrupt zip, foreign file, unsafe content
-        raise ArtifactError(f"{model_path}: cannot be loaded safely ({type(e).__name__}: {e})") from None
+    if not card.get("onnx_file") or not card.get("onnx_sha256"):
+        raise ArtifactError(f"{model_dir}: the card names no ONNX model (onnx_file/onnx_sha256); retrain the model")
+    if card["onnx_file"] != ONNX_FILE:
+        raise ArtifactError(f"{card_path}: onnx_file must be {ONNX_FILE!r}, got {card['onnx_file']!r}")
+    native = model_dir / str(card.get("model_file") or MODEL_FILE)
+    if native.name == MODEL_FILE and native.is_file():  # the artifact as a whole must be intact
+        _check_file_hash(native, card.get("model_sha256"))
+    model = OnnxModel(model_dir / ONNX_FILE, sha256=card["onnx_sha256"], threads=threads)
+    path = model.path
     labels = list(card["labels"])
-    names = list(getattr(model, "output_names", []) or [])
+    names = model.output_names
     if sorted(names) != sorted(card["outputs"]):
-        raise ArtifactError(f"{model_path}: outputs {names} do not match the card's {card['outputs']}")
-    shape = tuple(int(d) for d in model.input_shape[1:])
-    want = tuple(int(d) for d in card.get("input_shape", (shape[0], card["window_frames"], 1)))
-    if shape != want or shape[1] != int(card["window_frames"]):
+        raise ArtifactError(f"{path}: outputs {names} do not match the card's {card['outputs']}")
+    shape = model.input_shape[1:]
+    want = tuple(int(d) for d in card.get("input_shape") or (shape[0] if shape else 0, card["window_frames"], 1))
+    if shape != want or want[1] != int(card["window_frames"]):
         raise ArtifactError(
-            f"{model_path}: input shape {shape} does not match the card ({want}, {card['window_frames']} frames)"
+            f"{path}: input shape {shape} does not match the card ({want}, {card['window_frames']} frames)"
         )
-    genre_units = int(model.get_layer("genre").units)
+    card = {**card, "input_shape": list(want)}
+    genre_units = model.output_shape("genre")[-1]
     if genre_units != len(labels):
-        raise ArtifactError(f"{model_path}: genre head has {genre_units} classes but the card lists {len(labels)} labels")
+        raise ArtifactError(f"{path}: genre head has {genre_units} classes but the card lists {len(labels)} labels")
     tb = card.get("tempo_bins") or {}
     return DeepArtifact(
         name=str(card["name"]),
@@ -417,3 +492,22 @@ def load(model_dir: str | Path) -> DeepArtifact:
         tempo_centres=list(tb.get("centres", [])),
         tag_vocab=list(card.get("tag_vocab", [])),
     )
+
+
+def load_keras(model_dir: str | Path):
+    """The Keras model of ``model_dir`` (``model.keras``, hash-checked, ``safe_mode=True``), for
+    inspection or further training; evaluate and predict never use it."""
+    model_dir = Path(model_dir)
+    from mgr.cards import read_card
+
+    card = read_card(model_dir, kind="deep")
+    path = model_dir / MODEL_FILE
+    if not path.is_file():
+        raise ArtifactError(f"{model_dir}: {MODEL_FILE} is missing")
+    _check_file_hash(path, card.get("model_sha256"))
+    import keras
+
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as e:  # corrupt zip, foreign file, unsafe content
+        raise ArtifactError(f"{path}: cannot be loaded safely ({type(e).__name__}: {e})") from None
