@@ -14,18 +14,20 @@ OUT = "data/features.parquet"
 
 def main() -> None:
     from mgr.features import build_feature_table, feature_names, read_feature_table
-    from mgr.params import load_params
+    from mgr.params import feature_sets_needed, load_params
     from mgr.extract import load_inputs
     from mgr.validation.features import validate_feature_table
 
     p = load_params()
     tracks = load_inputs(Path("data/raw") / p.data.source / "tracks.csv", "data/split.csv")
-    report = build_feature_table(tracks, p.audio, p.features.set, OUT, workers=p.features.workers,
+    # features.set plus the sets that `<model>-<set>` entries of ml.models name, in one table
+    feature_set = "+".join(feature_sets_needed(p))
+    report = build_feature_table(tracks, p.audio, feature_set, OUT, workers=p.features.workers,
                                  progress=sys.stderr.isatty())
-    validate_feature_table(read_feature_table(OUT), feature_names(p.features.set),
+    validate_feature_table(read_feature_table(OUT), feature_names(feature_set),
                            sample_rate=p.audio.sample_rate, expected_tracks=tracks["track_id"].tolist())
     finish_extraction("features", report, OUT)
-    print(f"features: {report['n_tracks']} tracks x {report['n_features']} {p.features.set} features, "
+    print(f"features: {report['n_tracks']} tracks x {report['n_features']} {feature_set} features, "
           f"{report['n_skipped']} skipped, {report['seconds']:.1f} s -> {OUT}", file=sys.stderr)
 
 

@@ -86,7 +86,7 @@ def test_csv_and_table_formats(project):
     assert rows[0]["top_k"].count(":") == 3 and float(rows[0]["tempo_bpm"]) > 0
     r = run("predict", str(project / "audio"), "--root", str(project), "-m", "cnn2d")
     assert r.exit_code == 0
-    assert "a.wav" in r.stdout and "b.flac" in r.stdout and "(dsp)" in r.stdout and "tiny_cnn (deep, numpy)" in r.stdout
+    assert "a.wav" in r.stdout and "b.flac" in r.stdout and "(dsp)" in r.stdout and "tiny_cnn (deep, onnx)" in r.stdout
 
 
 def test_short_file_warns_and_still_succeeds(project):
@@ -103,7 +103,7 @@ def test_model_problems_exit_3_with_one_line(project):
     assert r.stderr.strip().count("\n") == 0 and "model 'svm' not found" in r.stderr
     (project / "models" / "cnn2d" / "model.keras").write_bytes(b"\x80\x04not a keras file")
     r = run("predict", str(project / "audio"), "--root", str(project), "-m", "cnn2d")
-    assert r.exit_code == 3 and "not a Keras model archive" in r.stderr
+    assert r.exit_code == 3 and "does not match the sha256" in r.stderr
 
 
 def test_bad_options_exit_2(project):
@@ -160,3 +160,50 @@ def test_progress_bar_on_stderr_for_many_files(project, monkeypatch):
     assert "predict (tiny_tempo)" in r.stderr and "5/5" in r.stderr
     r = run("predict", str(project / "audio" / "a.wav"), "--root", str(project), "-f", "json")
     assert r.stderr == ""  # one file: no bar
+
+
+@pytest.mark.slow  # builds the built-in model from the musicnn wheel once per session (~10 s)
+def test_builtin_musicnn_tagger_needs_no_training(tmp_path):
+    """`mgr predict --model musicnn-msd` in a folder with no models/ at all: the 50 pretrained
+    tags with scores (genre null), through the ONNX runtime, and `mgr models` lists the built-ins."""
+    clip = _clip(tmp_path / "song.wav", seconds=7.0, seed=4)
+    r = run("predict", str(clip), "--root", str(tmp_path), "--model", "musicnn-msd", "--format", "json",
+            "--top-k", "5", "--tag-threshold", "0.0")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["genre"] is None and len(out["top_k"]) == 5
+    scores = [t["score"] for t in out["tags"]]
+    assert len(scores) == 50 and scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    from mgr.pretrained.musicnn import MSD_LABELS
+
+    assert {t["label"] for t in out["tags"]} == set(MSD_LABELS)
+    assert [t["label"] for t in out["top_k"]] == [t["label"] for t in out["tags"][:5]]
+    r = run("predict", str(clip), "--root", str(tmp_path), "--model", "musicnn-mtt", "--format", "csv")
+    assert r.exit_code == 0, r.output
+    row = list(csv.DictReader(io.StringIO(r.stdout)))[0]
+    assert row["genre"] == "" and row["top_k"].count(":") == 3
+    r = run("models", "--root", str(tmp_path), "--json")
+    recs = {x["name"]: x for x in map(json.loads, r.stdout.strip().splitlines())}
+    assert recs["musicnn-msd"]["kind"] == "pretrained" and len(recs["musicnn-msd"]["labels"]) == 50
+    assert "classical" in recs["musicnn-mtt"]["labels"]
+    r = run("predict", str(clip), "--root", str(tmp_path), "--model", "musicnn-xyz")
+    assert r.exit_code == 3 and "built in: musicnn-msd, musicnn-mtt" in r.stderr
+
+
+def test_builtin_tagger_card_with_a_replaced_onnx_is_refused(tmp_path, monkeypatch):
+    """A built-in model's card is hash-checked like any artifact's: a replaced model.onnx is refused
+    in one line before onnxruntime reads it."""
+    from mgr.errors import ArtifactError
+    from mgr.predict import load_predictor
+
+    d = tmp_path / "tagger"
+    d.mkdir()
+    (d / "model.onnx").write_bytes(b"not onnx")
+    from mgr.pretrained.musicnn import FRONTEND, MSD_LABELS
+
+    (d / "model.json").write_text(json.dumps({
+        "name": "musicnn_msd", "kind": "pretrained", "labels": list(MSD_LABELS), "tag_vocab": list(MSD_LABELS),
+        "frontend": dict(FRONTEND), "window_frames": 187, "outputs": ["taggram", "penultimate"],
+        "onnx_file": "model.onnx", "onnx_sha256": "0" * 64}))
+    with pytest.raises(ArtifactError, match="sha256"):
+        load_predictor(d)

@@ -152,3 +152,56 @@ def test_unknown_feature_set_is_a_params_error():
 
     with pytest.raises(ParamsError, match="features.set"):
         feature_names("mfcc13")
+
+
+def test_feature_sets_combine_with_plus():
+    from mgr.errors import ParamsError
+    from mgr.features import feature_set_of
+
+    both = feature_names("gtzan57+musicnn_msd")
+    assert both == feature_names("gtzan57") + feature_names("musicnn_msd")
+    assert len(both) == 57 + 400 and len(set(both)) == len(both)
+    assert feature_names("musicnn_mtt")[0] == "musicnn_mtt_mean_000" and feature_names("musicnn_mtt")[-1] == "musicnn_mtt_max_199"
+    assert {feature_set_of(c) for c in both} == {"gtzan57", "musicnn_msd"}
+    for bad in ("gtzan57+mfcc13", "gtzan57+gtzan57", "+"):
+        with pytest.raises(ParamsError, match="features.set"):
+            feature_names(bad)
+
+
+@pytest.mark.slow  # builds the musicnn backbone once (TensorFlow, in a child process)
+def test_musicnn_embedding_features_in_the_table(tmp_path):
+    """Pretrained embeddings as a feature set: 400 finite columns per track, run through the
+    exported ONNX backbone in forked workers, different tracks giving different embeddings, next to
+    the handcrafted columns when combined."""
+    tracks = _dataset(tmp_path)
+    out = tmp_path / "f.parquet"
+    rep = build_feature_table(tracks, AudioParams(sample_rate=SR), "gtzan57+musicnn_msd", out, workers=2,
+                              progress=False)
+    assert rep["n_tracks"] == 6 and rep["n_features"] == 457
+    df = read_feature_table(out)
+    emb = df[feature_names("musicnn_msd")].to_numpy()
+    assert np.isfinite(emb).all() and emb.std(axis=0).max() > 0.01
+    assert np.abs(emb[0] - emb[1]).max() > 0.01  # 220 Hz vs 440 Hz tones differ
+    one = extract_features(load_audio(tmp_path / "c2.wav", sr=SR), SR, "musicnn_msd")
+    np.testing.assert_allclose(emb[2], list(one.values()), rtol=1e-4, atol=1e-5)  # workers == one process
+
+
+def test_classical_models_on_the_embedding_and_the_feature_sets_needed():
+    from mgr.errors import ParamsError
+    from mgr.params import classical_models, feature_sets_needed, ml_instance, params_from_dict
+
+    assert ml_instance("svm", "gtzan57") == ("svm", "gtzan57")
+    assert ml_instance("logreg-musicnn_mtt", "gtzan57") == ("logreg", "musicnn_mtt")
+    with pytest.raises(ParamsError, match="knn"):
+        ml_instance("knn-gtzan57")
+    p = params_from_dict({"features": {"set": "fma518+gtzan57", "embedding": "musicnn_mtt"},
+                          "ml": {"models": ["svm"], "embedding_models": ["svm", "xgboost"]}})
+    assert classical_models(p) == ["svm", "svm-musicnn_mtt", "xgboost-musicnn_mtt"]
+    assert feature_sets_needed(p) == ["fma518", "gtzan57", "musicnn_mtt"]  # one table holds them all
+    none = params_from_dict({"ml": {"embedding_models": []}})
+    assert classical_models(none) == none.ml.models and feature_sets_needed(none) == ["gtzan57"]
+    for doc, needle in (({"ml": {"embedding_models": ["knn"]}}, "ml.embedding_models"),
+                        ({"features": {"embedding": "gtzan57"}}, "features.embedding"),
+                        ({"ml": {"embedding_models": ["svm", "svm"]}}, "more than once")):
+        with pytest.raises(ParamsError, match=needle):
+            params_from_dict(doc)

@@ -27,7 +27,8 @@ TINY = {
     "spectrogram": {"workers": 2},
     "features": {"workers": 2},
     "ml": {"models": ["logreg", "xgboost"], "xgboost": {"n_estimators": 20}},
-    "dl": {"models": ["cnn2d"], "cnn2d": {"epochs": 1, "width": 0.25}},
+    "dl": {"models": ["cnn2d", "musicnn_transfer"], "cnn2d": {"epochs": 1, "width": 0.25},
+           "musicnn_transfer": {"epochs": 1, "finetune_epochs": 1}},
     "train": {"window_s": 1.0, "windows_per_track": 2},
     "evaluate": {"window_s": 1.0, "tempo_baseline": False},
 }
@@ -84,19 +85,46 @@ def test_repro_produces_every_output(project: Path) -> None:
     assert (project / "data/split.csv").exists()
     assert (project / "data/spectrograms.h5").exists()
     assert (project / "data/features.parquet").exists()
-    for m in ("logreg", "xgboost", "cnn2d"):
+    assert (project / "data/spectrograms_musicnn.h5").exists()
+    models = ("logreg", "xgboost", "cnn2d", "svm-musicnn_msd", "logreg-musicnn_msd", "musicnn_transfer")
+    for m in models:
         assert (project / "models" / m / "model.json").exists(), m
+        assert (project / "models" / m / "model.onnx").exists(), m  # what evaluate and predict run
     fetch = json.loads((project / "metrics/fetch.json").read_text())
     assert fetch["n_rejected"] >= 1  # the injected corrupt file was caught
     summary = json.loads((project / "metrics/summary.json").read_text())
-    assert {"logreg", "xgboost", "cnn2d"} <= set(summary)
-    assert (project / "reports/leaderboard.md").exists()
+    assert set(models) <= set(summary)
+    board = (project / "reports/leaderboard.md").read_text()
+    assert all(m in board for m in models)
+    # the embedding models use the 400 embedding columns only; the transfer model carries the
+    # provenance of the pretrained weights and the musicnn front end
+    emb = json.loads((project / "models/svm-musicnn_msd/model.json").read_text())
+    assert emb["feature_set"] == "musicnn_msd" and len(emb["feature_columns"]) == 400
+    tr = json.loads((project / "models/musicnn_transfer/model.json").read_text())
+    assert tr["frontend"]["preset"] == "musicnn" and tr["window_frames"] == 187
+    assert tr["pretrained"]["source"]["package"] == "musicnn" and tr["pretrained"]["licence"]["spdx"] == "ISC"
+    assert len(tr["pretrained"]["source"]["files"]) == 5  # sha256 of every checkpoint file
 
 
 def test_second_repro_is_a_no_op(project: Path) -> None:
     r = _run([DVC, "repro"], project)
     assert r.returncode == 0, r.stderr
     assert _ran_stages(r.stdout) == set(), r.stdout
+
+
+def test_exp_run_switches_the_feature_set(project: Path) -> None:
+    """`dvc exp run -S features.set=...` retrains the models of ml.models on the new set and
+    leaves the embedding models (params by key) alone."""
+    r = _run([DVC, "exp", "run", "-S", "features.set=gtzan57+musicnn_msd"], project)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    ran = _ran_stages(r.stdout)
+    assert {"features", "train-ml@logreg", "train-ml@xgboost", "evaluate"} <= ran, ran
+    assert not any(s.startswith(("train-ml-embedding", "train-dl", "spectrogram")) for s in ran), ran
+    card = json.loads((project / "models/logreg/model.json").read_text())
+    assert card["feature_set"] == "gtzan57+musicnn_msd" and len(card["feature_columns"]) == 57 + 400
+    _git(project, "checkout", "--", "params.yaml")
+    r = _run([DVC, "repro"], project)  # back to the committed set
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
 
 def test_changing_split_seed_reruns_split_and_dependants_only(project: Path) -> None:
@@ -109,7 +137,9 @@ def test_changing_split_seed_reruns_split_and_dependants_only(project: Path) -> 
     assert "fetch" not in ran
     assert "split" in ran
     # dependants rerun unless their inputs came out identical (DVC then skips them)
-    assert ran <= {"split", "spectrogram", "features", "train-ml@logreg", "train-ml@xgboost", "train-dl@cnn2d", "evaluate"}
+    assert ran <= {"split", "spectrogram", "spectrogram-musicnn", "features", "train-ml@logreg", "train-ml@xgboost",
+                   "train-ml-embedding@svm", "train-ml-embedding@logreg", "train-dl@cnn2d",
+                   "train-dl@musicnn_transfer", "evaluate"}
 
 
 def test_bad_param_stops_with_one_line(project: Path) -> None:

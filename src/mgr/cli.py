@@ -168,7 +168,8 @@ def _print_table(predictor, results) -> None:
             table.add_row(r.path, "[red]error[/red]", r.error, "", "")
             continue
         tempo = "" if r.tempo_bpm is None else f"{r.tempo_bpm:.1f}" + (" (dsp)" if r.tempo_source == "dsp" else "")
-        table.add_row(r.path, r.genre, "  ".join(f"{lab} {p:.2f}" for lab, p in r.top_k), tempo, ", ".join(r.tags))
+        table.add_row(r.path, r.genre or "-", "  ".join(f"{lab} {p:.2f}" for lab, p in r.top_k), tempo,
+                      ", ".join(f"{t} {s:.2f}" for t, s in r.tags))
     Console(soft_wrap=False).print(table)
 
 
@@ -177,24 +178,24 @@ def models_cmd(
     root: Annotated[Path, typer.Option("--root", help="project root holding models/ and metrics/")] = Path("."),
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per model")] = False,
 ) -> None:
-    """List the trained artifacts in models/ with their card (kind, labels, test metrics, date)."""
+    """List the trained artifacts in models/ with their card (kind, labels, test metrics, date), and
+    the built-in pretrained taggers (musicnn-msd, musicnn-mtt) that need no training run."""
     import json
 
-    from mgr.predict import best_model_name, list_models
+    from mgr.predict import best_model_name, builtin_models, list_models
 
-    recs = list_models(root)
+    recs = list_models(root) + builtin_models()
     if as_json:
         for r in recs:
             print(json.dumps(r))
         return
-    if not recs:
-        print(f"no trained models in {root / 'models'} (run `dvc repro`)", file=sys.stderr)
-        return
+    if not any(r.get("kind") != "pretrained" for r in recs):
+        print(f"no trained models in {root / 'models'} (run `dvc repro`); the built-in pretrained ones:", file=sys.stderr)
     from rich.console import Console
     from rich.table import Table
 
     best = best_model_name(root)
-    table = Table(title="models/", title_justify="left")
+    table = Table(title="models/ and built-in", title_justify="left")
     for col in ("name", "kind", "labels", "test accuracy", "created", "detail"):
         table.add_column(col, overflow="fold")
     for r in recs:

@@ -13,6 +13,14 @@
     ``spectral_contrast`` (7), ``mfcc`` (20), each x {mean, std, skew, kurtosis, median, min,
     max} = 518 columns named ``<feature>_<statistic>_<nn>`` (``mfcc_mean_01``), in FMA's sorted
     column order. FMA used the native sample rate; here the ``audio.sample_rate`` param applies.
+``musicnn_msd`` / ``musicnn_mtt``
+    Pretrained embeddings (Pons & Serra 2019; weights from the ``musicnn`` wheel, see
+    :mod:`mgr.pretrained`): the 200-unit "penultimate" layer of the MSD- or MTT-trained musicnn
+    over every 3 s patch of the track (musicnn's own 16 kHz front end, resampled from
+    ``audio.sample_rate``), pooled as mean and max over patches: 400 columns
+    ``musicnn_msd_mean_000`` ... ``musicnn_msd_max_199``. Run through the exported ONNX model.
+
+Sets combine with ``+`` (``gtzan57+musicnn_msd``): the columns of each, in that order.
 
 :func:`extract_features` works on one signal and has no import-time side effects (librosa and
 scipy are imported on first call), so ``mgr predict`` and the classical models can call it on
@@ -35,7 +43,7 @@ from mgr.errors import DataError
 
 __all__ = ["FEATURE_SETS", "build_feature_table", "extract_features", "feature_names"]
 
-FEATURE_SETS = ("gtzan57", "fma518")
+from mgr.params import FEATURE_SETS, parse_feature_sets
 
 _GTZAN_BASE = [
     "chroma_stft",
@@ -64,7 +72,13 @@ _FMA_STATS = ("kurtosis", "max", "mean", "median", "min", "skew", "std")
 
 
 def feature_names(feature_set: str) -> list[str]:
-    """The feature columns of ``feature_set`` in table order."""
+    """The feature columns of ``feature_set`` (one set or several joined by ``+``) in table order."""
+    if "+" in feature_set:
+        return [n for fs in parse_feature_sets(feature_set) for n in feature_names(fs)]
+    if feature_set in ("musicnn_msd", "musicnn_mtt"):
+        from mgr.pretrained.builtin import embedding_names
+
+        return embedding_names(feature_set)
     if feature_set == "gtzan57":
         names = [f"{b}_{s}" for b in _GTZAN_BASE for s in ("mean", "var")] + ["tempo"]
         names += [f"mfcc{i}_{s}" for i in range(1, 21) for s in ("mean", "var")]
@@ -77,6 +91,33 @@ def feature_names(feature_set: str) -> list[str]:
     from mgr.errors import ParamsError
 
     raise ParamsError(f"params: features.set: {feature_set!r} is not allowed (allowed: {', '.join(FEATURE_SETS)})")
+
+
+def feature_set_of(column: str) -> str:
+    """The feature set a table column belongs to."""
+    for fs in FEATURE_SETS:
+        if fs.startswith("musicnn") and column.startswith(fs + "_"):
+            return fs
+    for fs in ("gtzan57", "fma518"):
+        if column in _names_cached(fs):
+            return fs
+    raise DataError(f"features table: column {column!r} belongs to no known feature set")
+
+
+_NAMES: dict[str, frozenset] = {}
+
+
+def _names_cached(fs: str) -> frozenset:
+    if fs not in _NAMES:
+        _NAMES[fs] = frozenset(feature_names(fs))
+    return _NAMES[fs]
+
+
+def _musicnn(y: np.ndarray, sr: int, feature_set: str) -> dict[str, float]:
+    from mgr.pretrained.builtin import track_embedding
+
+    vec = track_embedding(feature_set, y, sr)
+    return dict(zip(feature_names(feature_set), (float(v) for v in vec)))
 
 
 def _gtzan57(y: np.ndarray, sr: int) -> dict[str, float]:
@@ -137,9 +178,14 @@ def extract_features(y: np.ndarray, sr: int, feature_set: str = "gtzan57") -> di
     ----------
     y : mono float signal (e.g. from :func:`mgr.audio.load_audio`).
     sr : its sample rate.
-    feature_set : ``"gtzan57"`` or ``"fma518"`` (see the module docstring).
+    feature_set : a name from ``FEATURE_SETS`` or several joined by ``+`` (module docstring).
     """
     names = feature_names(feature_set)
+    if "+" in feature_set:
+        out: dict[str, float] = {}
+        for fs in parse_feature_sets(feature_set):
+            out.update(extract_features(y, sr, fs))
+        return out
     y = np.ascontiguousarray(y, dtype=np.float32)
     if y.ndim != 1:
         raise ValueError(f"extract_features expects a mono 1-D signal, got shape {y.shape}")
@@ -148,7 +194,12 @@ def extract_features(y: np.ndarray, sr: int, feature_set: str = "gtzan57") -> di
     with warnings.catch_warnings():
         # silent or pitchless input: librosa warns and falls back to tuning 0, which is what we want
         warnings.filterwarnings("ignore", message="Trying to estimate tuning", category=UserWarning)
-        feats = _gtzan57(y, int(sr)) if feature_set == "gtzan57" else _fma518(y, int(sr))
+        if feature_set == "gtzan57":
+            feats = _gtzan57(y, int(sr))
+        elif feature_set == "fma518":
+            feats = _fma518(y, int(sr))
+        else:
+            feats = _musicnn(y, int(sr), feature_set)
     return {k: feats[k] for k in names}
 
 
@@ -265,7 +316,12 @@ def build_feature_table(
             if len(batch_ids) >= batch_rows:
                 flush()
 
-        if workers > 1 and feature_set != "gtzan57":  # gtzan57 (mgr.fastdsp) needs no librosa
+        for fs in parse_feature_sets(feature_set):
+            if fs.startswith("musicnn"):  # build the exported backbone once, before the workers fork
+                from mgr.pretrained.builtin import ensure_builtin
+
+                ensure_builtin(fs)
+        if workers > 1 and "fma518" in parse_feature_sets(feature_set):  # the others need no librosa
             # import librosa and JIT-compile its numba kernels once in the parent: the forked
             # workers inherit them instead of each compiling its own copy
             extract_features(np.zeros(audio_d["sample_rate"], dtype=np.float32), audio_d["sample_rate"], feature_set)

@@ -40,8 +40,12 @@ DL_MODELS = (
     "crnn_lstm",
     "cnn_bigru",
     "tempo_genre",
+    "musicnn_transfer",
 )
-FEATURE_SETS = ("gtzan57", "fma518")
+# handcrafted tables and pretrained embeddings; `features.set` may join several with "+"
+FEATURE_SETS = ("gtzan57", "fma518", "musicnn_msd", "musicnn_mtt")
+EMBEDDINGS = ("musicnn_msd", "musicnn_mtt")
+PRETRAINED_BACKBONES = ("msd", "mtt")
 GENRES_GTZAN = (
     "blues",
     "classical",
@@ -113,6 +117,10 @@ class DataParams:
     seed: int = num(42, 0)
     copy: bool = False
     min_duration_s: float = num(1.0, 0.0)
+    # duplicate audio found at fetch (mgr.datasets): group = keep every copy, the split keeps
+    # each set in one part / fold; drop_conflicts = also drop exact copies filed under different
+    # genres; drop = also keep only the first of same-genre exact copies
+    duplicates: Literal["group", "drop_conflicts", "drop"] = "group"
     inject_corrupt: int = num(2, 0, 1000)
     download_dir: str = "data/downloads"
     workers: int = num(0, 0, 256)
@@ -145,7 +153,9 @@ class AudioParams:
 @dataclass(frozen=True)
 class SpectrogramParams:
     kind: Literal["logmel", "stft"] = "logmel"
-    preset: Literal["default", "choi"] = "default"  # choi: 12 kHz, 96 mels, hop 256, n_fft 512
+    # choi: 12 kHz, 96 mels, hop 256, n_fft 512; musicnn: musicnn's own front end (16 kHz, 96 mels,
+    # n_fft 512, hop 256, log10(1 + 10000 x)) -- the store that musicnn_transfer trains from
+    preset: Literal["default", "choi", "musicnn"] = "default"
     n_fft: int = num(2048, 64, 65536)
     hop_length: int = num(512, 16, 65536)
     n_mels: int = num(128, 8, 512)
@@ -158,7 +168,10 @@ class SpectrogramParams:
 
 @dataclass(frozen=True)
 class FeaturesParams:
-    set: Literal[FEATURE_SETS] = "gtzan57"
+    # one of FEATURE_SETS or several joined by "+" (e.g. gtzan57+musicnn_msd): what ml.models train on
+    set: str = "gtzan57"
+    # the pretrained embedding that ml.embedding_models train on (as models `<model>-<embedding>`)
+    embedding: Literal[EMBEDDINGS] = "musicnn_msd"
     workers: int = num(0, 0, 256)
 
 
@@ -201,6 +214,9 @@ class MlParams:
     models: list[Literal[ML_MODELS]] = field(
         default_factory=lambda: ["svm", "xgboost", "logreg", "random_forest"]
     )
+    # also trained on the pretrained embedding features.embedding, as models `<model>-<embedding>`
+    # (e.g. svm-musicnn_msd), with the same `ml.<model>` hyper-parameters
+    embedding_models: list[Literal[ML_MODELS]] = field(default_factory=lambda: ["svm", "logreg"])
     search: Literal["none", "grid", "random"] = "none"  # hyper-parameter search on train (CV)
     search_cv: int = num(3, 2, 20)
     search_iter: int = num(10, 1, 10_000)
@@ -250,13 +266,26 @@ class DlModelParams:
     width: float = num(1.0, 0.01, 16.0)  # multiplies filter/unit counts (small = fast)
 
 
+@dataclass(frozen=True)
+class TransferParams(DlModelParams):
+    """``musicnn_transfer``: the pretrained musicnn backbone with our heads.
+
+    ``epochs`` train the heads on the frozen backbone (at ``learning_rate``); then
+    ``finetune_epochs`` train everything at ``finetune_learning_rate`` (0 = frozen only).
+    """
+
+    backbone: Literal[PRETRAINED_BACKBONES] = "msd"
+    finetune_epochs: int = num(0, 0, 100_000)
+    finetune_learning_rate: float = num(1e-5, 0.0, 1.0, lo_open=True)
+
+
 def _dl_default(epochs: int, width: float = 1.0, learning_rate: float | None = None) -> Any:
     return field(default_factory=lambda: DlModelParams(epochs=epochs, width=width, learning_rate=learning_rate))
 
 
 @dataclass(frozen=True)
 class DlParams:
-    models: list[Literal[DL_MODELS]] = field(default_factory=lambda: ["cnn2d", "tempo_genre"])
+    models: list[Literal[DL_MODELS]] = field(default_factory=lambda: ["cnn2d", "tempo_genre", "musicnn_transfer"])
     cnn2d: DlModelParams = _dl_default(8, 0.25, 3e-3)  # in the default list: small and fast
     pons_blackbox: DlModelParams = _dl_default(10)
     pons_time: DlModelParams = _dl_default(10)
@@ -266,6 +295,9 @@ class DlParams:
     crnn_lstm: DlModelParams = _dl_default(10)
     cnn_bigru: DlModelParams = _dl_default(10)
     tempo_genre: DlModelParams = _dl_default(8, 0.25, 3e-3)  # in the default list: small and fast
+    musicnn_transfer: TransferParams = field(
+        default_factory=lambda: TransferParams(epochs=10, learning_rate=1e-3, finetune_epochs=0)
+    )
 
 
 # ----------------------------------------------------------------------------------- evaluate
@@ -362,6 +394,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ParamsError(f"params: {key}: expected a mapping, got {value!r}")
+        _check_finite(value, key)  # e.g. a search grid: NaN/inf would reach the estimator
         return dict(value)
     if tp is bool:
         if not isinstance(value, bool):
@@ -374,6 +407,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ParamsError(f"params: {key}: expected a number, got {value!r}")
+        _check_finite(value, key)
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -382,7 +416,23 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise TypeError(f"unsupported annotation {tp!r} for {key}")  # programming error
 
 
+def _check_finite(value: Any, key: str) -> None:
+    """NaN and +-inf are never valid parameter values (NaN compares false with every bound, so
+    a range check alone would let it through); nested lists/mappings are searched too."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ParamsError(f"params: {key}: {value!r} is not a finite number (NaN and inf are not allowed)")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, f"{key}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{key}[{i}]")
+
+
 def _check_range(value: Any, meta: dict, key: str) -> None:
+    _check_finite(value, key)
     if "range" not in meta or not isinstance(value, (int, float)) or isinstance(value, bool):
         return
     lo, hi, lo_open, hi_open = meta["range"]
@@ -426,6 +476,19 @@ def _cross_checks(p: Params) -> None:
             "params: split.test_size + split.val_size must be < 1 "
             f"(got {p.split.test_size} + {p.split.val_size})"
         )
+    sp = p.spectrogram
+    if sp.preset != "musicnn":  # musicnn's front end is fixed (fmin/fmax ignored)
+        sr = 12000 if sp.preset == "choi" else p.audio.sample_rate
+        where = "the choi preset's 12000 Hz" if sp.preset == "choi" else f"audio.sample_rate {sr}"
+        nyquist = sr / 2
+        if sp.fmax is not None and sp.fmax > nyquist:
+            raise ParamsError(
+                f"params: spectrogram.fmax {sp.fmax:g} Hz is above the Nyquist frequency {nyquist:g} Hz "
+                f"of {where} (use null for Nyquist)"
+            )
+        top = nyquist if sp.fmax is None else sp.fmax
+        if sp.kind == "logmel" and sp.fmin >= top:
+            raise ParamsError(f"params: spectrogram.fmin {sp.fmin:g} Hz must be below fmax {top:g} Hz")
     if p.data.source == "folder" and not p.data.path:
         raise ParamsError("params: data.path is required when data.source is 'folder' (a directory or a CSV manifest)")
     if p.data.source == "fma" and p.split.strategy == "predefined":
@@ -437,10 +500,52 @@ def _cross_checks(p: Params) -> None:
         )
     if p.train.tempo_min_bpm >= p.train.tempo_max_bpm:
         raise ParamsError("params: train.tempo_min_bpm must be below train.tempo_max_bpm")
-    for section, names in (("ml", p.ml.models), ("dl", p.dl.models)):
+    for fs in (p.features.set,):
+        parse_feature_sets(fs, "features.set")
+    for section, names in (("ml", p.ml.models), ("ml", p.ml.embedding_models), ("dl", p.dl.models)):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ParamsError(f"params: {section}.models lists {sorted(dup)} more than once")
+
+
+def parse_feature_sets(spec: str, key: str = "features.set") -> list[str]:
+    """``"gtzan57+musicnn_msd"`` -> ``["gtzan57", "musicnn_msd"]`` (each checked, no repeats)."""
+    parts = [s.strip() for s in str(spec).split("+")]
+    for s in parts:
+        if s not in FEATURE_SETS:
+            raise ParamsError(
+                f"params: {key}: {s!r} is not allowed (allowed: {', '.join(FEATURE_SETS)}, or several joined by '+')"
+            )
+    if len(set(parts)) != len(parts):
+        raise ParamsError(f"params: {key}: {spec!r} names a feature set twice")
+    return parts
+
+
+def ml_instance(name: str, default_set: str | None = None) -> tuple[str, str | None]:
+    """A classical model's name -> ``(model, feature set)``: ``svm`` -> ``("svm", default_set)``,
+    ``svm-musicnn_msd`` -> ``("svm", "musicnn_msd")`` (see :func:`classical_models`)."""
+    model, sep, fs = str(name).partition("-")
+    if model not in ML_MODELS or (sep and fs not in FEATURE_SETS):
+        raise ParamsError(
+            f"params: classical model {name!r} is not known (allowed: {', '.join(ML_MODELS)}, "
+            f"or <model>-<feature set> with a set from {', '.join(FEATURE_SETS)})"
+        )
+    return model, (fs if sep else default_set)
+
+
+def classical_models(p: Params) -> list[str]:
+    """Every classical model the pipeline trains: ``ml.models`` (on ``features.set``) then
+    ``<model>-<features.embedding>`` for each of ``ml.embedding_models``."""
+    return list(p.ml.models) + [f"{m}-{p.features.embedding}" for m in p.ml.embedding_models]
+
+
+def feature_sets_needed(p: Params) -> list[str]:
+    """Every feature set the features table must hold: ``features.set``'s, then
+    ``features.embedding`` when ``ml.embedding_models`` use it, without repeats."""
+    sets = parse_feature_sets(p.features.set)
+    if p.ml.embedding_models and p.features.embedding not in sets:
+        sets.append(p.features.embedding)
+    return sets
 
 
 def params_from_dict(data: dict | None) -> Params:
@@ -468,8 +573,3 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ParamsError(f"params: {path} is not valid YAML{where}") from None
     return params_from_dict(data)
-
-
-def dump_defaults() -> dict[str, Any]:
-    """The defaults as a plain mapping (used to write and check ``params.yaml``)."""
-    return Params().as_dict()

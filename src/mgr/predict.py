@@ -8,9 +8,9 @@ Pipeline per input file
   the same centred STFT / Slaney mel / fixed-reference dB as
   :func:`mgr.spectrogram.compute_spectrogram`, checked equal in the tests). Model windows of
   ``window_frames`` frames are cut from a ring of frames as they arrive and run in small batches,
-  so memory is bounded by one block plus one segment whatever the file length. The network runs
-  on the NumPy runtime (:mod:`mgr.runtime`) when it supports every layer, else on Keras
-  (``safe_mode=True``); ``MGR_RUNTIME=keras`` forces Keras.
+  so memory is bounded by one block plus one segment whatever the file length. The network is
+  the artifact's ``model.onnx`` on onnxruntime (:func:`mgr.models.deep.load`, the same object
+  the evaluate stage scores); TensorFlow/Keras are never imported.
 * **Classical models** (``kind: classical``): the whole file is decoded with the training audio
   policy (:func:`mgr.audio.load_audio`) and its handcrafted features
   (:func:`mgr.features.extract_features`) go to the model, as in training. ``--window`` splits it
@@ -20,10 +20,9 @@ Pipeline per input file
 * **Tempo**: the model's tempo head when it has one (probability-weighted bin centre), else
   the DSP estimate ``librosa.feature.tempo`` as re-implemented in :mod:`mgr.fastdsp` (for
   ``gtzan57`` classical models, its ``tempo`` feature, which is exactly that estimate).
-  ``svm``/``logreg`` run on their NumPy-only light form (:class:`mgr.models.classical.LightModel`)
-  when the card names one (``MGR_RUNTIME=sklearn`` forces scikit-learn); the ``gtzan57``
-  features come from :mod:`mgr.fastdsp`, so a classical prediction imports neither
-  scikit-learn nor librosa. **Tags**: the tags head's mean scores above
+  Classical models run their ``model.onnx`` on onnxruntime too (:func:`mgr.models.classical.load`,
+  as evaluate does); the ``gtzan57`` features come from :mod:`mgr.fastdsp`, so a classical
+  prediction imports neither scikit-learn, XGBoost nor librosa. **Tags**: the tags head's mean scores above
   ``--tag-threshold``.
 
 Bad inputs
@@ -83,11 +82,11 @@ class UsageError(UserError):
 @dataclass
 class Prediction:
     path: str
-    genre: str
+    genre: str | None  # None for a tagger (a built-in pretrained model): its answer is its tags
     top_k: list[tuple[str, float]]
     tempo_bpm: float | None
     tempo_source: str
-    tags: list[str] = field(default_factory=list)
+    tags: list[tuple[str, float]] = field(default_factory=list)  # (tag, score), best first
     warnings: list[str] = field(default_factory=list)
     n_windows: int = 0
     duration_s: float = 0.0
@@ -231,10 +230,15 @@ def resolve_model(spec: str | None, root: str | os.PathLike = ".") -> Path:
             return p
         if (models / spec).is_dir():
             return models / spec
+        from mgr.pretrained.builtin import builtin_name, ensure_builtin
+
+        if builtin_name(spec):  # musicnn-msd / musicnn-mtt: built from the installed wheel on first use
+            return ensure_builtin(spec)
         have = sorted(d.name for d in models.iterdir() if (d / "model.json").is_file()) if models.is_dir() else []
         raise ArtifactError(
             f"model {spec!r} not found (not a directory, and no {models / spec}); "
             + (f"available: {', '.join(have)}" if have else "no trained models in models/ (run dvc repro)")
+            + "; built in: musicnn-msd, musicnn-mtt"
         )
     best = best_model_name(root)
     if best and (models / best).is_dir():
@@ -361,12 +365,14 @@ class StreamingFrontEnd:
     padding, periodic Hann, power, Slaney mel, dB with a fixed reference, floor at ``-top_db``).
     """
 
-    SUPPORTED = {"window": "hann", "center": True, "pad_mode": "constant", "power": 2.0, "scale": "db"}
+    SUPPORTED = {"window": ("hann",), "center": (True,), "pad_mode": ("constant", "reflect"), "power": (2.0,),
+                 "scale": ("db", "log10_1p")}
 
     def __init__(self, frontend: dict):
         for k, v in self.SUPPORTED.items():
-            if k in frontend and frontend[k] != v:
-                raise ArtifactError(f"model card front end {k}={frontend[k]!r} is not supported by mgr predict (expects {v!r})")
+            if k in frontend and frontend[k] not in v:
+                raise ArtifactError(f"model card front end {k}={frontend[k]!r} is not supported by mgr predict "
+                                    f"(expects {' or '.join(map(repr, v))})")
         if frontend.get("mel_htk") or frontend.get("mel_norm", "slaney") != "slaney":
             raise ArtifactError("model card front end uses an HTK/unnormalised mel scale, which mgr predict does not support")
         self.fe = frontend
@@ -385,7 +391,11 @@ class StreamingFrontEnd:
         self.ref = float(frontend.get("ref", 1.0))
         self.top_db = frontend.get("top_db")
         self.floor_db = float(frontend.get("floor_db", -self.top_db if self.top_db is not None else -100.0))
-        self._buf = np.zeros(self.n_fft // 2, dtype=np.float32)  # centre padding
+        self.scale = frontend.get("scale", "db")
+        self.log_gain = float(frontend.get("log_gain", 1.0))
+        self.reflect = frontend.get("pad_mode") == "reflect"  # musicnn's front end
+        self._buf = np.zeros(self.n_fft // 2, dtype=np.float32)  # centre padding (reflect: set by the first push)
+        self._tail = np.zeros(0, dtype=np.float32)  # the signal's last n_fft // 2 + 1 samples (reflect end)
         self.n_samples = 0
         self.n_frames = 0
 
@@ -398,6 +408,12 @@ class StreamingFrontEnd:
             spec = np.fft.rfft(frames[s : s + 1024] * self.win, axis=1)
             power = (spec.real * spec.real + spec.imag * spec.imag).astype(np.float32)
             out[s : s + 1024] = power @ self.basis if self.basis is not None else power
+        self.n_frames += n
+        if self.scale == "log10_1p":  # as mgr.frontend: log10(1 + gain * S)
+            out *= np.float32(self.log_gain)
+            np.log1p(out, out=out)
+            out *= np.float32(1.0 / math.log(10.0))
+            return out
         np.maximum(out, np.float32(self.amin), out=out)
         np.log10(out, out=out)
         out *= np.float32(10.0)
@@ -405,11 +421,15 @@ class StreamingFrontEnd:
             out -= np.float32(10.0 * math.log10(self.ref))
         if self.top_db is not None:
             np.maximum(out, np.float32(self.floor_db), out=out)
-        self.n_frames += n
         return out
 
     def push(self, y: np.ndarray) -> np.ndarray:
         y = np.asarray(y, dtype=np.float32)
+        half = self.n_fft // 2
+        if self.reflect and self.n_samples == 0 and len(y) > half:
+            self._buf = np.ascontiguousarray(y[1 : half + 1][::-1])  # np.pad(mode="reflect")'s left side
+        if self.reflect:
+            self._tail = np.concatenate([self._tail, y])[-(half + 1):]
         self.n_samples += len(y)
         buf = np.concatenate([self._buf, y])
         n = 1 + (len(buf) - self.n_fft) // self.hop if len(buf) >= self.n_fft else 0
@@ -422,7 +442,10 @@ class StreamingFrontEnd:
 
     def finish(self) -> np.ndarray:
         total = 1 + self.n_samples // self.hop
-        buf = np.concatenate([self._buf, np.zeros(self.n_fft // 2 + self.n_fft, np.float32)])
+        half = self.n_fft // 2
+        right = (self._tail[-half - 1 : -1][::-1] if self.reflect and self.n_samples > half
+                 else np.zeros(half, np.float32))
+        buf = np.concatenate([self._buf, right, np.zeros(self.n_fft, np.float32)])
         n = total - self.n_frames
         if n <= 0:
             return np.zeros((0, self.rows), np.float32)
@@ -519,46 +542,17 @@ class DeepPredictor(Predictor):
         self._load_model()
 
     def _load_model(self) -> None:
-        from mgr.runtime import NumpyModel, read_keras_config, unsupported_layers
+        from mgr.models import deep
 
-        path = self.model_dir / str(self.card.get("model_file", "model.keras"))
-        if path.name != "model.keras" or not path.is_file():
-            raise ArtifactError(f"{self.model_dir}: model.keras is missing")
-        config = read_keras_config(path)  # refuses non-Keras / foreign archives before any code
-        _check_keras_config(config, path)
-        self._verify_hash(path)
-        forced = os.environ.get("MGR_RUNTIME", "").lower()
-        if forced != "keras" and not unsupported_layers(config):
-            self.model = NumpyModel.load(path)
-            self.runtime = "numpy"
-            names = sorted(self.model.output_keys)
-        else:
-            from mgr.models import deep
-
-            art = deep.load(self.model_dir)
-            self.model = art
-            self.runtime = "keras"
-            names = sorted(art.outputs)
-        if names != sorted(self.outputs):
-            raise ArtifactError(f"{path}: outputs {names} do not match the card's {sorted(self.outputs)}")
-        if self.runtime == "numpy":
-            shape = self.model.input_shape
-            want = (int(self.frontend["n_mels"]), self.window_frames, 1)
-            if shape is not None and tuple(int(s) for s in shape) != want:
-                raise ArtifactError(f"{path}: input shape {shape} does not match the card ({want})")
-
-    def _verify_hash(self, path: Path) -> None:
-        want = (self.card.get("sha256") or {}).get(path.name) if isinstance(self.card.get("sha256"), dict) else None
-        if want:
-            from mgr.utils import file_hash
-
-            if file_hash(path) != want:
-                raise ArtifactError(f"{path}: sha256 does not match the model card (tampered or replaced)")
+        # the card, then model.onnx (sha256-checked) on onnxruntime: the very object evaluate scores
+        self.model = deep.load(self.model_dir)
+        self.runtime = "onnx"
+        want = (int(self.frontend["n_mels"]), self.window_frames)
+        if (self.model.n_mels, self.model.window_frames) != want:
+            raise ArtifactError(f"{self.model_dir}: model input {self.model.input_shape} does not match the front end {want}")
 
     def _run(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        if self.runtime == "numpy":
-            return self.model.predict(X[..., None], batch_size=BATCH_WINDOWS)
-        return self.model.predict_windows(X)
+        return self.model.predict_windows(X, batch_size=BATCH_WINDOWS)
 
     def predict_file(self, path: Path) -> Prediction:
         frames_total_hint, file_sr, _ = check_file(path)
@@ -590,10 +584,11 @@ class DeepPredictor(Predictor):
                 owner.extend([j] * len(starts))
             X = np.stack(wins)  # all model windows of these segments in one batched run
             out = self._run(X)
-            g = np.asarray(out["genre"], np.float64)
-            owner_a = np.asarray(owner)
-            for j in range(len(segs)):
-                seg_probs.append(g[owner_a == j].mean(axis=0))
+            if "genre" in out:
+                g = np.asarray(out["genre"], np.float64)
+                owner_a = np.asarray(owner)
+                for j in range(len(segs)):
+                    seg_probs.append(g[owner_a == j].mean(axis=0))
             n_win += len(X)
             if "tempo" in out and self.tempo_centres:
                 t = np.asarray(out["tempo"], np.float64).sum(axis=0)
@@ -618,8 +613,9 @@ class DeepPredictor(Predictor):
             )
         pending.extend(ws.finish(total, pad_value))
         run_segments(pending)
-        probs = self._combine(np.stack(seg_probs))
-        top = self._top(probs)
+        top: list[tuple[str, float]] = []
+        if seg_probs:  # (a tagger has no genre head)
+            top = self._top(self._combine(np.stack(seg_probs)))
         if tempo_sum is not None:
             p = tempo_sum / max(1, n_win)
             p = p / max(p.sum(), 1e-12)
@@ -629,36 +625,16 @@ class DeepPredictor(Predictor):
         else:
             bpm = onset.tempo() if onset is not None else None
             tempo_src = "dsp"
-        tags: list[str] = []
+        tags: list[tuple[str, float]] = []
         if tags_sum is not None and self.tag_vocab:
             scores = tags_sum / max(1, n_win)
-            tags = [self.tag_vocab[i] for i in np.argsort(-scores) if scores[i] >= self.tag_threshold]
-        return Prediction(str(path), top[0][0], top, bpm, tempo_src, tags, warnings, n_win,
-                          total * self.hop_s)
-
-
-def _check_keras_config(config: dict, path: Path) -> None:
-    """Refuse configs that name code outside Keras (custom objects, Lambda layers)."""
-    bad: list[str] = []
-
-    def walk(o: Any) -> None:
-        if isinstance(o, dict):
-            if o.get("class_name") == "Lambda":
-                bad.append("Lambda layer")
-            mod = o.get("module")
-            if isinstance(mod, str) and "class_name" in o and not (mod.startswith("keras") or mod == "builtins"):
-                bad.append(f"{mod}.{o.get('class_name')}")
-            if "registered_name" in o and isinstance(o["registered_name"], str) and ">" in o["registered_name"]:
-                bad.append(str(o["registered_name"]))
-            for v in o.values():
-                walk(v)
-        elif isinstance(o, list):
-            for v in o:
-                walk(v)
-
-    walk(config)
-    if bad:
-        raise ArtifactError(f"{path}: refers to code outside Keras ({', '.join(sorted(set(bad))[:3])}); refusing to load it")
+            tags = [(self.tag_vocab[i], round(float(scores[i]), 4))
+                    for i in np.argsort(-scores, kind="stable") if scores[i] >= self.tag_threshold]
+            if not seg_probs:  # a tagger: its top-k are its best tags, whatever the threshold
+                top = [(self.tag_vocab[i], round(float(scores[i]), 6))
+                       for i in np.argsort(-scores, kind="stable")[: self.top_k]]
+        genre = top[0][0] if seg_probs else None
+        return Prediction(str(path), genre, top, bpm, tempo_src, tags, warnings, n_win, total * self.hop_s)
 
 
 class _OnsetTracker:
@@ -716,16 +692,11 @@ class ClassicalPredictor(Predictor):
         from mgr.models import classical
 
         self.model_dir, self.card = model_dir, card
-        ccard = classical.read_card(model_dir)
-        # svm/logreg: the NumPy-only light form when the card names one (hash-checked; no
-        # scikit-learn import, ~2 s faster to start); anything else: skops / xgboost loaders
-        light = None if os.environ.get("MGR_RUNTIME", "").lower() == "sklearn" else classical.load_light(model_dir, ccard)
-        if light is not None:
-            self.art = light
-            self.runtime = "numpy"
-        else:
-            self.art = classical.load(model_dir)  # skops trusted types / xgboost JSON-UBJ only
-            self.runtime = "sklearn" if card.get("model_file", "").endswith(".skops") else "xgboost"
+        # the card, then model.onnx (sha256-checked) on onnxruntime: the very object evaluate
+        # scores; neither scikit-learn nor XGBoost is imported
+        self.art = classical.load(model_dir)
+        self.runtime = "onnx"
+        ccard = self.art.card
         self.name = str(ccard.get("name", model_dir.name))
         self.labels = list(ccard["labels"])
         self.feature_set = ccard.get("feature_set") or "gtzan57"
@@ -814,10 +785,37 @@ def stream_segments(path: str | os.PathLike, sr: int, n: int, hop: int, block_s:
         yield buf[len(buf) - n :]
 
 
+class TaggerPredictor(DeepPredictor):
+    """A built-in pretrained tagger (``musicnn_msd`` / ``musicnn_mtt``, :mod:`mgr.pretrained.builtin`):
+    the same streamed front end and windows as a deep model, answering scored tags instead of a
+    genre. Its ONNX model takes ``(n, 187, 96)`` frames-by-mels patches; outputs ``taggram``."""
+
+    kind = "pretrained"
+
+    def __init__(self, model_dir: Path, card: dict, **kw: Any):
+        card = dict(card, outputs=["tags"], tag_vocab=list(card.get("tag_vocab") or card["labels"]))
+        super().__init__(model_dir, card, **kw)
+
+    def _load_model(self) -> None:
+        from mgr.inference.runtime import OnnxModel
+
+        file = self.card.get("onnx_file")
+        if not file or not self.card.get("onnx_sha256"):
+            raise ArtifactError(f"{self.model_dir / 'model.json'} names no ONNX model (rebuild it)")
+        self.model = OnnxModel(self.model_dir / file, sha256=self.card["onnx_sha256"])
+        self.runtime = "onnx"
+
+    def _run(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.model.run(np.ascontiguousarray(X.transpose(0, 2, 1)), outputs=["taggram"])  # -> frames x mels
+        return {"tags": out["taggram"]}
+
+
 def load_predictor(model_dir: str | os.PathLike, **kw: Any) -> Predictor:
     """Check the card and load the artifact (refusing tampered/foreign ones before their code runs)."""
     model_dir = Path(model_dir)
     card = read_card(model_dir)
+    if card["kind"] == "pretrained":
+        return TaggerPredictor(model_dir, card, **kw)
     if card["kind"] == "deep":
         return DeepPredictor(model_dir, card, **kw)
     return ClassicalPredictor(model_dir, card, **kw)
@@ -864,7 +862,7 @@ def to_json_line(res: Prediction | InputFailure) -> str:
         "genre": res.genre,
         "top_k": [{"label": lab, "prob": p} for lab, p in res.top_k],
         "tempo_bpm": None if res.tempo_bpm is None else round(float(res.tempo_bpm), 2),
-        "tags": list(res.tags),
+        "tags": [{"label": t, "score": s} for t, s in res.tags],
     }
     return json.dumps(obj)
 
@@ -877,11 +875,11 @@ def csv_rows(res: Prediction | InputFailure) -> list[str]:
         return [res.path, "", "", "", "", "", res.error]
     return [
         res.path,
-        res.genre,
-        f"{res.top_k[0][1]:.4f}",
+        res.genre or "",
+        f"{res.top_k[0][1]:.4f}" if res.top_k else "",
         ";".join(f"{lab}:{p:.4f}" for lab, p in res.top_k),
         "" if res.tempo_bpm is None else f"{res.tempo_bpm:.1f}",
-        "|".join(res.tags),
+        "|".join(f"{t}:{s:.4f}" for t, s in res.tags),
         "",
     ]
 
@@ -915,6 +913,25 @@ def list_models(root: str | os.PathLike = ".") -> list[dict]:
         rec["test"] = _test_metrics(root, d.name)
         out.append(rec)
     return out
+
+
+def builtin_models() -> list[dict]:
+    """The built-in pretrained taggers (usable with no training run): name, vocabulary, source."""
+    from mgr.pretrained import musicnn
+    from mgr.pretrained.builtin import BUILTIN
+
+    recs = []
+    for name, backbone in BUILTIN.items():
+        recs.append({
+            "name": name.replace("_", "-"),
+            "kind": "pretrained",
+            "labels": musicnn.tag_vocab(backbone),
+            "created": None,
+            "detail": f"musicnn {backbone} (Pons & Serra 2019, ISC): {len(musicnn.tag_vocab(backbone))} tags, "
+                      f"3 s patches of its 16 kHz front end",
+            "test": None,
+        })
+    return recs
 
 
 def _test_metrics(root: Path, name: str) -> dict | None:
