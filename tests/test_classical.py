@@ -137,9 +137,12 @@ def test_columns_reordered_and_checked(trained, table):
         art.predict_proba(table.drop(columns=["mfcc3_mean"]))
     with pytest.raises(ArtifactError, match=r"unexpected \['zcr_mean'\]"):
         art.predict_proba(table.assign(zcr_mean=0.0))
-    renamed = table.rename(columns={"mfcc1_mean": "mfcc_mean_01"})
+    renamed = table.rename(columns={"mfcc1_mean": "mfcc_first_mean"})
     with pytest.raises(ArtifactError, match="missing.*unexpected"):
         art.predict_proba(renamed)
+    # columns of other known feature sets are ignored: one table holds every set the models use
+    both = table.assign(musicnn_msd_mean_000=1.0, mfcc_mean_01=2.0)
+    np.testing.assert_array_equal(art.predict_proba(both), art.predict_proba(table))
     with pytest.raises(ArtifactError, match=r"expects 10 feature columns .* shape \(4, 9\)"):
         art.predict_proba(np.zeros((4, 9)))
     with pytest.raises(DataError, match="non-finite"):

@@ -112,7 +112,7 @@ def test_bad_options_exit_2(project):
     assert run("predict", a, "--root", str(project), "--aggregate", "median").exit_code == 2
     assert run("predict", a, "--root", str(project), "--overlap", "1.5").exit_code == 2
     assert run("predict", a, "--root", str(project), "--window", "0").exit_code == 2
-    r = run("predict", a, "--root", str(project), "--window", "0.3")  # below the model's 1 s window
+    r = run("predict", a, "--root", str(project), "--window", "0.6")  # below the model's 1 s window
     assert r.exit_code == 2 and "shorter than the model's window" in r.stderr
     assert run("predict", "--root", str(project)).exit_code == 2  # no path
 

@@ -23,18 +23,27 @@ FIX = Path(__file__).resolve().parent / "data" / "predict"
 SR = 22050
 
 
+def _shape(name: str) -> tuple[int, int, int]:
+    from mgr.models import deep
+
+    # a pretrained model takes the windows its weights were trained on (musicnn: 96 mels x 187 frames)
+    return (96, deep.PRETRAINED_WINDOW_FRAMES[name], 1) if name in deep.PRETRAINED else SHAPE
+
+
 def _tiny_deep(name: str, seed: int = 0):
     """Registry model ``name``, tiny, with mean/std normalisation, tempo and tags heads and
-    non-trivial batch-norm statistics (random weights)."""
+    non-trivial batch-norm statistics (random weights; a pretrained backbone keeps its weights)."""
     import keras
 
     from mgr.models import deep
-    from mgr.params import DlModelParams
+    from mgr.params import DlModelParams, TransferParams
 
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    m = deep.build(name, SHAPE, 4, n_tempo_classes=3, n_tags=5, params=DlModelParams(width=0.25),
-                   mean=rng.normal(-40, 5, SHAPE[0]), std=rng.uniform(5, 15, SHAPE[0]))
+    shape = _shape(name)
+    params = TransferParams() if name in deep.PRETRAINED else DlModelParams(width=0.25)
+    m = deep.build(name, shape, 4, n_tempo_classes=3, n_tags=5, params=params,
+                   mean=rng.normal(-40, 5, shape[0]), std=rng.uniform(5, 15, shape[0]))
     for layer in m.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.moving_mean.assign(rng.normal(0, 0.1, layer.moving_mean.shape).astype("float32"))
@@ -55,12 +64,14 @@ def test_every_deep_registry_model_exports_to_onnx_equal_to_keras(name, tmp_path
     from mgr.inference.export import export_keras
 
     m = _tiny_deep(name)
+    shape = _shape(name)
     path = tmp_path / "m.onnx"
     export_keras(m, path)
     onx = OnnxModel(path, threads=1)
-    assert onx.input_names == ["input"] and onx.input_shape == (None, *SHAPE)
+    assert onx.input_names == ["input"] and onx.input_shape == (None, *shape)
     assert sorted(onx.output_names) == sorted(m.output_names) == ["genre", "tags", "tempo"]
-    X = np.random.default_rng(1).normal(-40, 10, (7, *SHAPE)).astype("float32")
+    rng = np.random.default_rng(1)
+    X = (rng.uniform(0, 3, (7, *shape)) if shape != SHAPE else rng.normal(-40, 10, (7, *shape))).astype("float32")
     ref = {k: np.asarray(v) for k, v in m(X, training=False).items()}
     got = onx.run(X)
     worst = max(float(np.abs(got[k] - ref[k]).max()) for k in ref)

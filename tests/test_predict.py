@@ -233,6 +233,8 @@ def test_top_k_window_overlap_and_vote(tmp_path):
     from mgr.predict import UsageError
 
     with pytest.raises(UsageError, match="shorter than the model's window"):
+        load_predictor(CNN_MODEL, window_s=0.6)  # valid (>= 0.5 s) but below this model's 1 s window
+    with pytest.raises(UsageError, match=r"--window must be a number of seconds in \[0.5, 600\]"):
         load_predictor(CNN_MODEL, window_s=0.2)
 
 

@@ -16,7 +16,12 @@ Public API
 ``windows(x, length, *, hop=None, overlap=None, pad_value=0.0)``
     Fixed-length windows along the last axis covering the whole input (last one end-aligned).
 ``stream_blocks(path, sr, block_s, *, mono=True)``
-    Bounded-memory block reader for long files (soundfile blocks + a soxr stream resampler).
+    Bounded-memory block reader for long files (soundfile blocks + a soxr stream resampler);
+    refuses an implausible header and reads at most ``MAX_BLOCK_SAMPLES`` samples at a time.
+``check_plausible(frames, samplerate, channels, path=None)``
+    Refuse a valid but implausible header (sample rate outside 1000..384000 Hz).
+``sf_path(path)``
+    The path as file-system bytes for soundfile (names that are not valid UTF-8 work).
 
 Only numpy is imported at module level; soundfile and soxr are imported on first use.
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,6 +40,7 @@ from mgr.errors import AudioError
 
 __all__ = [
     "audio_info",
+    "check_plausible",
     "clip_policy",
     "expected_samples",
     "load_audio",
@@ -52,7 +59,44 @@ def _sf():
 
 def _reason(e: BaseException) -> str:
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    # libsndfile's "Error opening b'/the/path': reason": the caller names the file already
+    m = _OPEN_PREFIX.match(msg)
+    if m:
+        msg = msg[m.end():] or msg
     return msg[:200]
+
+
+_OPEN_PREFIX = re.compile(r"Error opening b?(['\"]).*?\1: ")
+
+
+def sf_path(path: str | os.PathLike) -> bytes:
+    """The path as the bytes the file system holds, for :mod:`soundfile`: it encodes a ``str``
+    path strictly, so a name with a non-UTF-8 byte (held by Python as a lone surrogate,
+    ``os.fsdecode``) would be refused with "surrogates not allowed"."""
+    return os.fsencode(path)
+
+
+#: Plausible header values: a valid header outside these is refused before anything is decoded
+#: (a 400 KB WAV declaring 1 Hz is "55 hours" of audio that would take minutes of CPU).
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 384_000
+#: :func:`stream_blocks` reads at most this many samples (frames x channels) at once.
+MAX_BLOCK_SAMPLES = 1 << 22
+
+
+def check_plausible(frames: int, samplerate: int, channels: int, path: str | os.PathLike | None = None) -> None:
+    """Refuse a header whose values are valid but implausible for music (:class:`AudioError`).
+
+    ``samplerate`` must be in ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE`` Hz and ``channels`` at least 1.
+    """
+    pre = f"audio: {path}: " if path is not None else ""
+    if not MIN_SAMPLE_RATE <= samplerate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"{pre}implausible sample rate {samplerate} Hz in the header "
+            f"(accepted: {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz)"
+        )
+    if channels < 1 or frames <= 0:
+        raise AudioError(f"{pre}no audio frames")
 
 
 def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
@@ -61,7 +105,7 @@ def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
     if not os.path.isfile(path):
         raise AudioError(f"audio: {path}: file not found")
     try:
-        info = sf.info(str(path))
+        info = sf.info(sf_path(path))
     except FileNotFoundError:
         raise AudioError(f"audio: {path}: file not found") from None
     except Exception as e:  # soundfile raises LibsndfileError / RuntimeError / TypeError
@@ -163,7 +207,7 @@ def load_audio(
         raise AudioError(f"audio: {path}: file not found")
     # one open for the header and the samples (what audio_info + sf.read did with two)
     try:
-        f = sf.SoundFile(str(path))
+        f = sf.SoundFile(sf_path(path))
     except FileNotFoundError:
         raise AudioError(f"audio: {path}: file not found") from None
     except Exception as e:  # soundfile raises LibsndfileError / RuntimeError / TypeError
@@ -261,15 +305,17 @@ def stream_blocks(
     Blocks are mono ``(n,)`` or ``(channels, n)``.
     """
     sf = _sf()
-    _, file_sr, channels = audio_info(path)
-    blocksize = max(1, int(round(block_s * file_sr)))
+    frames, file_sr, channels = audio_info(path)
+    check_plausible(frames, file_sr, channels, path)
+    # about block_s seconds, but never more than MAX_BLOCK_SAMPLES samples (many channels / high rates)
+    blocksize = max(1, min(int(round(block_s * file_sr)), MAX_BLOCK_SAMPLES // max(1, channels)))
     stream = None
     if file_sr != sr:
         import soxr
 
         stream = soxr.ResampleStream(file_sr, sr, 1 if mono else channels, dtype="float32", quality="HQ")
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(sf_path(path)) as f:
             while True:
                 data = f.read(blocksize, dtype="float32", always_2d=True)
                 last = data.shape[0] < blocksize

@@ -37,6 +37,11 @@ def read_card(model_dir: str | Path, *, kind: str | None = None) -> dict[str, An
         raise ArtifactError(f"{path}: not an mgr model card (kind={found!r}; expected one of {', '.join(KINDS)})")
     if kind is not None and found != kind:
         raise ArtifactError(f"{model_dir} holds a {found!r} model, not a {kind} one")
+    for key in ("model_file", "onnx_file"):
+        # a card names files inside its own directory only (no "../x", no absolute path)
+        v = card.get(key)
+        if v is not None and (not isinstance(v, str) or v in ("", ".", "..") or "/" in v or "\\" in v):
+            raise ArtifactError(f"{path}: {key} must be a file name inside {model_dir}, not {v!r}")
     labels = card.get("labels")
     if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(s, str) for s in labels):
         raise ArtifactError(f"{path}: labels must be a list of at least two strings")

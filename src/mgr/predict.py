@@ -33,6 +33,17 @@ unsupported codec, too short, undecodable); the other inputs are still processed
 Files shorter than one window are **zero-padded to one window with a warning**; files shorter
 than :data:`MIN_DURATION_S` are refused (nothing meaningful to classify).
 
+Hostile inputs
+--------------
+A header must be plausible as well as valid (sample rate in
+:data:`mgr.audio.MIN_SAMPLE_RATE`..:data:`mgr.audio.MAX_SAMPLE_RATE` Hz, duration at most
+``max_duration_s``, also enforced while decoding), and ``time_limit_s`` bounds the time spent on
+one file. Every numeric option is checked (finite, in range) by :func:`check_options`. Names
+that are not valid UTF-8 are decoded and printed losslessly (:func:`path_fields`), error lines
+escape control characters (:func:`display_text`), JSON is strict (no NaN, no lone surrogates),
+and a non-finite model output is an error for that file only. Model names are single path
+components resolved inside ``models/`` (:func:`resolve_model`).
+
 Public API: :func:`discover_inputs`, :func:`resolve_model`, :func:`load_predictor`,
 :class:`Predictor` (``.predict_file(path)``), :class:`Prediction`, :class:`InputFailure`,
 :func:`predict_many`, :func:`list_models`, :func:`to_json_line`, :func:`csv_rows`,
@@ -41,10 +52,14 @@ Public API: :func:`discover_inputs`, :func:`resolve_model`, :func:`load_predicto
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
+import re
+import stat
 import struct
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +78,13 @@ AUDIO_EXTS = (".wav", ".au", ".snd", ".flac", ".ogg", ".oga", ".opus", ".mp3", "
 UNSUPPORTED_EXTS = {".m4a": "AAC/ALAC in MP4", ".aac": "AAC", ".wma": "WMA", ".mp4": "MP4"}
 MIN_DURATION_S = 0.5
 DEFAULT_TAG_THRESHOLD = 0.5
+#: longest file accepted by default (``--max-duration``), from its header and while decoding
+DEFAULT_MAX_DURATION_S = 4 * 3600.0
+#: ``--window`` range (seconds): below MIN_DURATION_S there is nothing to classify; above
+#: MAX_WINDOW_S a short file would be padded to a huge silent segment
+MAX_WINDOW_S = 600.0
+MAX_OVERLAP = 0.95
+MAX_TOP_K = 1000
 BLOCK_S = 20.0  # decode block length for streaming (seconds)
 BATCH_WINDOWS = 16  # model windows per forward pass
 
@@ -109,12 +131,21 @@ def discover_inputs(paths: Iterable[str | os.PathLike], recursive: bool = False)
     out: list[Path | InputFailure] = []
     for raw in paths:
         p = Path(raw)
-        if not p.exists():
+        try:
+            exists, is_dir = p.exists(), p.is_dir()
+        except (OSError, ValueError) as e:  # e.g. a name too long for the file system
+            out.append(InputFailure(str(raw), f"cannot access ({_os_reason(e)})"))
+            continue
+        if not exists:
             out.append(InputFailure(str(raw), "no such file or directory"))
             continue
-        if p.is_dir():
-            it = p.rglob("*") if recursive else p.iterdir()
-            found = sorted(f for f in it if f.is_file() and f.suffix.lower() in AUDIO_EXTS)
+        if is_dir:
+            try:
+                it = p.rglob("*") if recursive else p.iterdir()
+                found = sorted(f for f in it if f.suffix.lower() in AUDIO_EXTS and f.is_file())
+            except OSError as e:  # an unreadable directory
+                out.append(InputFailure(str(raw), f"cannot read directory ({_os_reason(e)})"))
+                continue
             if not found:
                 hint = ""
                 if not recursive and any(
@@ -126,6 +157,10 @@ def discover_inputs(paths: Iterable[str | os.PathLike], recursive: bool = False)
             continue
         out.append(p)
     return out
+
+
+def _os_reason(e: BaseException) -> str:
+    return getattr(e, "strerror", None) or str(e) or type(e).__name__
 
 
 def _wav_au_truncation(path: Path, size: int) -> str | None:
@@ -175,22 +210,30 @@ def _wav_format_tag(path: Path) -> int | None:
     return None
 
 
-def check_file(path: Path) -> tuple[int, int, int]:
-    """Fail fast on bad files: ``(frames, samplerate, channels)`` or :class:`AudioError` (one line)."""
+def check_file(path: Path, max_duration_s: float | None = None) -> tuple[int, int, int]:
+    """Fail fast on bad files: ``(frames, samplerate, channels)`` or :class:`AudioError` (one line).
+
+    Beyond decodable, the header must be plausible (:func:`mgr.audio.check_plausible`: sample
+    rate in 1000..384000 Hz) and declare at most ``max_duration_s`` seconds."""
     import soundfile as sf
 
+    from mgr.audio import check_plausible, sf_path
+
     try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise AudioError(f"cannot read ({e.strerror})") from None
+        st = path.stat()
+    except (OSError, ValueError) as e:
+        raise AudioError(f"cannot read ({_os_reason(e)})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise AudioError("not a regular file")
+    size = st.st_size
     if size == 0:
         raise AudioError("empty file (0 bytes)")
     if not os.access(path, os.R_OK):
         raise AudioError("permission denied")
     try:
-        info = sf.info(str(path))
+        info = sf.info(sf_path(path))
     except Exception as e:
-        msg = str(e)
+        msg = _strip_open(str(e), path)
         ext = path.suffix.lower()
         if ext in UNSUPPORTED_EXTS:
             raise AudioError(f"unsupported codec ({UNSUPPORTED_EXTS[ext]} cannot be decoded; convert to WAV/FLAC/OGG/MP3)") from None
@@ -208,7 +251,27 @@ def check_file(path: Path) -> tuple[int, int, int]:
         raise AudioError(trunc)
     if info.frames <= 0 or info.samplerate <= 0:
         raise AudioError("no audio frames (empty or truncated stream)")
-    return int(info.frames), int(info.samplerate), int(info.channels)
+    frames, sr, channels = int(info.frames), int(info.samplerate), int(info.channels)
+    check_plausible(frames, sr, channels)
+    if max_duration_s is not None and frames / sr > max_duration_s:
+        raise AudioError(
+            f"too long ({_hms(frames / sr)} declared by the header; --max-duration is {_hms(max_duration_s)})"
+        )
+    return frames, sr, channels
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 60 else f"{seconds:.1f} s"
+
+
+def _strip_open(msg: str, path: Path) -> str:
+    """Drop soundfile's "Error opening <name>: " (the error line names the file already)."""
+    for name in (os.fsencode(path), str(path)):
+        pre = f"Error opening {name!r}: "
+        if msg.startswith(pre):
+            return msg[len(pre):]
+    return msg
 
 
 def _short(msg: str) -> str:
@@ -219,17 +282,53 @@ def _short(msg: str) -> str:
 
 
 # ------------------------------------------------------------------------------- models
+#: a model name: one path component (no "/", no "..", no leading dot), printable ASCII
+_MODEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+
+
+def valid_model_name(name: Any) -> bool:
+    """Whether ``name`` can name ``models/<name>``: a single path component of letters, digits
+    and ``._+-`` (not starting with a dot), so ``../x`` or ``a/b`` never leave ``models/``."""
+    return isinstance(name, str) and _MODEL_NAME_RE.fullmatch(name) is not None
+
+
+def _is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except (OSError, ValueError):  # a name too long, an embedded NUL
+        return False
+
+
+def _model_in(models: Path, name: str) -> Path | None:
+    """``models/<name>`` when ``name`` is a valid model name naming a directory that really lies
+    inside ``models/`` (a symlink pointing elsewhere is refused); else ``None``."""
+    if not valid_model_name(name) or not _is_dir(models / name):
+        return None
+    d = models / name
+    try:
+        d.resolve().relative_to(models.resolve())
+    except (ValueError, OSError):
+        raise ArtifactError(
+            f"{d} resolves outside {models} ({d.resolve()}); pass that directory itself with --model DIR"
+        ) from None
+    return d
+
+
 def resolve_model(spec: str | None, root: str | os.PathLike = ".") -> Path:
     """The model directory for ``--model``: a directory, ``models/NAME``, or (``None``) the best
-    model by test accuracy in ``metrics/summary.json`` (else ``reports/leaderboard.md``)."""
+    model by test accuracy in ``metrics/summary.json`` (else ``reports/leaderboard.md``).
+
+    ``NAME`` (and every name read from the summary or the leaderboard) must be a single path
+    component (:func:`valid_model_name`) and is looked up only inside ``models/``."""
     root = Path(root)
     models = root / "models"
     if spec:
         p = Path(spec)
-        if p.is_dir():
+        if _is_dir(p):
             return p
-        if (models / spec).is_dir():
-            return models / spec
+        found = _model_in(models, spec)
+        if found is not None:
+            return found
         from mgr.pretrained.builtin import builtin_name, ensure_builtin
 
         if builtin_name(spec):  # musicnn-msd / musicnn-mtt: built from the installed wheel on first use
@@ -241,8 +340,9 @@ def resolve_model(spec: str | None, root: str | os.PathLike = ".") -> Path:
             + "; built in: musicnn-msd, musicnn-mtt"
         )
     best = best_model_name(root)
-    if best and (models / best).is_dir():
-        return models / best
+    found = _model_in(models, best) if best else None
+    if found is not None:
+        return found
     have = sorted(d.name for d in models.iterdir() if (d / "model.json").is_file()) if models.is_dir() else []
     if len(have) == 1:
         return models / have[0]
@@ -276,27 +376,31 @@ def best_model_name(root: str | os.PathLike = ".") -> str | None:
     if summary.is_file():
         try:
             data = json.loads(summary.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError, OSError):  # not JSON / not UTF-8 / nested too deep
             data = None
         if isinstance(data, dict):
             models = data.get("models", data)
             scores = {}
+            # only valid model names (never "../x": the default model is looked up in models/)
             if isinstance(models, dict):
                 for name, entry in models.items():
                     acc = _acc_of(entry)
-                    if acc is not None and not math.isnan(acc):
+                    if acc is not None and math.isfinite(acc) and valid_model_name(name):
                         scores[name] = acc
             elif isinstance(models, list):
                 for entry in models:
                     if isinstance(entry, dict) and "name" in entry:
                         acc = _acc_of(entry)
-                        if acc is not None:
+                        if acc is not None and math.isfinite(acc) and valid_model_name(entry["name"]):
                             scores[str(entry["name"])] = acc
             if scores:
                 return max(scores, key=lambda k: scores[k])
     board = root / "reports" / "leaderboard.md"
     if board.is_file():
-        rows = [r for r in board.read_text().splitlines() if r.startswith("|")]
+        try:
+            rows = [r for r in board.read_text().splitlines() if r.startswith("|")]
+        except (ValueError, OSError):
+            rows = []
         if len(rows) > 2:
             head = [c.strip().lower() for c in rows[0].strip("|").split("|")]
             acc_col = next((i for i, c in enumerate(head) if "acc" in c and "bal" not in c), None)
@@ -308,10 +412,86 @@ def best_model_name(root: str | os.PathLike = ".") -> str | None:
                     v = float(cells[acc_col].split()[0]) if acc_col is not None else 0.0
                 except (ValueError, IndexError):
                     continue
+                if not math.isfinite(v) or name_col >= len(cells) or not valid_model_name(cells[name_col]):
+                    continue
                 if v > best_v:
                     best, best_v = cells[name_col], v
             return best
     return None
+
+
+def _real(x: Any) -> float | None:
+    """``x`` as a finite float, or ``None`` (NaN, inf, a bool, not a number)."""
+    if isinstance(x, bool):
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def check_options(*, top_k: Any = 3, window_s: Any = None, overlap: Any = 0.5, aggregate: Any = "mean",
+                  tag_threshold: Any = DEFAULT_TAG_THRESHOLD, max_duration_s: Any = DEFAULT_MAX_DURATION_S,
+                  time_limit_s: Any = None) -> None:
+    """Check every prediction option (finite, in range); :class:`UsageError` (exit 2) naming the
+    first bad one. ``window_s``, ``max_duration_s`` and ``time_limit_s`` may be ``None``."""
+    if aggregate not in ("mean", "vote"):
+        raise UsageError(f"--aggregate must be mean or vote (got {aggregate!r})")
+    if isinstance(top_k, bool):
+        raise UsageError(f"--top-k must be a whole number (got {top_k!r})")
+    if not isinstance(top_k, int):
+        try:
+            import operator
+
+            top_k = operator.index(top_k)
+        except TypeError:
+            raise UsageError(f"--top-k must be a whole number (got {top_k!r})") from None
+    if not 1 <= top_k <= MAX_TOP_K:
+        raise UsageError(f"--top-k must be in 1..{MAX_TOP_K} (got {top_k})")
+    ov = _real(overlap)
+    if ov is None or not 0.0 <= ov <= MAX_OVERLAP:
+        raise UsageError(f"--overlap must be a number in [0, {MAX_OVERLAP:g}] (got {overlap!r})")
+    if window_s is not None:
+        w = _real(window_s)
+        if w is None or not MIN_DURATION_S <= w <= MAX_WINDOW_S:
+            raise UsageError(
+                f"--window must be a number of seconds in [{MIN_DURATION_S:g}, {MAX_WINDOW_S:g}] (got {window_s!r})"
+            )
+    th = _real(tag_threshold)
+    if th is None or not 0.0 <= th <= 1.0:
+        raise UsageError(f"--tag-threshold must be a number in [0, 1] (got {tag_threshold!r})")
+    if max_duration_s is not None:
+        m = _real(max_duration_s)
+        if m is None or m < MIN_DURATION_S:
+            raise UsageError(
+                f"--max-duration must be a number of seconds of at least {MIN_DURATION_S:g} (got {max_duration_s!r})"
+            )
+    if time_limit_s is not None:
+        t = _real(time_limit_s)
+        if t is None or t <= 0:
+            raise UsageError(f"--timeout must be a positive number of seconds (got {time_limit_s!r})")
+
+
+class _Budget:
+    """Per-file limits enforced while a file is decoded: at most ``max_duration_s`` seconds of
+    audio (the header may under-declare it) and ``time_limit_s`` seconds of wall time."""
+
+    def __init__(self, max_duration_s: float | None, time_limit_s: float | None):
+        self.max_s, self.limit = max_duration_s, time_limit_s
+        self.deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
+        self.decoded_s = 0.0
+
+    def add(self, n_samples: int, sr: int) -> None:
+        self.decoded_s += n_samples / sr
+        if self.max_s is not None and self.decoded_s > self.max_s + 1.0:
+            raise AudioError(f"too long (more than --max-duration {_hms(self.max_s)} decoded, "
+                             "more than its header declared)")
+        self.check()
+
+    def check(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise AudioError(f"gave up after --timeout {self.limit:g} s")
 
 
 class Predictor:
@@ -324,17 +504,18 @@ class Predictor:
     card: dict
 
     def __init__(self, *, top_k: int = 3, window_s: float | None = None, overlap: float = 0.5,
-                 aggregate: str = "mean", tag_threshold: float = DEFAULT_TAG_THRESHOLD):
-        if aggregate not in ("mean", "vote"):
-            raise UsageError(f"--aggregate must be mean or vote, not {aggregate!r}")
-        if not 0.0 <= overlap < 1.0:
-            raise UsageError(f"--overlap must be in [0, 1), got {overlap}")
-        if window_s is not None and window_s <= 0:
-            raise UsageError(f"--window must be positive, got {window_s}")
-        if top_k < 1:
-            raise UsageError(f"--top-k must be at least 1, got {top_k}")
-        self.top_k, self.window_s, self.overlap = top_k, window_s, overlap
-        self.aggregate, self.tag_threshold = aggregate, tag_threshold
+                 aggregate: str = "mean", tag_threshold: float = DEFAULT_TAG_THRESHOLD,
+                 max_duration_s: float | None = DEFAULT_MAX_DURATION_S, time_limit_s: float | None = None):
+        check_options(top_k=top_k, window_s=window_s, overlap=overlap, aggregate=aggregate,
+                      tag_threshold=tag_threshold, max_duration_s=max_duration_s, time_limit_s=time_limit_s)
+        self.top_k, self.overlap = int(top_k), float(overlap)
+        self.window_s = None if window_s is None else float(window_s)
+        self.aggregate, self.tag_threshold = aggregate, float(tag_threshold)
+        self.max_duration_s = None if max_duration_s is None else float(max_duration_s)
+        self.time_limit_s = None if time_limit_s is None else float(time_limit_s)
+
+    def _budget(self) -> _Budget:
+        return _Budget(self.max_duration_s, self.time_limit_s)
 
     def predict_file(self, path: Path) -> Prediction:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -348,6 +529,8 @@ class Predictor:
         return seg_probs.mean(axis=0)
 
     def _top(self, probs: np.ndarray) -> list[tuple[str, float]]:
+        if not np.all(np.isfinite(probs)):  # (the ONNX runtime refuses these already)
+            raise AudioError("model output is not finite (NaN/inf) for this file")
         order = np.argsort(-probs, kind="stable")[: self.top_k]
         return [(self.labels[i], float(round(probs[i], 6))) for i in order]
 
@@ -405,9 +588,11 @@ class StreamingFrontEnd:
         )
         out = np.empty((n, self.rows), dtype=np.float32)
         for s in range(0, n, 1024):
-            spec = np.fft.rfft(frames[s : s + 1024] * self.win, axis=1)
-            power = (spec.real * spec.real + spec.imag * spec.imag).astype(np.float32)
-            out[s : s + 1024] = power @ self.basis if self.basis is not None else power
+            # huge sample values overflow to inf here: refused by the caller, without warnings on stderr
+            with np.errstate(over="ignore", invalid="ignore"):
+                spec = np.fft.rfft(frames[s : s + 1024] * self.win, axis=1)
+                power = (spec.real * spec.real + spec.imag * spec.imag).astype(np.float32)
+                out[s : s + 1024] = power @ self.basis if self.basis is not None else power
         self.n_frames += n
         if self.scale == "log10_1p":  # as mgr.frontend: log10(1 + gain * S)
             out *= np.float32(self.log_gain)
@@ -452,20 +637,31 @@ class StreamingFrontEnd:
         return self._frames(buf, n)
 
 
-def spectrogram_frames(path: Path, frontend: dict, block_s: float = BLOCK_S) -> Iterator[np.ndarray]:
-    """Stream a file's spectrogram as frames-major blocks ``(k, rows)`` (bounded memory)."""
+def spectrogram_frames(path: Path, frontend: dict, block_s: float = BLOCK_S, *,
+                       budget: _Budget | None = None) -> Iterator[np.ndarray]:
+    """Stream a file's spectrogram as frames-major blocks ``(k, rows)`` (bounded memory).
+    ``budget`` (duration and time limits) is charged for every decoded block."""
     from mgr.audio import stream_blocks
 
     fe = StreamingFrontEnd(frontend)
     for block in stream_blocks(path, fe.sr, block_s):
+        if budget is not None:
+            budget.add(len(block), fe.sr)
         if not np.all(np.isfinite(block)):
             raise AudioError("decoded samples contain NaN or inf")
         out = fe.push(block)
         if len(out):
+            _check_frames(out)
             yield out
     out = fe.finish()
     if len(out):
+        _check_frames(out)
         yield out
+
+
+def _check_frames(frames: np.ndarray) -> None:
+    if not np.all(np.isfinite(frames)):  # e.g. float samples near 1e38: their power overflows
+        raise AudioError("spectrogram is not finite (sample values out of range?)")
 
 
 def file_spectrogram(path: str | os.PathLike, frontend: dict) -> np.ndarray:
@@ -555,7 +751,8 @@ class DeepPredictor(Predictor):
         return self.model.predict_windows(X, batch_size=BATCH_WINDOWS)
 
     def predict_file(self, path: Path) -> Prediction:
-        frames_total_hint, file_sr, _ = check_file(path)
+        frames_total_hint, file_sr, _ = check_file(path, self.max_duration_s)
+        budget = self._budget()
         duration = frames_total_hint / file_sr
         if duration < MIN_DURATION_S:
             raise AudioError(f"too short ({duration:.2f} s; at least {MIN_DURATION_S} s needed)")
@@ -583,6 +780,7 @@ class DeepPredictor(Predictor):
                 wins.extend(seg[s : s + L].T for s in starts)
                 owner.extend([j] * len(starts))
             X = np.stack(wins)  # all model windows of these segments in one batched run
+            budget.check()
             out = self._run(X)
             if "genre" in out:
                 g = np.asarray(out["genre"], np.float64)
@@ -599,7 +797,7 @@ class DeepPredictor(Predictor):
 
         onset = _OnsetTracker(self.frontend) if "tempo" not in self.outputs else None
         pending: list[np.ndarray] = []
-        for frames in spectrogram_frames(path, self.frontend):
+        for frames in spectrogram_frames(path, self.frontend, budget=budget):
             total += len(frames)
             if onset is not None:
                 onset.push(frames)
@@ -625,9 +823,12 @@ class DeepPredictor(Predictor):
         else:
             bpm = onset.tempo() if onset is not None else None
             tempo_src = "dsp"
+        bpm, tempo_src = _finite_tempo(bpm, tempo_src, warnings)
         tags: list[tuple[str, float]] = []
         if tags_sum is not None and self.tag_vocab:
             scores = tags_sum / max(1, n_win)
+            if not np.all(np.isfinite(scores)):
+                raise AudioError("model output is not finite (NaN/inf) for this file")
             tags = [(self.tag_vocab[i], round(float(scores[i]), 4))
                     for i in np.argsort(-scores, kind="stable") if scores[i] >= self.tag_threshold]
             if not seg_probs:  # a tagger: its top-k are its best tags, whatever the threshold
@@ -635,6 +836,16 @@ class DeepPredictor(Predictor):
                        for i in np.argsort(-scores, kind="stable")[: self.top_k]]
         genre = top[0][0] if seg_probs else None
         return Prediction(str(path), genre, top, bpm, tempo_src, tags, warnings, n_win, total * self.hop_s)
+
+
+def _finite_tempo(bpm: float | None, source: str, warnings: list[str]) -> tuple[float | None, str]:
+    """A non-finite (or non-positive) tempo estimate becomes ``None`` with a warning saying why."""
+    if bpm is None:
+        return None, source
+    if not math.isfinite(bpm) or bpm <= 0:
+        warnings.append(f"tempo not estimated ({source} estimate was {bpm!r})")
+        return None, "none"
+    return float(bpm), source
 
 
 class _OnsetTracker:
@@ -709,15 +920,18 @@ class ClassicalPredictor(Predictor):
         from mgr.audio import load_audio
         from mgr.features import extract_features
 
-        frames, file_sr, _ = check_file(path)
+        frames, file_sr, channels = check_file(path, self.max_duration_s)
+        budget = self._budget()
         duration = frames / file_sr
         if duration < MIN_DURATION_S:
             raise AudioError(f"too short ({duration:.2f} s; at least {MIN_DURATION_S} s needed)")
         offset = float(self.audio.get("offset_s", 0.0) or 0.0)
         crop = self.audio.get("duration_s")
         seg_s = self.window_s
-        if seg_s is None and crop is None and duration > CLASSICAL_WHOLE_MAX_S:
-            seg_s = CLASSICAL_SEGMENT_S  # a long file: segments the size of a training clip
+        if seg_s is None and crop is None and (
+            duration > CLASSICAL_WHOLE_MAX_S or frames * channels > CLASSICAL_WHOLE_MAX_SAMPLES
+        ):  # a long (or very wide) file: streamed segments the size of a training clip
+            seg_s = CLASSICAL_SEGMENT_S
         warnings: list[str] = []
         if seg_s is None:  # the whole (or card-cropped) file, as in training
             y = load_audio(path, sr=self.sr, offset_s=offset, duration_s=crop, pad=bool(self.audio.get("pad", True)))
@@ -733,9 +947,10 @@ class ClassicalPredictor(Predictor):
                 y = load_audio(path, sr=self.sr, offset_s=offset, duration_s=crop, pad=bool(self.audio.get("pad", True)))
                 segs = windows(y, n, hop=hop)
             else:  # streamed: memory is bounded by one segment whatever the file length
-                segs = stream_segments(path, self.sr, n, hop)
+                segs = stream_segments(path, self.sr, n, hop, budget=budget)
         rows, tempos = [], []
         for seg in segs:
+            budget.check()
             feats = extract_features(seg, self.sr, self.feature_set)
             rows.append([feats[c] for c in self.columns])
             tempos.append(float(feats["tempo"]) if "tempo" in feats else _fastdsp.tempo(seg, self.sr))
@@ -748,7 +963,8 @@ class ClassicalPredictor(Predictor):
         # one segment: its tempo (= librosa.feature.tempo of the clip); several: their median
         tempo_values = [t for t in tempos if t and np.isfinite(t)]
         bpm = float(np.median(tempo_values)) if tempo_values else None
-        return Prediction(str(path), top[0][0], top, bpm, "dsp", [], warnings, len(rows), duration)
+        bpm, tempo_src = _finite_tempo(bpm, "dsp", warnings)
+        return Prediction(str(path), top[0][0], top, bpm, tempo_src, [], warnings, len(rows), duration)
 
 
 #: classical models take a file whole (as their training clips) up to this length; a longer file
@@ -756,9 +972,13 @@ class ClassicalPredictor(Predictor):
 #: by ``--aggregate``, tempo = median of the segments' tempos.
 CLASSICAL_WHOLE_MAX_S = 60.0
 CLASSICAL_SEGMENT_S = 30.0
+#: ... and up to this many samples (frames x channels: 60 s of 192 kHz stereo), so a file with
+#: many channels or a high rate is streamed too rather than decoded whole
+CLASSICAL_WHOLE_MAX_SAMPLES = 60 * 192_000 * 2
 
 
-def stream_segments(path: str | os.PathLike, sr: int, n: int, hop: int, block_s: float = 10.0) -> Iterator[np.ndarray]:
+def stream_segments(path: str | os.PathLike, sr: int, n: int, hop: int, block_s: float = 10.0, *,
+                    budget: _Budget | None = None) -> Iterator[np.ndarray]:
     """Segments of ``n`` samples every ``hop`` samples of a file decoded as a stream.
 
     Same cover as :func:`mgr.audio.windows` (the last segment is aligned to the end; a file
@@ -770,6 +990,8 @@ def stream_segments(path: str | os.PathLike, sr: int, n: int, hop: int, block_s:
     buf = np.zeros(0, np.float32)
     base = nxt = last_end = 0  # absolute sample index of buf[0], of the next segment start, of the last end
     for block in stream_blocks(path, sr, block_s=block_s):
+        if budget is not None:
+            budget.add(len(block), sr)
         buf = np.concatenate([buf, np.asarray(block, np.float32)])
         while nxt + n <= base + len(buf):
             i = nxt - base
@@ -824,7 +1046,12 @@ def load_predictor(model_dir: str | os.PathLike, **kw: Any) -> Predictor:
 def predict_many(
     predictor: Predictor, inputs: Iterable[Path | InputFailure], on_result: Callable[[Any], None] | None = None
 ) -> list[Prediction | InputFailure]:
-    """Predict every input in order; failures become :class:`InputFailure` (one-line reason)."""
+    """Predict every input in order; failures become :class:`InputFailure` (one-line reason).
+
+    A non-finite model output (:class:`mgr.inference.runtime.InferenceError`) fails that file
+    only; any other model problem (:class:`ArtifactError`) stops the run."""
+    from mgr.inference.runtime import InferenceError
+
     results: list[Prediction | InputFailure] = []
     for item in inputs:
         if isinstance(item, InputFailure):
@@ -834,12 +1061,16 @@ def predict_many(
                 res = predictor.predict_file(item)
             except AudioError as e:
                 res = InputFailure(str(item), _strip_prefix(str(e), item))
+            except InferenceError as e:
+                res = InputFailure(str(item), f"model output unusable ({e})")
             except UserError:
                 raise
             except MemoryError:
                 res = InputFailure(str(item), "out of memory")
             except Exception as e:  # a decoder bug on one file must not stop the others
                 res = InputFailure(str(item), f"cannot process ({type(e).__name__}: {_short(str(e))})")
+        if isinstance(res, InputFailure):  # the reason on one printable line, whatever it quotes
+            res.error = display_text(res.error)
         results.append(res)
         if on_result is not None:
             on_result(res)
@@ -854,34 +1085,126 @@ def _strip_prefix(msg: str, path: Path) -> str:
 
 
 # ------------------------------------------------------------------------------ output
+# Paths are held as Python holds file names: ``os.fsdecode`` of the bytes, a byte that is not
+# UTF-8 kept as a lone surrogate (U+DC80..U+DCFF). Output never prints those surrogates:
+#  * JSON / CSV ``path``: the name, each undecodable byte written as the four characters
+#    ``\xNN``; then ``path_bytes_b64`` holds the exact bytes (base64), only for such names.
+#  * error / warning lines and the table (:func:`display_text`): also every non-printable
+#    character (newline, tab, escape, ...) as ``\n`` ``\t`` ``\xNN`` ``\uNNNN``, so one
+#    problem is always one line.
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
+def undecodable_as_hex(text: str) -> str:
+    r"""``text`` with each undecodable file-name byte (a lone surrogate from ``os.fsdecode``)
+    written as ``\xNN``; any other lone surrogate as ``\udNNN``. Valid UTF-8 is unchanged."""
+    if not _has_surrogates(text):
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that is not an escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def display_text(text: str) -> str:
+    r"""``text`` on one printable line: undecodable bytes as ``\xNN`` and every non-printable
+    character (``str.isprintable``: newline, tab, escape, DEL, C1 controls, line separators, ...)
+    as ``\n``, ``\r``, ``\t``, ``\xNN``, ``\uNNNN`` or ``\UNNNNNNNN``."""
+    text = undecodable_as_hex(str(text))
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        else:
+            o = ord(ch)
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}")
+    return "".join(out)
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """A path for an error / warning line or the table (:func:`display_text`)."""
+    return display_text(os.fsdecode(path))
+
+
+def path_fields(path: str | os.PathLike) -> dict[str, str]:
+    r"""``{"path": ...}`` for JSON / CSV, plus ``"path_bytes_b64"`` (the exact name bytes) when
+    the name is not valid UTF-8 (its ``path`` then shows those bytes as ``\xNN``)."""
+    text = os.fsdecode(path)
+    if not _has_surrogates(text):
+        return {"path": text}
+    try:
+        raw = os.fsencode(text)
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogatepass")
+    return {"path": undecodable_as_hex(text), "path_bytes_b64": base64.b64encode(raw).decode("ascii")}
+
+
+def _strict(obj: Any) -> Any:
+    r"""``obj`` made strict-JSON-safe: non-finite floats -> ``None``, lone surrogates -> ``\xNN``."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, str):
+        return undecodable_as_hex(obj)
+    if isinstance(obj, dict):
+        return {_strict(k): _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return _strict(obj.item())
+    return obj
+
+
+def strict_json(obj: Any) -> str:
+    """One line of strict JSON (RFC 8259: no NaN/Infinity, no lone surrogates; ASCII)."""
+    return json.dumps(_strict(obj), allow_nan=False)
+
+
 def to_json_line(res: Prediction | InputFailure) -> str:
     if isinstance(res, InputFailure):
-        return json.dumps({"path": res.path, "error": res.error})
-    obj = {
-        "path": res.path,
+        return strict_json({**path_fields(res.path), "error": res.error})
+    obj: dict[str, Any] = {
+        **path_fields(res.path),
         "genre": res.genre,
         "top_k": [{"label": lab, "prob": p} for lab, p in res.top_k],
         "tempo_bpm": None if res.tempo_bpm is None else round(float(res.tempo_bpm), 2),
         "tags": [{"label": t, "score": s} for t, s in res.tags],
     }
-    return json.dumps(obj)
+    if res.tempo_source == "none":  # the estimate was not finite: say why it is null
+        obj["tempo_error"] = next((w for w in res.warnings if w.startswith("tempo not estimated")),
+                                  "tempo not estimated")
+    return strict_json(obj)
 
 
-CSV_HEADER = ["path", "genre", "prob", "top_k", "tempo_bpm", "tags", "error"]
+CSV_HEADER = ["path", "genre", "prob", "top_k", "tempo_bpm", "tags", "error", "path_bytes_b64"]
+
+
+def _num(v: Any, fmt: str) -> str:
+    return format(v, fmt) if v is not None and math.isfinite(v) else ""
 
 
 def csv_rows(res: Prediction | InputFailure) -> list[str]:
+    pf = path_fields(res.path)
     if isinstance(res, InputFailure):
-        return [res.path, "", "", "", "", "", res.error]
-    return [
-        res.path,
-        res.genre or "",
-        f"{res.top_k[0][1]:.4f}" if res.top_k else "",
-        ";".join(f"{lab}:{p:.4f}" for lab, p in res.top_k),
-        "" if res.tempo_bpm is None else f"{res.tempo_bpm:.1f}",
-        "|".join(f"{t}:{s:.4f}" for t, s in res.tags),
-        "",
-    ]
+        row = [pf["path"], "", "", "", "", "", res.error]
+    else:
+        row = [
+            pf["path"],
+            res.genre or "",
+            _num(res.top_k[0][1], ".4f") if res.top_k else "",
+            ";".join(f"{lab}:{_num(p, '.4f')}" for lab, p in res.top_k),
+            _num(res.tempo_bpm, ".1f"),
+            "|".join(f"{t}:{_num(s, '.4f')}" for t, s in res.tags),
+            "",
+        ]
+    return [undecodable_as_hex(str(c)) for c in row] + [pf.get("path_bytes_b64", "")]
 
 
 # ------------------------------------------------------------------------------ models
@@ -939,15 +1262,15 @@ def _test_metrics(root: Path, name: str) -> dict | None:
         if p.is_file():
             try:
                 data = json.loads(p.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (ValueError, RecursionError, OSError):
                 continue
             flat = {}
             acc = _acc_of(data)
-            if acc is not None:
+            if acc is not None and math.isfinite(acc):  # `mgr models --json` stays strict JSON
                 flat["accuracy"] = acc
             for key in ("macro_f1", "balanced_accuracy"):
                 v = _find_key(data, key)
-                if v is not None:
+                if v is not None and math.isfinite(v):
                     flat[key] = v
             return flat or None
     return None

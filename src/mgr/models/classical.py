@@ -395,6 +395,15 @@ def fit(name: str, X: np.ndarray, y: np.ndarray, ml: MlParams, *, n_jobs: int = 
     """Search (if configured) on (X, y), then fit the final model on all of (X, y)."""
     block, report = search(name, X, y, ml, n_jobs=n_jobs)
     model = build(name, ml, n_jobs=n_jobs, block=block)
+    cv = model.get_params().get("cv")
+    if isinstance(cv, int):  # svm's calibration folds: no more than the rarest class has tracks
+        counts = np.bincount(y)
+        rarest = int(counts[counts > 0].min())
+        if rarest < 2:
+            raise DataError(f"{name}: a genre has a single train track; its probability calibration needs at "
+                            f"least 2 per genre")
+        if rarest < cv:
+            model.set_params(cv=rarest)
     model.fit(X, y)
     return model, block_params(block), report
 
