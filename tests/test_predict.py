@@ -27,7 +27,6 @@ from mgr.predict import (
     file_spectrogram,
     list_models,
     load_predictor,
-    mel_filterbank,
     predict_many,
     resolve_model,
     to_json_line,
@@ -59,15 +58,6 @@ def deep_tempo():
 
 
 # ------------------------------------------------------------------------- front end
-def test_mel_filterbank_matches_librosa():
-    import librosa
-
-    for sr, n_fft, n_mels, fmin, fmax in [(22050, 2048, 128, 0.0, 11025.0), (12000, 512, 96, 0.0, 6000.0),
-                                          (22050, 1024, 32, 30.0, 8000.0)]:
-        ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False, norm="slaney")
-        np.testing.assert_allclose(mel_filterbank(sr, n_fft, n_mels, fmin, fmax), ref.T, rtol=1e-5, atol=1e-8)
-
-
 @pytest.mark.parametrize("n_samples", [100, 1023, 1024, 5000, 3 * SR + 17])
 @pytest.mark.parametrize("block", [1, 700, 4096, 10**6])
 def test_streaming_front_end_equals_compute_spectrogram(n_samples, block):

@@ -212,34 +212,16 @@ def _frames_major(y: np.ndarray, frontend: dict, block: int | None = None) -> np
     """The spectrogram as ``(n_frames, rows)`` float32 (C-contiguous), computed in frame blocks.
 
     Per block of ``block`` frames (default: ``BLOCK_SAMPLES // n_fft``, so the buffers stay in
-    cache): window into one reused buffer, float32 ``scipy.fft.rfft``, power as ``|X|**2``, the
-    mel projection as a few dense sgemms over the filters' support (:func:`_mel_groups`) written
-    straight into the output rows, then the scale, while the block is still in cache.
+    cache): window into one reused buffer, then :func:`windowed_rows` (float32 FFT, power, mel,
+    scale) written straight into the output rows while the block is still in cache.
     """
     n_fft, hop = int(frontend["n_fft"]), int(frontend["hop"])
     y = np.ascontiguousarray(y, dtype=np.float32)
     segments, n_frames = _frame_segments(y, n_fft, hop, frontend.get("pad_mode") == "reflect")
     win = _hann(n_fft)
-    logmel = frontend["kind"] == "logmel"
-    groups = (
-        _mel_groups(int(frontend["sr"]), n_fft, int(frontend["n_mels"]), float(frontend["fmin"]),
-                    float(frontend["fmax"]))
-        if logmel
-        else None
-    )
-    rows = int(frontend["n_mels"])
-    out = np.empty((n_frames, rows), dtype=np.float32)
+    out = np.empty((n_frames, int(frontend["n_mels"])), dtype=np.float32)
     block = max(1, int(block) if block else BLOCK_SAMPLES // n_fft)
     buf = np.empty((min(block, n_frames), n_fft), dtype=np.float32)
-    log10_1p = frontend.get("scale") == "log10_1p"
-    if log10_1p:
-        gain, inv_ln10 = np.float32(frontend["log_gain"]), np.float32(1.0 / math.log(10.0))
-    else:
-        amin = np.float32(frontend["amin"])
-        ref_db = np.float32(10.0 * math.log10(frontend["ref"])) if frontend["ref"] != 1.0 else None
-        floor = None if frontend["top_db"] is None else np.float32(frontend["floor_db"])
-    import scipy.fft
-
     for s in range(0, n_frames, block):
         e = min(s + block, n_frames)
         b = buf[: e - s]
@@ -247,33 +229,60 @@ def _frames_major(y: np.ndarray, frontend: dict, block: int | None = None) -> np
             lo, hi = max(s, f0), min(e, f1)
             if lo < hi:
                 np.multiply(frames[lo - f0 : hi - f0], win, out=b[lo - s : hi - s])
-        spec = scipy.fft.rfft(b, axis=1, overwrite_x=True, workers=1)  # complex64 for float32 input
-        dst = out[s:e]
-        if logmel:
-            power = np.abs(spec)
-            np.square(power, out=power)
-            for m0, m1, lo, hi, w in groups:
-                if hi > lo:
-                    np.matmul(power[:, lo:hi], w, out=dst[:, m0:m1])
-                else:
-                    dst[:, m0:m1] = 0.0
-        else:
-            np.abs(spec, out=dst)
-            np.square(dst, out=dst)
-        if log10_1p:  # musicnn: log10(1 + gain * S), float32 throughout
-            dst *= gain
-            np.log1p(dst, out=dst)
-            dst *= inv_ln10
-            continue
-        # dB with a fixed reference; floor relative to the reference, not the clip maximum
-        np.maximum(dst, amin, out=dst)
-        np.log10(dst, out=dst)
-        dst *= np.float32(10.0)
-        if ref_db is not None:
-            dst -= ref_db
-        if floor is not None:
-            np.maximum(dst, floor, out=dst)
+        windowed_rows(b, frontend, out=out[s:e])
     return out
+
+
+def frames_rows(frames: np.ndarray, frontend: dict) -> np.ndarray:
+    """Rows of already-framed samples ``(n, n_fft)`` (centring/padding is the caller's):
+    ``(n, rows)`` float32 -- the same kernel as :func:`compute_spectrogram`. The streamed front
+    end of ``mgr predict`` uses it with NumPy's FFT (no scipy import at start-up; equal within
+    float32 rounding)."""
+    windowed = np.multiply(frames, _hann(int(frontend["n_fft"])), dtype=np.float32)
+    return windowed_rows(windowed, frontend, rfft=lambda b: np.fft.rfft(b, axis=1).astype(np.complex64))
+
+
+def _scipy_rfft(b: np.ndarray) -> np.ndarray:
+    import scipy.fft
+
+    return scipy.fft.rfft(b, axis=1, overwrite_x=True, workers=1)  # complex64 for float32 input
+
+
+def windowed_rows(b: np.ndarray, frontend: dict, out: np.ndarray | None = None, rfft=_scipy_rfft) -> np.ndarray:
+    """The kernel on windowed frames ``b`` (``(n, n_fft)`` float32, overwritten): float32
+    ``scipy.fft.rfft`` (or ``rfft``), power ``|X|**2``, the mel projection as a few dense sgemms
+    over the filters' support (:func:`_mel_groups`), then the scale (dB with a fixed reference
+    and floor, or ``log10(1 + gain * S)``). Returns ``out`` (``(n, rows)``)."""
+    n_fft = int(frontend["n_fft"])
+    rows = int(frontend["n_mels"])
+    dst = np.empty((b.shape[0], rows), dtype=np.float32) if out is None else out
+    spec = rfft(b)
+    if frontend["kind"] == "logmel":
+        groups = _mel_groups(int(frontend["sr"]), n_fft, rows, float(frontend["fmin"]), float(frontend["fmax"]))
+        power = np.abs(spec)
+        np.square(power, out=power)
+        for m0, m1, lo, hi, w in groups:
+            if hi > lo:
+                np.matmul(power[:, lo:hi], w, out=dst[:, m0:m1])
+            else:
+                dst[:, m0:m1] = 0.0
+    else:
+        np.abs(spec, out=dst)
+        np.square(dst, out=dst)
+    if frontend.get("scale") == "log10_1p":  # musicnn: log10(1 + gain * S), float32 throughout
+        dst *= np.float32(frontend["log_gain"])
+        np.log1p(dst, out=dst)
+        dst *= np.float32(1.0 / math.log(10.0))
+        return dst
+    # dB with a fixed reference; floor relative to the reference, not the clip maximum
+    np.maximum(dst, np.float32(frontend["amin"]), out=dst)
+    np.log10(dst, out=dst)
+    dst *= np.float32(10.0)
+    if frontend["ref"] != 1.0:
+        dst -= np.float32(10.0 * math.log10(frontend["ref"]))
+    if frontend["top_db"] is not None:
+        np.maximum(dst, np.float32(frontend["floor_db"]), out=dst)
+    return dst
 
 
 def compute_spectrogram(y: np.ndarray, sr: int, frontend: dict) -> np.ndarray:

@@ -47,7 +47,7 @@ components resolved inside ``models/`` (:func:`resolve_model`).
 Public API: :func:`discover_inputs`, :func:`resolve_model`, :func:`load_predictor`,
 :class:`Predictor` (``.predict_file(path)``), :class:`Prediction`, :class:`InputFailure`,
 :func:`predict_many`, :func:`list_models`, :func:`to_json_line`, :func:`csv_rows`,
-:class:`StreamingFrontEnd`, :func:`mel_filterbank`.
+:class:`StreamingFrontEnd` (the streamed form of :mod:`mgr.frontend`, its kernel shared).
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ import numpy as np
 
 from mgr.cards import read_card
 from mgr.errors import ArtifactError, AudioError, UserError
+from mgr.frontend import frames_rows
 from mgr import fastdsp as _fastdsp
 
 #: Extensions picked up when a directory is given (explicit files are tried whatever their name).
@@ -536,16 +537,11 @@ class Predictor:
 
 
 # ----------------------------------------------------------------------------- front end
-def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
-    """Slaney mel filterbank as ``(n_bins, n_mels)`` float32 (the transpose of the store's)."""
-    return np.ascontiguousarray(_fastdsp.mel_filterbank(sr, n_fft, n_mels, fmin, fmax).T)
-
-
 class StreamingFrontEnd:
     """The card's front end applied incrementally: ``push(samples)`` returns the new frames
     ``(k, rows)``; ``finish()`` the last ones. The frames equal those of
-    :func:`mgr.spectrogram.compute_spectrogram` on the whole signal (centred STFT with zero
-    padding, periodic Hann, power, Slaney mel, dB with a fixed reference, floor at ``-top_db``).
+    :func:`mgr.frontend.compute_spectrogram` on the whole signal (centring and padding are done
+    here, incrementally; each block of frames goes through :func:`mgr.frontend.frames_rows`).
     """
 
     SUPPORTED = {"window": ("hann",), "center": (True,), "pad_mode": ("constant", "reflect"), "power": (2.0,),
@@ -558,24 +554,15 @@ class StreamingFrontEnd:
                                     f"(expects {' or '.join(map(repr, v))})")
         if frontend.get("mel_htk") or frontend.get("mel_norm", "slaney") != "slaney":
             raise ArtifactError("model card front end uses an HTK/unnormalised mel scale, which mgr predict does not support")
-        self.fe = frontend
         self.sr = int(frontend["sr"])
         self.n_fft = int(frontend["n_fft"])
         self.hop = int(frontend.get("hop", frontend.get("hop_length")))
         self.kind = frontend.get("kind", "logmel")
         self.rows = int(frontend["n_mels"])
-        self.basis = (
-            mel_filterbank(self.sr, self.n_fft, self.rows, float(frontend["fmin"]), float(frontend["fmax"]))
-            if self.kind == "logmel" else None
-        )
-        n = np.arange(self.n_fft, dtype=np.float64)
-        self.win = (0.5 - 0.5 * np.cos(2.0 * np.pi * n / self.n_fft)).astype(np.float32)
-        self.amin = float(frontend.get("amin", 1e-10))
-        self.ref = float(frontend.get("ref", 1.0))
-        self.top_db = frontend.get("top_db")
-        self.floor_db = float(frontend.get("floor_db", -self.top_db if self.top_db is not None else -100.0))
-        self.scale = frontend.get("scale", "db")
-        self.log_gain = float(frontend.get("log_gain", 1.0))
+        # complete the card's dict with mgr.frontend's defaults for keys older cards lack
+        top_db = frontend.get("top_db")
+        self.fe = {"amin": 1e-10, "ref": 1.0, "top_db": None, "scale": "db", "kind": "logmel",
+                   "floor_db": -top_db if top_db is not None else -100.0, **frontend}
         self.reflect = frontend.get("pad_mode") == "reflect"  # musicnn's front end
         self._buf = np.zeros(self.n_fft // 2, dtype=np.float32)  # centre padding (reflect: set by the first push)
         self._tail = np.zeros(0, dtype=np.float32)  # the signal's last n_fft // 2 + 1 samples (reflect end)
@@ -588,24 +575,11 @@ class StreamingFrontEnd:
         )
         out = np.empty((n, self.rows), dtype=np.float32)
         for s in range(0, n, 1024):
-            # huge sample values overflow to inf here: refused by the caller, without warnings on stderr
+            # the one front end's kernel (mgr.frontend), on frames cut from the stream; huge sample
+            # values overflow to inf here: refused by the caller, without warnings on stderr
             with np.errstate(over="ignore", invalid="ignore"):
-                spec = np.fft.rfft(frames[s : s + 1024] * self.win, axis=1)
-                power = (spec.real * spec.real + spec.imag * spec.imag).astype(np.float32)
-                out[s : s + 1024] = power @ self.basis if self.basis is not None else power
+                out[s : s + 1024] = frames_rows(frames[s : s + 1024], self.fe)
         self.n_frames += n
-        if self.scale == "log10_1p":  # as mgr.frontend: log10(1 + gain * S)
-            out *= np.float32(self.log_gain)
-            np.log1p(out, out=out)
-            out *= np.float32(1.0 / math.log(10.0))
-            return out
-        np.maximum(out, np.float32(self.amin), out=out)
-        np.log10(out, out=out)
-        out *= np.float32(10.0)
-        if self.ref != 1.0:
-            out -= np.float32(10.0 * math.log10(self.ref))
-        if self.top_db is not None:
-            np.maximum(out, np.float32(self.floor_db), out=out)
         return out
 
     def push(self, y: np.ndarray) -> np.ndarray:
