@@ -244,7 +244,8 @@ def test_foreign_and_broken_artifacts(trained, tmp_path):
     with pytest.raises(ArtifactError, match="not found"):
         C.load_native(d)
     for bad, msg in [
-        ({"model_file": "../../etc/passwd"}, "model_file must be one of"),
+        ({"model_file": "../../etc/passwd"}, "model_file must be a file name inside"),
+        ({"model_file": "other.bin"}, "model_file must be one of"),
         ({"kind": "deep"}, "not a classical one"),
         ({"labels": []}, "labels must be a list of at least two strings"),
     ]:

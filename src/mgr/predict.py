@@ -789,10 +789,9 @@ class DeepPredictor(Predictor):
         if seg_probs:  # (a tagger has no genre head)
             top = self._top(self._combine(np.stack(seg_probs)))
         if tempo_sum is not None:
-            p = tempo_sum / max(1, n_win)
-            p = p / max(p.sum(), 1e-12)
-            c = np.asarray(self.tempo_centres, np.float64)
-            bpm = float(np.exp(p @ np.log(c))) if self.tempo_log else float(p @ c)
+            from mgr.models.deep import bpm_from_probs  # the one BPM read-out (evaluate uses it too)
+
+            bpm = float(bpm_from_probs(tempo_sum / max(1, n_win), self.tempo_centres, log=self.tempo_log))
             tempo_src = "model"
         else:
             bpm = onset.tempo() if onset is not None else None

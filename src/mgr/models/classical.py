@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
 import zipfile
 from collections.abc import Callable, Sequence
@@ -200,26 +199,64 @@ def validate_grid(name: str, ml: MlParams) -> dict[str, list]:
 
 
 def candidates(name: str, ml: MlParams) -> list[dict[str, Any]]:
-    """The parameter combinations the search tries (empty when there is no search)."""
+    """The parameter combinations the search tries (empty when there is no search):
+    scikit-learn's ``ParameterGrid`` (``grid``) or ``ParameterSampler`` (``random``: ``search_iter``
+    combinations drawn without replacement, seeded by ``ml.seed``)."""
     grid = validate_grid(name, ml)
     if ml.search == "none" or not grid:
         return []
-    keys = sorted(grid)
-    combos = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
-    if ml.search == "random" and len(combos) > ml.search_iter:
-        pick = np.random.default_rng(ml.seed).choice(len(combos), size=ml.search_iter, replace=False)
-        combos = [combos[i] for i in sorted(pick)]
-    return combos
+    from sklearn.model_selection import ParameterGrid, ParameterSampler
+
+    full = ParameterGrid(grid)
+    if ml.search == "random" and len(full) > ml.search_iter:
+        return [dict(c) for c in ParameterSampler(grid, n_iter=ml.search_iter, random_state=ml.seed)]
+    return [dict(c) for c in full]
+
+
+def _cap_calibration_folds(name: str, model: Any, y: np.ndarray) -> None:
+    """svm's calibration folds: no more than the rarest genre has train tracks."""
+    cv = model.get_params().get("cv")
+    if isinstance(cv, int):
+        counts = np.bincount(y)
+        rarest = int(counts[counts > 0].min())
+        if rarest < 2:
+            raise DataError(f"{name}: a genre has a single train track; its probability calibration needs at "
+                            f"least 2 per genre")
+        if rarest < cv:
+            model.set_params(cv=rarest)
+
+
+def _candidate_estimator() -> type:
+    """A scikit-learn estimator for one candidate (``overrides`` of the ``ml.<name>`` block), so
+    that ``GridSearchCV`` clones, fits and scores candidates like any estimator."""
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    class Candidate(ClassifierMixin, BaseEstimator):
+        def __init__(self, name: str = "logreg", ml: Any = None, n_jobs: int = 1, overrides: dict | None = None):
+            self.name, self.ml, self.n_jobs, self.overrides = name, ml, n_jobs, overrides
+
+        def fit(self, X: np.ndarray, y: np.ndarray) -> Any:
+            block = _block_with(self.name, getattr(self.ml, self.name), dict(self.overrides or {}))
+            self.model_ = build(self.name, self.ml, n_jobs=self.n_jobs, block=block)
+            _cap_calibration_folds(self.name, self.model_, y)
+            self.model_.fit(X, y)
+            self.classes_ = self.model_.classes_
+            return self
+
+        def predict(self, X: np.ndarray) -> np.ndarray:
+            return self.classes_[_proba(self.model_, X).argmax(axis=1)]
+
+    return Candidate
 
 
 def search(
     name: str, X: np.ndarray, y: np.ndarray, ml: MlParams, *, n_jobs: int = 1
 ) -> tuple[Any, dict[str, Any] | None]:
-    """Cross-validated search on (X, y) - the train rows only. Returns the best params block
+    """Cross-validated search on (X, y) - the train rows only - with scikit-learn's
+    ``GridSearchCV`` over :func:`candidates` (stratified ``ml.search_cv`` folds, shuffled with
+    ``ml.seed``; balanced accuracy; ties -> the first candidate). Returns the best params block
     (``ml.<name>`` itself when there is nothing to search) and a report."""
-    from sklearn.model_selection import StratifiedKFold
-
-    from mgr.evaluation import balanced_accuracy
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
     block = getattr(ml, name)
     combos = candidates(name, ml)
@@ -232,17 +269,12 @@ def search(
             f"(the smallest genre has {int(counts[counts > 0].min())}); lower ml.search_cv"
         )
     cv = StratifiedKFold(n_splits=ml.search_cv, shuffle=True, random_state=ml.seed)
-    folds = list(cv.split(X, y))
-    results = []
-    for combo in combos:
-        cand = _block_with(name, block, combo)
-        scores = []
-        for tr, te in folds:
-            model = build(name, ml, n_jobs=n_jobs, block=cand)
-            model.fit(X[tr], y[tr])
-            pred = _proba(model, X[te]).argmax(axis=1)
-            scores.append(balanced_accuracy(y[te], pred, int(y.max()) + 1))
-        results.append({"params": combo, "mean": float(np.mean(scores)), "std": float(np.std(scores))})
+    gs = GridSearchCV(_candidate_estimator()(name, ml, n_jobs), {"overrides": combos}, scoring="balanced_accuracy",
+                      cv=cv, refit=False, error_score="raise")
+    gs.fit(X, y)
+    res = gs.cv_results_
+    results = [{"params": dict(c), "mean": float(m), "std": float(s)}
+               for c, m, s in zip(res["param_overrides"], res["mean_test_score"], res["std_test_score"])]
     best_i = int(np.argmax([r["mean"] for r in results]))  # ties -> first candidate
     report = {
         "method": ml.search,
@@ -395,15 +427,7 @@ def fit(name: str, X: np.ndarray, y: np.ndarray, ml: MlParams, *, n_jobs: int = 
     """Search (if configured) on (X, y), then fit the final model on all of (X, y)."""
     block, report = search(name, X, y, ml, n_jobs=n_jobs)
     model = build(name, ml, n_jobs=n_jobs, block=block)
-    cv = model.get_params().get("cv")
-    if isinstance(cv, int):  # svm's calibration folds: no more than the rarest class has tracks
-        counts = np.bincount(y)
-        rarest = int(counts[counts > 0].min())
-        if rarest < 2:
-            raise DataError(f"{name}: a genre has a single train track; its probability calibration needs at "
-                            f"least 2 per genre")
-        if rarest < cv:
-            model.set_params(cv=rarest)
+    _cap_calibration_folds(name, model, y)
     model.fit(X, y)
     return model, block_params(block), report
 
