@@ -142,3 +142,13 @@ def test_empty_and_duplicate_tracks_are_clear_errors() -> None:
     dup = pd.DataFrame({"track_id": ["a", "a"], "genre": ["x", "x"]})
     with pytest.raises(DataError, match="duplicate"):
         make_split(dup, SplitParams())
+
+
+def test_fold_parts_is_the_one_fold_rule():
+    from mgr.split import fold_parts
+    from mgr.spectrogram import _fold_mask
+
+    fold = np.array([0, 1, 2, 3, -1, 0, 3])
+    assert fold_parts(fold, 3, 4).tolist() == ["val", "train", "train", "test", "", "val", "test"]
+    for part in ("train", "val", "test"):  # the store's reader and the table agree
+        np.testing.assert_array_equal(_fold_mask(fold, 3, 4, part), fold_parts(fold, 3, 4) == part)

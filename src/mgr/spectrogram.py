@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from mgr.errors import DataError
+from mgr.split import fold_parts
 from mgr.frontend import (  # noqa: F401 - the front end, re-exported for the store's users
     _frames_major,
     _mel_basis,
@@ -277,14 +278,10 @@ def build_store(
 
 
 def _fold_mask(fold: np.ndarray, f: int, k: int, split: str) -> np.ndarray:
-    """The ``mgr.split.fold_split`` rule: test = fold f, val = fold (f+1) % k, train = the rest."""
-    if split == "test":
-        return fold == f
-    if split == "val":
-        return fold == (f + 1) % k
-    if split == "train":
-        return (fold != f) & (fold != (f + 1) % k) & (fold >= 0)
-    raise DataError(f"unknown split {split!r} (allowed: train, val, test)")
+    """Tracks of ``split`` in fold ``f``'s assignment (the one rule, :func:`mgr.split.fold_parts`)."""
+    if split not in ("train", "val", "test"):
+        raise DataError(f"unknown split {split!r} (allowed: train, val, test)")
+    return fold_parts(fold, f, k) == split
 
 
 def _stats_from_sums(sums: np.ndarray, sumsq: np.ndarray, n_frames: np.ndarray, mask: np.ndarray):

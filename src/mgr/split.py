@@ -263,6 +263,16 @@ def make_split(tracks: pd.DataFrame, p: SplitParams) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def fold_parts(fold: np.ndarray, f: int, k: int) -> np.ndarray:
+    """THE fold rule (every user of folds goes through it): for test fold ``f`` of ``k``, a track
+    of fold ``f`` is test, of fold ``(f + 1) % k`` val, of any other fold train; a track without a
+    fold (``-1``, left out by a predefined split) is in no part (``""``)."""
+    fold = np.asarray(fold)
+    part = np.where(fold == f, "test", np.where(fold == (f + 1) % k, "val", "train")).astype(object)
+    part[fold < 0] = ""
+    return part.astype(str)
+
+
 def fold_split(split: pd.DataFrame, fold: int) -> pd.DataFrame:
     """Fold ``fold``'s assignment: test = tracks of that fold, val = the next fold, train = the rest.
 
@@ -273,8 +283,7 @@ def fold_split(split: pd.DataFrame, fold: int) -> pd.DataFrame:
     k = int(split["fold"].max()) + 1
     if not 0 <= fold < k:
         raise DataError(f"fold {fold} does not exist (the split has {k} folds)")
-    f = split["fold"].to_numpy()
-    part = np.where(f == fold, "test", np.where(f == (fold + 1) % k, "val", "train"))
+    part = fold_parts(split["fold"].to_numpy(), fold, k)
     out = split[["track_id"]].copy()
     out["split"] = part
     out["fold"] = split["fold"].values
