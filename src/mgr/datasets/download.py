@@ -9,7 +9,6 @@ a stalled connection, verifies the checksum and only then renames ``.part`` to `
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -22,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from mgr.errors import DataError
+from mgr.utils import file_hash
 
 CHUNK = 1 << 16
 _RETRY_HTTP = {408, 425, 429, 500, 502, 503, 504}
@@ -42,14 +42,6 @@ def url_basename(url: str) -> str:
     return Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
 
 
-def checksum(path: str | os.PathLike, algo: str) -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify_checksum(path: str | os.PathLike, *, md5: str | None = None, sha1: str | None = None,
                     name: str | None = None, remove: bool = False) -> None:
     """Raise :class:`DataError` (naming the file, expected and actual digest) on a mismatch.
@@ -61,7 +53,7 @@ def verify_checksum(path: str | os.PathLike, *, md5: str | None = None, sha1: st
     for algo, expected in (("md5", md5), ("sha1", sha1)):
         if not expected:
             continue
-        actual = checksum(path, algo)
+        actual = file_hash(path, algo)
         if actual.lower() != expected.strip().lower():
             if remove:
                 path.unlink(missing_ok=True)
