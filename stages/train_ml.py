@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
         args.name, table, p.ml, feature_set=p.features.set, workers=p.ml.workers, log=lambda s: print(s, flush=True)
     )
     model_dir = Path(args.models_dir) / args.name
+    from mgr.cards import trained_on
+
+    outcome.card["trained_on"] = trained_on(p.data, outcome.card.get("n_train"))
     classical.save(outcome.model, model_dir, outcome.card, sample=outcome.sample)
     write_json(Path(args.metrics_dir) / f"{args.name}.json", outcome.metrics)
     val = outcome.metrics.get("val")

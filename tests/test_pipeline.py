@@ -45,7 +45,8 @@ def _copy_project(root: Path, dest: Path) -> None:
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
     for f in files:
         src = root / f
-        if not src.is_file() or f.startswith(("tests/", "benchmarks/")) or f == "dvc.lock":
+        # results of the project's own runs (metrics, reports, curves) are not copied: the copy's are its own
+        if not src.is_file() or f.startswith(("tests/", "benchmarks/", "metrics/", "reports/", "dvclive/")) or f == "dvc.lock":
             continue
         (dest / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dest / f)
@@ -104,12 +105,113 @@ def test_repro_produces_every_output(project: Path) -> None:
     assert tr["frontend"]["preset"] == "musicnn" and tr["window_frames"] == 187
     assert tr["pretrained"]["source"]["package"] == "musicnn" and tr["pretrained"]["licence"]["spdx"] == "ISC"
     assert len(tr["pretrained"]["source"]["files"]) == 5  # sha256 of every checkpoint file
+    for m in models:  # every card says what it was trained on (predict warns for the synthetic set)
+        on = json.loads((project / "models" / m / "model.json").read_text())["trained_on"]
+        assert on["source"] == "synthetic" and on["synthetic"] is True and on["n_train_tracks"] > 0, (m, on)
 
 
 def test_second_repro_is_a_no_op(project: Path) -> None:
     r = _run([DVC, "repro"], project)
     assert r.returncode == 0, r.stderr
     assert _ran_stages(r.stdout) == set(), r.stdout
+
+
+def _metrics_diff(project: Path, *revs: str) -> dict:
+    r = _run([DVC, "metrics", "diff", *revs, "--json"], project)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return json.loads(r.stdout or "{}")
+
+
+def _no_run_facts(d: object, where: str) -> None:
+    from mgr.runs import RUN_KEYS
+
+    if isinstance(d, dict):
+        for k, v in d.items():
+            assert k not in RUN_KEYS, f"{where}: run fact {k!r} in a metrics file"
+            _no_run_facts(v, f"{where}.{k}")
+
+
+def test_forced_rerun_changes_no_metric(project: Path) -> None:
+    """Metrics hold results only and every stage is deterministic on one machine: commit the
+    results, rerun every stage in fresh processes (`dvc repro --force`), and `dvc metrics diff`
+    is empty; the deep models' training metrics are bit-identical."""
+    _git(project, "add", "-A")
+    _git(project, "commit", "-qm", "results")
+    for f in (project / "metrics").rglob("*.json"):
+        _no_run_facts(json.loads(f.read_text()), str(f.relative_to(project)))
+    before = {f: f.read_bytes() for f in (project / "metrics" / "train-dl").glob("*.json")}
+    preds = {f: f.read_bytes() for f in (project / "reports" / "predictions").glob("*.csv")}
+    assert len(before) == 2 and len(preds) == 6
+    r = _run([DVC, "repro", "--force"], project)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert {"train-dl@cnn2d", "train-dl@musicnn_transfer", "evaluate"} <= _ran_stages(r.stdout)
+    assert _metrics_diff(project) == {}
+    assert {f: f.read_bytes() for f in before} == before  # trained twice, fresh processes: same bytes
+    assert {f: f.read_bytes() for f in preds} == preds
+    # the run facts are there, out of metrics/ (git-ignored)
+    facts = json.loads((project / "reports/runs/train-dl/cnn2d.json").read_text())
+    assert facts["train_seconds"] > 0 and facts["seconds_per_epoch"] > 0 and facts["deterministic_ops"] is True
+    for stage in ("fetch", "split", "spectrogram", "features", "evaluate"):
+        assert "seconds" in json.loads((project / f"reports/runs/{stage}.json").read_text()) or stage == "split"
+    status = subprocess.run(["git", "status", "--porcelain", "metrics", "reports"], cwd=project,
+                            capture_output=True, text=True, check=True).stdout
+    assert status == "", status
+
+
+def test_worker_counts_rerun_nothing(project: Path) -> None:
+    """`*.workers` are execution knobs: not tracked params, so changing them reruns no stage."""
+    original = (project / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    for section in ("data", "spectrogram", "features", "ml", "train", "evaluate"):
+        params[section]["workers"] = 1 + int(params[section].get("workers") or 0)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        r = _run([DVC, "status", "--json"], project)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout or "{}") == {}, r.stdout
+    finally:
+        (project / "params.yaml").write_text(original)
+
+
+def _mgr(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(project / "src"))
+    return subprocess.run([sys.executable, "-c", "from mgr.cli import main; main()", *args], cwd=project,
+                          capture_output=True, text=True, env=env)
+
+
+def test_compare_two_commits_that_differ_in_one_model_param(project: Path) -> None:
+    """`mgr compare A B`: the model whose param changed (and its embedding twin, which shares
+    `ml.logreg`) gets intervals and p-values; every other model shows no change."""
+    _git(project, "add", "-A")
+    _git(project, "commit", "-qm", "before", "--allow-empty")  # the results so far are A
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["ml"]["logreg"]["C"] = 0.001
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    r = _run([DVC, "repro"], project)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert _ran_stages(r.stdout) == {"train-ml@logreg", "train-ml-embedding@logreg", "evaluate"}
+    _git(project, "add", "-A")
+    _git(project, "commit", "-qm", "logreg C=0.001")
+    r = _mgr(project, "compare", "HEAD~1", "HEAD", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    models = {m["model"]: m for m in out["models"]}
+    assert set(models) == {"logreg", "xgboost", "cnn2d", "musicnn_transfer", "svm-musicnn_msd", "logreg-musicnn_msd"}
+    changed = {n for n, m in models.items() if not m["identical"]}
+    assert "logreg" in changed and changed <= {"logreg", "logreg-musicnn_msd"}, changed
+    for row in models["logreg"]["rows"]:
+        iv = row["interval"]
+        assert row["p_value"] is not None and 0 < row["p_value"] <= 1
+        assert iv["lo"] <= iv["delta"] <= iv["hi"] and row["verdict"] in ("significant", "within noise", "no change")
+    for n in set(models) - changed:
+        assert all(row["verdict"] == "no change" for row in models[n]["rows"])
+    assert out["added"] == [] and out["removed"] == []
+    md = _mgr(project, "compare", "HEAD~1", "HEAD", "--format", "md")
+    assert md.returncode == 0 and "| logreg | accuracy |" in md.stdout and "no change" in md.stdout
+    # the default: HEAD (no `main` here) against the workspace, which equals HEAD
+    same = _mgr(project, "compare")
+    assert same.returncode == 0, same.stderr
+    assert same.stdout.count("no change (") == len(models), same.stdout
 
 
 def test_exp_run_switches_the_feature_set(project: Path) -> None:

@@ -46,3 +46,11 @@ def read_card(model_dir: str | Path, *, kind: str | None = None) -> dict[str, An
     if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(s, str) for s in labels):
         raise ArtifactError(f"{path}: labels must be a list of at least two strings")
     return card
+
+
+def trained_on(data: Any, n_train_tracks: int | None = None) -> dict:
+    """The card's record of the training data (``mgr predict`` warns when it is the synthetic set):
+    ``{source, path, synthetic, n_train_tracks}`` from the ``data`` params."""
+    return {"source": str(data.source), "path": None if data.path is None else str(data.path),
+            "synthetic": data.source == "synthetic",
+            "n_train_tracks": None if n_train_tracks is None else int(n_train_tracks)}

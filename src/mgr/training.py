@@ -33,7 +33,11 @@ Protocol (the same for every model in :data:`mgr.models.deep.REGISTRY`):
   each fold's test part with its own model and reports the mean over folds.
 - **Metrics** (``metrics/train-dl/<name>.json``): the run's numbers; k-fold with every fold
   trained: ``folds`` (k), ``val`` / ``val_std`` = mean / std over folds, ``per_fold.<f>`` the
-  per-fold metrics, ``train_seconds`` the total (see :func:`kfold_metrics`).
+  per-fold metrics (see :func:`kfold_metrics`). Results only: the durations (``train_seconds``,
+  ``seconds_per_epoch``), versions and host go to ``reports/runs/train-dl/<name>.json``
+  (:mod:`mgr.runs`), so a rerun with the same inputs changes no metric.
+- **Determinism**: ``keras.utils.set_random_seed(train.seed)`` and TensorFlow op determinism
+  (:data:`DETERMINISTIC`): on one machine a rerun gives bit-identical weights and metrics.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from mgr import cards
 from mgr.errors import DataError
 from mgr.models import deep
 from mgr.pretrained import musicnn
@@ -419,6 +424,7 @@ def train_model(
     targets = make_targets(store, train_idx, tp, tempo=tempo, tags=n_tags > 0)
 
     keras.utils.set_random_seed(tp.seed)
+    deterministic_ops()  # same machine, same inputs -> bit-identical weights and metrics
     batch = int(mp.batch_size or tp.batch_size)
     lr = float(mp.learning_rate or tp.learning_rate)
     model = deep.build(
@@ -507,6 +513,33 @@ def train_model(
         n_tags=n_tags, val=vm, fold=fold, input_shape=(n_mels, window_frames, 1),
     )
     return TrainResult(model=model, card=card, metrics=metrics, history=history)
+
+
+# Op determinism (``tf.config.experimental.enable_op_determinism``): with the seeds of
+# ``keras.utils.set_random_seed`` a rerun on the same machine gives bit-identical weights, so
+# ``dvc repro --force`` leaves the metrics unchanged. Set to False (before training) to trade that
+# for speed; the run facts record which.
+DETERMINISTIC = True
+
+
+def deterministic_ops() -> None:
+    """Turn on TensorFlow's op determinism when :data:`DETERMINISTIC` (idempotent)."""
+    if DETERMINISTIC:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def _runs_root(metrics_dir: Path) -> Path:
+    """The project root of ``<root>/metrics/train-dl`` (run facts: ``<root>/reports/runs/``);
+    for another metrics folder, its parent."""
+    return metrics_dir.parent.parent if metrics_dir.parent.name == "metrics" else metrics_dir.parent
+
+
+def _versions() -> dict:
+    from mgr.utils import library_versions
+
+    return library_versions(*VERSION_PACKAGES)
 
 
 def make_card(name, store, tp, mp, *, window_frames, mean, std, targets, n_tags, val, fold, input_shape) -> dict:
@@ -652,6 +685,7 @@ def run_train_dl(
         k = store_n_folds(store)
         if main_fold is None or k < 2 or not getattr(tp, "all_folds", True):
             res = train_model(name, store, tp, mp, live_dir=live_dir, verbose=verbose)
+            res.card["trained_on"] = cards.trained_on(params.data, res.metrics.get("n_train_tracks"))
             save_artifact(res.model, res.card, model_dir)
             metrics = res.metrics
         else:
@@ -662,6 +696,7 @@ def run_train_dl(
                     res = train_model(
                         name, store, tpf, mp, live_dir=live_dir if f == main_fold else None, verbose=verbose,
                     )
+                    res.card["trained_on"] = cards.trained_on(params.data, res.metrics.get("n_train_tracks"))
                     _write_artifact(res.model, res.card, tmp / f"fold_{f}")
                     per_fold[f] = res.metrics
                     acc = (res.metrics.get("val") or {}).get("track", {}).get("accuracy")
@@ -676,5 +711,11 @@ def run_train_dl(
                 for fn in ("model.keras", "model.onnx", "model.json"):
                     shutil.copy2(tmp / f"fold_{main_fold}" / fn, tmp / fn)
             metrics = kfold_metrics(per_fold, main_fold)
-    write_json(Path(metrics_dir) / f"{name}.json", metrics)
+    # metrics = results only; durations (and versions, host) go to reports/runs/train-dl/<name>.json
+    from mgr.runs import split_run_facts, write_run_facts
+
+    quality, facts = split_run_facts(metrics)
+    write_json(Path(metrics_dir) / f"{name}.json", quality)
+    write_run_facts(f"train-dl/{name}", {**facts, "deterministic_ops": DETERMINISTIC, "versions": _versions()},
+                    root=_runs_root(Path(metrics_dir)))
     return metrics
