@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mgr.datasets.candidates import AUDIO_EXTENSIONS, Candidates  # noqa: F401 - re-exported
 from mgr.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,7 +46,6 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_ROOT = Path("data/raw")
 TRACKS_FILE = "tracks.csv"
 REJECTED_FILE = "rejected.csv"
-AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")
 BASE_COLUMNS = ["track_id", "path", "genre", "duration_s", "sample_rate", "channels"]
 OPTIONAL_COLUMNS = ["artist", "tempo_bpm", "tags", "source_split"]
 FINGERPRINT_COLUMNS = ["fingerprint", "near_fingerprint", "dup_group"]
@@ -54,24 +54,6 @@ REJECTED_COLUMNS = ["path", "reason", "track_id"]
 DUPLICATES_FILE = "duplicates.csv"
 DUPLICATES_COLUMNS = ["dup_group", "kind", "track_id", "genre", "path", "action"]
 DUPLICATE_POLICIES = ("group", "drop_conflicts", "drop")
-
-
-@dataclass
-class Candidates:
-    """What a source found before probing.
-
-    ``rows``: records with at least ``track_id``, ``path`` (absolute, or relative to the
-    dataset directory being built) and ``genre``; optional ``artist``, ``tempo_bpm``, ``tags``
-    (``|``-joined), ``source_split`` and free extra columns. ``rejected``: records with
-    ``path``, ``reason`` and ``track_id`` (if known) for files refused before probing.
-    ``genres``: the dataset's genre vocabulary if the source defines one. ``stats``: counts the
-    source wants in ``metrics/fetch.json`` (e.g. manifest paths outside the manifest's folder).
-    """
-
-    rows: list[dict[str, Any]]
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-    genres: list[str] | None = None
-    stats: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mgr.datasets import AUDIO_EXTENSIONS, Candidates
+from mgr.datasets.candidates import AUDIO_EXTENSIONS, Candidates
 from mgr.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mgr.datasets import Candidates
+from mgr.datasets.candidates import Candidates
 from mgr.datasets.download import download, is_url, url_basename, verify_checksum
 from mgr.datasets.extract import archive_kind, safe_extract
 from mgr.errors import DataError
