@@ -65,38 +65,24 @@ def frontend_config(audio_params: Any, spectrogram_params: Any) -> dict:
     rows = n_mels if sp.kind == "logmel" else n_bins
     top_db = None if sp.top_db is None else float(sp.top_db)
     floor_db = -top_db if top_db is not None else 10.0 * math.log10(AMIN) - 10.0 * math.log10(DB_REF)
-    return {
-        "kind": str(sp.kind),
-        "preset": str(sp.preset),
-        "sr": sr,
-        "n_fft": n_fft,
-        "win_length": n_fft,
-        "hop": hop,
-        "hop_length": hop,
-        "window": "hann",
-        "center": True,
-        "pad_mode": "constant",
-        "power": 2.0,
-        "n_mels": rows,
-        "n_bins": n_bins,
-        "fmin": fmin if sp.kind == "logmel" else 0.0,
-        "fmax": fmax,
-        "mel_htk": False,
-        "mel_norm": "slaney",
-        "scale": "db",
-        "ref": DB_REF,
-        "amin": AMIN,
-        "top_db": top_db,
-        "floor_db": float(floor_db),
-    }
+    return _frontend_dict(str(sp.kind), str(sp.preset), sr, n_fft, hop, rows,
+                          fmin if sp.kind == "logmel" else 0.0, fmax, pad_mode="constant", scale="db",
+                          top_db=top_db, floor_db=float(floor_db))
 
 
 def musicnn_frontend() -> dict:
     """musicnn's front end as a frontend dict (``mgr.pretrained.musicnn`` uses the same)."""
-    sr, n_fft, hop, n_mels = 16000, 512, 256, 96
+    sr = 16000
+    return _frontend_dict("logmel", "musicnn", sr, 512, 256, 96, 0.0, sr / 2.0, pad_mode="reflect",
+                          scale="log10_1p", top_db=None, floor_db=0.0, log_gain=10000.0)
+
+
+def _frontend_dict(kind: str, preset: str, sr: int, n_fft: int, hop: int, rows: int, fmin: float, fmax: float,
+                   *, pad_mode: str, scale: str, top_db: float | None, floor_db: float, **extra: float) -> dict:
+    """Every key of a frontend dict (stored in the HDF5 attrs and in model cards)."""
     return {
-        "kind": "logmel",
-        "preset": "musicnn",
+        "kind": kind,
+        "preset": preset,
         "sr": sr,
         "n_fft": n_fft,
         "win_length": n_fft,
@@ -104,20 +90,20 @@ def musicnn_frontend() -> dict:
         "hop_length": hop,
         "window": "hann",
         "center": True,
-        "pad_mode": "reflect",
+        "pad_mode": pad_mode,
         "power": 2.0,
-        "n_mels": n_mels,
+        "n_mels": rows,
         "n_bins": n_fft // 2 + 1,
-        "fmin": 0.0,
-        "fmax": sr / 2.0,
+        "fmin": fmin,
+        "fmax": fmax,
         "mel_htk": False,
         "mel_norm": "slaney",
-        "scale": "log10_1p",
-        "log_gain": 10000.0,
+        "scale": scale,
+        **extra,
         "ref": DB_REF,
         "amin": AMIN,
-        "top_db": None,
-        "floor_db": 0.0,
+        "top_db": top_db,
+        "floor_db": floor_db,
     }
 
 
