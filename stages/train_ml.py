@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     model_dir = Path(args.models_dir) / args.name
     from mgr.cards import trained_on
 
-    outcome.card["trained_on"] = trained_on(p.data, outcome.card.get("n_train"))
+    part = outcome.card.get("trained_on")  # which part of the split (a sentence from classical.train)
+    outcome.card["trained_on"] = {**trained_on(p.data, outcome.card.get("n_train")), "part": part}
     classical.save(outcome.model, model_dir, outcome.card, sample=outcome.sample)
     write_json(Path(args.metrics_dir) / f"{args.name}.json", outcome.metrics)
     val = outcome.metrics.get("val")

@@ -263,7 +263,7 @@ def test_each_bad_input_is_one_clear_failure_and_others_still_run(tmp_path, deep
         "truncated": "truncated",
         "random": "not an audio file",
         "text": "not an audio file",
-        "m4a": "unsupported codec",
+        "m4a": "not an audio file (AAC/ALAC in MP4 expected; ",
         "tiny": "too short",
     }
     for key, words in expect.items():
@@ -281,15 +281,16 @@ def test_each_bad_input_is_one_clear_failure_and_others_still_run(tmp_path, deep
 def test_unsupported_codec_inside_a_wav_container(tmp_path):
     import struct
 
-    # a RIFF/WAVE header declaring format tag 0x0161 (WMA), which libsndfile cannot decode
-    fmt = struct.pack("<HHIIHHH", 0x0161, 1, 22050, 4000, 1, 16, 0)  # WMA
+    # a RIFF/WAVE header declaring format tag 0x1234, which neither libsndfile nor FFmpeg decodes
+    # (a WMA tag, 0x0161, is decoded by FFmpeg now: tests/test_predict_formats.py)
+    fmt = struct.pack("<HHIIHHH", 0x1234, 1, 22050, 4000, 1, 16, 0)
     data = bytes(2000)
     body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
-    p = tmp_path / "mp3inwav.wav"
+    p = tmp_path / "oddinwav.wav"
     p.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
     with pytest.raises(AudioError) as e:
         check_file(p)
-    assert str(e.value) == "unsupported codec (WAV format tag 0x0161, WMA; convert to PCM WAV/FLAC)"
+    assert str(e.value) == "unsupported codec (WAV format tag 0x1234, unknown; convert to PCM WAV/FLAC)"
 
 
 def test_directory_discovery_and_recursive(tmp_path):

@@ -424,7 +424,7 @@ def test_odd_paths_are_one_line_failures(project):
     r = run("predict", str(fifo), str(long), str(project / "ok.wav"), "--root", str(project), "-f", "json")
     assert r.exit_code == 1
     lines = r.stderr.strip().split("\n")
-    assert lines[0] == f"error: {fifo}: not a regular file"
+    assert lines[0] == f"error: {fifo}: not a regular file (a FIFO/named pipe)"
     assert lines[1] == f"error: {long}: cannot access (File name too long)"
     assert len(lines) == 2 and len(r.stdout.strip().splitlines()) == 3
 

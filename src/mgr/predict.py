@@ -75,9 +75,12 @@ from mgr import fastdsp as _fastdsp
 #: Extensions picked up when a directory is given (explicit files are tried whatever their name).
 AUDIO_EXTS = (".wav", ".au", ".snd", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
               ".m4a", ".aac", ".wma", ".mp4")
-#: Containers/codecs libsndfile cannot decode (named in the error instead of "not recognised").
+#: Containers/codecs libsndfile cannot decode: decoded by PyAV (FFmpeg); named in the error
+#: when FFmpeg cannot decode such a file either.
 UNSUPPORTED_EXTS = {".m4a": "AAC/ALAC in MP4", ".aac": "AAC", ".wma": "WMA", ".mp4": "MP4"}
 MIN_DURATION_S = 0.5
+#: a file (or a segment) whose RMS is below this is silence: no genre, no tempo, no tags
+SILENCE_DBFS = -60.0
 DEFAULT_TAG_THRESHOLD = 0.5
 #: longest file accepted by default (``--max-duration``), from its header and while decoding
 DEFAULT_MAX_DURATION_S = 4 * 3600.0
@@ -113,8 +116,28 @@ class Prediction:
     warnings: list[str] = field(default_factory=list)
     n_windows: int = 0
     duration_s: float = 0.0
+    #: why ``genre`` is null for a genre model: silence, or below ``--min-confidence``
+    reason: str | None = None
+    #: ``--timeline``: the segments the answer aggregates, in time order (else ``None``)
+    segments: list[Segment] | None = None
 
     ok = True
+
+
+@dataclass
+class Segment:
+    """One segment of a ``--timeline``: seconds from the start of the file, its own top-k,
+    tempo and tags; ``silent`` segments (RMS below :data:`SILENCE_DBFS`) have none and are left
+    out of the file's answer."""
+
+    start_s: float
+    end_s: float
+    genre: str | None
+    top_k: list[tuple[str, float]]
+    tempo_bpm: float | None
+    tags: list[tuple[str, float]] = field(default_factory=list)
+    silent: bool = False
+    reason: str | None = None
 
 
 @dataclass
@@ -211,42 +234,61 @@ def _wav_format_tag(path: Path) -> int | None:
     return None
 
 
+def _not_regular(mode: int) -> str:
+    what = ("a FIFO/named pipe" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a directory" if stat.S_ISDIR(mode) else "not a file")
+    return f"not a regular file ({what})"
+
+
 def check_file(path: Path, max_duration_s: float | None = None) -> tuple[int, int, int]:
     """Fail fast on bad files: ``(frames, samplerate, channels)`` or :class:`AudioError` (one line).
 
-    Beyond decodable, the header must be plausible (:func:`mgr.audio.check_plausible`: sample
-    rate in 1000..384000 Hz) and declare at most ``max_duration_s`` seconds."""
-    import soundfile as sf
-
-    from mgr.audio import check_plausible, sf_path
+    libsndfile's header when it opens the file, else FFmpeg's (PyAV: AAC/ALAC, WMA, ...; its
+    ``frames`` is an estimate, ``0`` when the container declares no duration). Beyond
+    decodable, the header must be plausible (:func:`mgr.audio.check_plausible`: sample rate in
+    1000..384000 Hz) and declare at most ``max_duration_s`` seconds."""
+    from mgr.audio import _sf_info, av_info, check_plausible
 
     try:
         st = path.stat()
     except (OSError, ValueError) as e:
         raise AudioError(f"cannot read ({_os_reason(e)})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise AudioError("not a regular file")
+        raise AudioError(_not_regular(st.st_mode))
     size = st.st_size
     if size == 0:
         raise AudioError("empty file (0 bytes)")
     if not os.access(path, os.R_OK):
         raise AudioError("permission denied")
     try:
-        info = sf.info(sf_path(path))
+        info = _sf_info(path)
     except Exception as e:
         msg = _strip_open(str(e), path)
-        ext = path.suffix.lower()
-        if ext in UNSUPPORTED_EXTS:
-            raise AudioError(f"unsupported codec ({UNSUPPORTED_EXTS[ext]} cannot be decoded; convert to WAV/FLAC/OGG/MP3)") from None
-        tag = _wav_format_tag(path)
-        if tag is not None and tag not in _WAV_TAGS_OK:
-            name = _WAV_TAG_NAMES.get(tag, "unknown")
-            raise AudioError(f"unsupported codec (WAV format tag 0x{tag:04X}, {name}; convert to PCM WAV/FLAC)") from None
-        if "not recognised" in msg or "not recognized" in msg:
-            raise AudioError("not an audio file (format not recognised)") from None
-        if "nsupported" in msg or "encoding" in msg.lower():
-            raise AudioError(f"unsupported codec ({_short(msg)})") from None
-        raise AudioError(f"cannot decode ({_short(msg)})") from None
+        try:  # what libsndfile does not read, FFmpeg may (AAC/ALAC in .m4a, WMA, Opus in .opus, ...)
+            frames, sr, channels = av_info(path)
+        except AudioError as av_e:
+            av_reason = _strip_prefix(str(av_e), path)
+            if av_reason.startswith("cannot decode (") and av_reason.endswith(")"):
+                av_reason = "cannot decode: " + av_reason[len("cannot decode ("):-1]
+            ext = path.suffix.lower()
+            tag = _wav_format_tag(path)
+            if tag is not None and tag not in _WAV_TAGS_OK:
+                name = _WAV_TAG_NAMES.get(tag, "unknown")
+                raise AudioError(f"unsupported codec (WAV format tag 0x{tag:04X}, {name}; convert to PCM WAV/FLAC)") from None
+            if ext in UNSUPPORTED_EXTS:
+                raise AudioError(f"not an audio file ({UNSUPPORTED_EXTS[ext]} expected; {av_reason})") from None
+            if "not recognised" in msg or "not recognized" in msg:
+                raise AudioError("not an audio file (format not recognised)") from None
+            if "nsupported" in msg:
+                raise AudioError(f"unsupported codec ({_short(msg)})") from None
+            raise AudioError(f"not an audio file ({av_reason})") from None
+        check_plausible(max(frames, 1), sr, channels)
+        if max_duration_s is not None and frames and frames / sr > max_duration_s:
+            raise AudioError(
+                f"too long ({_hms(frames / sr)} declared by the header; --max-duration is {_hms(max_duration_s)})"
+            )
+        return frames, sr, channels
     trunc = _wav_au_truncation(path, size)
     if trunc:
         raise AudioError(trunc)
@@ -434,9 +476,14 @@ def _real(x: Any) -> float | None:
 
 def check_options(*, top_k: Any = 3, window_s: Any = None, overlap: Any = 0.5, aggregate: Any = "mean",
                   tag_threshold: Any = DEFAULT_TAG_THRESHOLD, max_duration_s: Any = DEFAULT_MAX_DURATION_S,
-                  time_limit_s: Any = None) -> None:
+                  time_limit_s: Any = None, min_confidence: Any = None, timeline: Any = False) -> None:
     """Check every prediction option (finite, in range); :class:`UsageError` (exit 2) naming the
-    first bad one. ``window_s``, ``max_duration_s`` and ``time_limit_s`` may be ``None``."""
+    first bad one. ``window_s``, ``max_duration_s``, ``time_limit_s`` and ``min_confidence``
+    may be ``None``."""
+    if min_confidence is not None:
+        mc = _real(min_confidence)
+        if mc is None or not 0.0 <= mc <= 1.0:
+            raise UsageError(f"--min-confidence must be a number in [0, 1] (got {min_confidence!r})")
     if aggregate not in ("mean", "vote"):
         raise UsageError(f"--aggregate must be mean or vote (got {aggregate!r})")
     if isinstance(top_k, bool):
@@ -504,11 +551,18 @@ class Predictor:
     runtime: str
     card: dict
 
+    #: what the model was trained on (:func:`training_data`), ``None`` when unknown
+    trained_on: dict | None = None
+
     def __init__(self, *, top_k: int = 3, window_s: float | None = None, overlap: float = 0.5,
                  aggregate: str = "mean", tag_threshold: float = DEFAULT_TAG_THRESHOLD,
-                 max_duration_s: float | None = DEFAULT_MAX_DURATION_S, time_limit_s: float | None = None):
+                 max_duration_s: float | None = DEFAULT_MAX_DURATION_S, time_limit_s: float | None = None,
+                 min_confidence: float | None = None, timeline: bool = False):
         check_options(top_k=top_k, window_s=window_s, overlap=overlap, aggregate=aggregate,
-                      tag_threshold=tag_threshold, max_duration_s=max_duration_s, time_limit_s=time_limit_s)
+                      tag_threshold=tag_threshold, max_duration_s=max_duration_s, time_limit_s=time_limit_s,
+                      min_confidence=min_confidence)
+        self.min_confidence = None if min_confidence is None else float(min_confidence)
+        self.timeline = bool(timeline)
         self.top_k, self.overlap = int(top_k), float(overlap)
         self.window_s = None if window_s is None else float(window_s)
         self.aggregate, self.tag_threshold = aggregate, float(tag_threshold)
@@ -528,6 +582,23 @@ class Predictor:
             # ties broken by mean probability (tiny epsilon keeps the vote order)
             return votes / votes.sum() + 1e-9 * seg_probs.mean(axis=0)
         return seg_probs.mean(axis=0)
+
+    def _confident(self, top: list[tuple[str, float]]) -> tuple[str | None, str | None]:
+        """``(genre, reason)``: the top label, or ``None`` and why when its probability is below
+        ``--min-confidence``."""
+        if not top:
+            return None, None
+        if self.min_confidence is not None and top[0][1] < self.min_confidence:
+            return None, (f"unknown: top probability {top[0][1]:.2f} ({top[0][0]}) is below "
+                          f"--min-confidence {self.min_confidence:g}")
+        return top[0][0], None
+
+    def _silent_prediction(self, path: Path, warnings: list[str], n_windows: int, duration: float,
+                           segments: list[Segment] | None) -> Prediction:
+        reason = f"silence: no signal above {SILENCE_DBFS:g} dBFS"
+        warnings.append(reason)
+        return Prediction(str(path), None, [], None, "silence", [], warnings, n_windows, duration, reason,
+                          segments if self.timeline else None)
 
     def _top(self, probs: np.ndarray) -> list[tuple[str, float]]:
         if not np.all(np.isfinite(probs)):  # (the ONNX runtime refuses these already)
@@ -611,18 +682,57 @@ class StreamingFrontEnd:
         return self._frames(buf, n)
 
 
+class EnergyTracker:
+    """Mean square of the signal per ``hop`` samples (one float per spectrogram frame), pushed
+    block by block: the RMS of the file and of any frame range, for silence detection."""
+
+    def __init__(self, hop: int):
+        self.hop = int(hop)
+        self._rest = np.zeros(0, np.float64)
+        self._ms: list[np.ndarray] = []
+        self.sumsq, self.n = 0.0, 0
+
+    def push(self, y: np.ndarray) -> None:
+        y = np.asarray(y, np.float64)
+        self.sumsq += float(np.dot(y, y))
+        self.n += len(y)
+        buf = np.concatenate([self._rest, y]) if len(self._rest) else y
+        k = len(buf) // self.hop
+        if k:
+            self._ms.append(np.square(buf[: k * self.hop]).reshape(k, self.hop).mean(axis=1))
+        self._rest = buf[k * self.hop :].copy()
+
+    def per_frame(self) -> np.ndarray:
+        tail = [np.array([np.mean(np.square(self._rest))])] if len(self._rest) else []
+        return np.concatenate(self._ms + tail) if (self._ms or tail) else np.zeros(0)
+
+
+def dbfs(mean_square: float) -> float:
+    """RMS level in dB relative to full scale (1.0) of a mean square."""
+    return 10.0 * math.log10(max(float(mean_square), 1e-30))
+
+
+def is_silent(mean_square: float) -> bool:
+    return dbfs(mean_square) < SILENCE_DBFS
+
+
 def spectrogram_frames(path: Path, frontend: dict, block_s: float = BLOCK_S, *,
-                       budget: _Budget | None = None) -> Iterator[np.ndarray]:
+                       budget: _Budget | None = None, energy: EnergyTracker | None = None,
+                       fe: StreamingFrontEnd | None = None) -> Iterator[np.ndarray]:
     """Stream a file's spectrogram as frames-major blocks ``(k, rows)`` (bounded memory).
-    ``budget`` (duration and time limits) is charged for every decoded block."""
+    ``budget`` (duration and time limits) is charged for every decoded block; ``energy``
+    (when given) sees every decoded sample; ``fe`` (when given) is the front end used (its
+    ``n_samples`` tells how much was decoded)."""
     from mgr.audio import stream_blocks
 
-    fe = StreamingFrontEnd(frontend)
+    fe = fe if fe is not None else StreamingFrontEnd(frontend)
     for block in stream_blocks(path, fe.sr, block_s):
         if budget is not None:
             budget.add(len(block), fe.sr)
         if not np.all(np.isfinite(block)):
             raise AudioError("decoded samples contain NaN or inf")
+        if energy is not None:
+            energy.push(block)
         out = fe.push(block)
         if len(out):
             _check_frames(out)
@@ -656,6 +766,7 @@ class WindowStream:
         self.offset = 0  # absolute frame index of buf[0]
         self.next_start = 0
         self.last_end = 0  # end of the last emitted window
+        self.starts: list[int] = []  # start frame of every window emitted, in order
 
     def push(self, frames: np.ndarray) -> list[np.ndarray]:
         self.buf = np.concatenate([self.buf, frames]) if len(self.buf) else frames
@@ -663,6 +774,7 @@ class WindowStream:
         while self.next_start + self.length <= self.offset + len(self.buf):
             s = self.next_start - self.offset
             out.append(self.buf[s : s + self.length].copy())
+            self.starts.append(self.next_start)
             self.last_end = self.next_start + self.length
             self.next_start += self.hop
         # keep only what a later (or the final end-aligned) window can need
@@ -676,9 +788,11 @@ class WindowStream:
     def finish(self, total: int, pad_value: float) -> list[np.ndarray]:
         if total < self.length:  # one window, padded at the end
             pad = np.full((self.length - len(self.buf), self.rows), pad_value, np.float32)
+            self.starts.append(0)
             return [np.concatenate([self.buf, pad])]
         if self.last_end < total:
             s = total - self.length - self.offset
+            self.starts.append(total - self.length)
             return [self.buf[s : s + self.length].copy()]
         return []
 
@@ -727,23 +841,26 @@ class DeepPredictor(Predictor):
     def predict_file(self, path: Path) -> Prediction:
         frames_total_hint, file_sr, _ = check_file(path, self.max_duration_s)
         budget = self._budget()
-        duration = frames_total_hint / file_sr
-        if duration < MIN_DURATION_S:
+        duration = frames_total_hint / file_sr  # 0 when FFmpeg's container declares none
+        if frames_total_hint and duration < MIN_DURATION_S:
             raise AudioError(f"too short ({duration:.2f} s; at least {MIN_DURATION_S} s needed)")
-        warnings = []
+        warnings: list[str] = []
         L = self.window_frames
         seg_frames = L if self.window_s is None else max(1, int(round(self.window_s / self.hop_s)))
         seg_hop = max(1, int(round(seg_frames * (1.0 - self.overlap))))
         sub_hop = max(1, int(round(L * (1.0 - self.overlap))))
         rows = int(self.frontend["n_mels"])
         ws = WindowStream(seg_frames, seg_hop, rows)
-        seg_probs: list[np.ndarray] = []
-        tempo_sum, tags_sum, n_win = None, None, 0
+        # per segment (in time order): genre probs (mean over its model windows), tempo-bin
+        # probs and tag scores (means), its number of model windows
+        seg_genre: list[np.ndarray] = []
+        seg_tempo: list[np.ndarray] = []
+        seg_tags: list[np.ndarray] = []
+        seg_nwin: list[int] = []
         pad_value = float(self.frontend.get("floor_db", -100.0))
         total = 0
 
         def run_segments(segs: list[np.ndarray]) -> None:
-            nonlocal tempo_sum, tags_sum, n_win
             from mgr.audio import window_starts
 
             if not segs:
@@ -756,22 +873,23 @@ class DeepPredictor(Predictor):
             X = np.stack(wins)  # all model windows of these segments in one batched run
             budget.check()
             out = self._run(X)
-            if "genre" in out:
-                g = np.asarray(out["genre"], np.float64)
-                owner_a = np.asarray(owner)
-                for j in range(len(segs)):
-                    seg_probs.append(g[owner_a == j].mean(axis=0))
-            n_win += len(X)
-            if "tempo" in out and self.tempo_centres:
-                t = np.asarray(out["tempo"], np.float64).sum(axis=0)
-                tempo_sum = t if tempo_sum is None else tempo_sum + t
-            if "tags" in out:
-                t = np.asarray(out["tags"], np.float64).sum(axis=0)
-                tags_sum = t if tags_sum is None else tags_sum + t
+            owner_a = np.asarray(owner)
+            use_tempo = "tempo" in out and self.tempo_centres
+            for j in range(len(segs)):
+                m = owner_a == j
+                seg_nwin.append(int(m.sum()))
+                if "genre" in out:
+                    seg_genre.append(np.asarray(out["genre"], np.float64)[m].mean(axis=0))
+                if use_tempo:
+                    seg_tempo.append(np.asarray(out["tempo"], np.float64)[m].mean(axis=0))
+                if "tags" in out:
+                    seg_tags.append(np.asarray(out["tags"], np.float64)[m].mean(axis=0))
 
         onset = _OnsetTracker(self.frontend) if "tempo" not in self.outputs else None
+        fe = StreamingFrontEnd(self.frontend)
+        energy = EnergyTracker(fe.hop)
         pending: list[np.ndarray] = []
-        for frames in spectrogram_frames(path, self.frontend, budget=budget):
+        for frames in spectrogram_frames(path, self.frontend, budget=budget, energy=energy, fe=fe):
             total += len(frames)
             if onset is not None:
                 onset.push(frames)
@@ -779,36 +897,87 @@ class DeepPredictor(Predictor):
             if len(pending) >= max(1, BATCH_WINDOWS // max(1, seg_frames // L)):
                 run_segments(pending)
                 pending = []
+        decoded_s = fe.n_samples / fe.sr
+        if decoded_s < MIN_DURATION_S:  # the header (an estimate for FFmpeg's formats) said more
+            raise AudioError(f"too short ({decoded_s:.2f} s decoded; at least {MIN_DURATION_S} s needed)")
         if total < seg_frames:
             warnings.append(
-                f"shorter than one window ({duration:.2f} s < {seg_frames * self.hop_s:.2f} s): padded with silence"
+                f"shorter than one window ({decoded_s:.2f} s < {seg_frames * self.hop_s:.2f} s): padded with silence"
             )
         pending.extend(ws.finish(total, pad_value))
         run_segments(pending)
+        n_win = sum(seg_nwin)
+
+        # silence: a segment whose RMS is below SILENCE_DBFS has no say; none left -> no answer
+        ms = energy.per_frame()
+        starts = ws.starts
+        ends = [min(st + seg_frames, total) for st in starts]
+        silent = [is_silent(float(ms[a:b].mean()) if b > a and len(ms[a:b]) else 0.0) for a, b in zip(starts, ends)]
+        keep = [i for i, q in enumerate(silent) if not q]
+        segments = self._segments(starts, ends, silent, seg_genre, seg_tempo, seg_tags, onset) if self.timeline else None
+        if not keep:
+            return self._silent_prediction(path, warnings, n_win, total * self.hop_s, segments)
+        w = np.asarray([seg_nwin[i] for i in keep], np.float64)
         top: list[tuple[str, float]] = []
-        if seg_probs:  # (a tagger has no genre head)
-            top = self._top(self._combine(np.stack(seg_probs)))
-        if tempo_sum is not None:
+        if seg_genre:  # (a tagger has no genre head)
+            top = self._top(self._combine(np.stack([seg_genre[i] for i in keep])))
+        if seg_tempo:
             from mgr.models.deep import bpm_from_probs  # the one BPM read-out (evaluate uses it too)
 
-            bpm = float(bpm_from_probs(tempo_sum / max(1, n_win), self.tempo_centres, log=self.tempo_log))
+            probs = np.average(np.stack([seg_tempo[i] for i in keep]), axis=0, weights=w)
+            bpm = float(bpm_from_probs(probs, self.tempo_centres, log=self.tempo_log))
             tempo_src = "model"
         else:
             bpm = onset.tempo() if onset is not None else None
             tempo_src = "dsp"
         bpm, tempo_src = _finite_tempo(bpm, tempo_src, warnings)
         tags: list[tuple[str, float]] = []
-        if tags_sum is not None and self.tag_vocab:
-            scores = tags_sum / max(1, n_win)
-            if not np.all(np.isfinite(scores)):
-                raise AudioError("model output is not finite (NaN/inf) for this file")
-            tags = [(self.tag_vocab[i], round(float(scores[i]), 4))
-                    for i in np.argsort(-scores, kind="stable") if scores[i] >= self.tag_threshold]
-            if not seg_probs:  # a tagger: its top-k are its best tags, whatever the threshold
-                top = [(self.tag_vocab[i], round(float(scores[i]), 6))
-                       for i in np.argsort(-scores, kind="stable")[: self.top_k]]
-        genre = top[0][0] if seg_probs else None
-        return Prediction(str(path), genre, top, bpm, tempo_src, tags, warnings, n_win, total * self.hop_s)
+        if seg_tags and self.tag_vocab:
+            scores = np.average(np.stack([seg_tags[i] for i in keep]), axis=0, weights=w)
+            tags, tag_top = self._tags(scores)
+            if not seg_genre:  # a tagger: its top-k are its best tags, whatever the threshold
+                top = tag_top
+        genre, reason = self._confident(top) if seg_genre else (None, None)
+        if reason:
+            warnings.append(reason)
+        return Prediction(str(path), genre, top, bpm, tempo_src, tags, warnings, n_win, total * self.hop_s,
+                          reason, segments)
+
+    def _tags(self, scores: np.ndarray) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+        """(tags at or above the threshold, the top-k tags) of mean tag scores."""
+        if not np.all(np.isfinite(scores)):
+            raise AudioError("model output is not finite (NaN/inf) for this file")
+        order = np.argsort(-scores, kind="stable")
+        tags = [(self.tag_vocab[i], round(float(scores[i]), 4)) for i in order if scores[i] >= self.tag_threshold]
+        return tags, [(self.tag_vocab[i], round(float(scores[i]), 6)) for i in order[: self.top_k]]
+
+    def _segments(self, starts, ends, silent, seg_genre, seg_tempo, seg_tags, onset) -> list[Segment]:
+        """The ``--timeline``: one :class:`Segment` per segment the answer aggregates."""
+        env = onset.envelope() if onset is not None else None
+        out = []
+        for i, (a, b) in enumerate(zip(starts, ends)):
+            t0, t1 = round(a * self.hop_s, 3), round(max(b, a + 1) * self.hop_s, 3)
+            if silent[i]:
+                out.append(Segment(t0, t1, None, [], None, [], True, f"silence: no signal above {SILENCE_DBFS:g} dBFS"))
+                continue
+            top: list[tuple[str, float]] = []
+            if seg_genre:
+                top = self._top(seg_genre[i])
+            if seg_tempo:
+                from mgr.models.deep import bpm_from_probs
+
+                bpm = float(bpm_from_probs(seg_tempo[i], self.tempo_centres, log=self.tempo_log))
+            else:
+                bpm = onset.tempo_between(env, a, b) if onset is not None else None
+            bpm = bpm if bpm is not None and math.isfinite(bpm) and bpm > 0 else None
+            tags: list[tuple[str, float]] = []
+            if seg_tags and self.tag_vocab:
+                tags, tag_top = self._tags(seg_tags[i])
+                if not seg_genre:
+                    top = tag_top
+            genre, reason = self._confident(top) if seg_genre else (None, None)
+            out.append(Segment(t0, t1, genre, top, None if bpm is None else round(bpm, 2), tags, False, reason))
+        return out
 
 
 def _finite_tempo(bpm: float | None, source: str, warnings: list[str]) -> tuple[float | None, str]:
@@ -851,15 +1020,24 @@ class _OnsetTracker:
             self.env.append(d.astype(np.float32))
         self.prev = frames[-1].copy()
 
-    def tempo(self) -> float | None:
+    def envelope(self) -> np.ndarray | None:
         if not self.usable or not self.env:
             return None
         env = np.concatenate(self.env)
         # librosa pads lag + n_fft // (2 * hop) frames at the front so the envelope is centred
         pad = 1 + int(self.fe["n_fft"]) // (2 * self.hop)
         n_frames = len(env) + 1
-        env = np.concatenate([np.zeros(pad, np.float32), env])[:n_frames]
-        return dsp_tempo_from_envelope(env, self.sr, self.hop)
+        return np.concatenate([np.zeros(pad, np.float32), env])[:n_frames]
+
+    def tempo(self) -> float | None:
+        env = self.envelope()
+        return None if env is None else dsp_tempo_from_envelope(env, self.sr, self.hop)
+
+    def tempo_between(self, env: np.ndarray | None, start: int, end: int) -> float | None:
+        """The DSP tempo of frames ``[start, end)`` of ``envelope()`` (a ``--timeline`` segment)."""
+        if env is None or end - start < 4:
+            return None
+        return dsp_tempo_from_envelope(env[start:end], self.sr, self.hop)
 
 
 #: ``librosa.feature.tempo(onset_envelope=env, sr=sr, hop_length=hop)`` in NumPy (equality with
@@ -890,54 +1068,121 @@ class ClassicalPredictor(Predictor):
         self.audio = audio
 
     def predict_file(self, path: Path) -> Prediction:
-        from mgr.audio import load_audio
+        from mgr.audio import load_audio, window_starts, windows
         from mgr.features import extract_features
 
         frames, file_sr, channels = check_file(path, self.max_duration_s)
         budget = self._budget()
-        duration = frames / file_sr
-        if duration < MIN_DURATION_S:
+        duration = frames / file_sr  # 0 when FFmpeg's container declares none
+        if frames and duration < MIN_DURATION_S:
             raise AudioError(f"too short ({duration:.2f} s; at least {MIN_DURATION_S} s needed)")
         offset = float(self.audio.get("offset_s", 0.0) or 0.0)
         crop = self.audio.get("duration_s")
+        pad = bool(self.audio.get("pad", True))
         seg_s = self.window_s
         if seg_s is None and crop is None and (
-            duration > CLASSICAL_WHOLE_MAX_S or frames * channels > CLASSICAL_WHOLE_MAX_SAMPLES
-        ):  # a long (or very wide) file: streamed segments the size of a training clip
+            not frames or duration > CLASSICAL_WHOLE_MAX_S or frames * channels > CLASSICAL_WHOLE_MAX_SAMPLES
+        ):  # a long (or very wide, or undeclared) file: streamed segments the size of a training clip
             seg_s = CLASSICAL_SEGMENT_S
         warnings: list[str] = []
+        # (start sample, segment, samples of real signal in it)
         if seg_s is None:  # the whole (or card-cropped) file, as in training
-            y = load_audio(path, sr=self.sr, offset_s=offset, duration_s=crop, pad=bool(self.audio.get("pad", True)))
-            segs: Iterable[np.ndarray] = [y]
+            if crop is None and not offset and frames and _decoder(path) == "av":
+                y = _decode_whole(path, self.sr, budget, duration)  # bounded by what the header declared
+            else:
+                y = load_audio(path, sr=self.sr, offset_s=offset, duration_s=crop, pad=pad)
+            real = len(y) if crop is None else min(len(y), max(0, int(round((duration - offset) * self.sr))))
+            segs: Iterable[tuple[int, np.ndarray, int]] = [(0, y, real)]
         else:
             n = int(round(seg_s * self.sr))
             hop = max(1, int(round(n * (1.0 - self.overlap))))
-            if duration < seg_s:
+            if frames and duration < seg_s:
                 warnings.append(f"shorter than one window ({duration:.2f} s < {seg_s:g} s): padded with silence")
             if crop is not None or offset:
-                from mgr.audio import windows
-
-                y = load_audio(path, sr=self.sr, offset_s=offset, duration_s=crop, pad=bool(self.audio.get("pad", True)))
-                segs = windows(y, n, hop=hop)
+                y = load_audio(path, sr=self.sr, offset_s=offset, duration_s=crop, pad=pad)
+                st = window_starts(len(y), n, hop) if len(y) > n else [0]
+                segs = ((int(a), w, min(n, len(y) - int(a))) for a, w in zip(st, windows(y, n, hop=hop)))
             else:  # streamed: memory is bounded by one segment whatever the file length
-                segs = stream_segments(path, self.sr, n, hop, budget=budget)
-        rows, tempos = [], []
-        for seg in segs:
+                segs = stream_segments(path, self.sr, n, hop, budget=budget, with_starts=True)
+        rows, tempos, starts, ends, silent = [], [], [], [], []
+        decoded = 0
+        for start, seg, real in segs:
             budget.check()
+            starts.append(start)
+            ends.append(start + max(real, 1))
+            decoded = max(decoded, start + real)
+            part = np.asarray(seg[:real], np.float64)
+            q = is_silent(float(np.mean(np.square(part))) if len(part) else 0.0)
+            silent.append(q)
+            if q:  # no features for silence (they are not finite there): no say in the answer
+                continue
             feats = extract_features(seg, self.sr, self.feature_set)
             rows.append([feats[c] for c in self.columns])
             tempos.append(float(feats["tempo"]) if "tempo" in feats else _fastdsp.tempo(seg, self.sr))
-        X = np.asarray(rows, dtype=np.float64)
-        if not np.all(np.isfinite(X)):
-            raise AudioError("features are not finite (silent or corrupt audio?)")
-        seg_probs = np.asarray(self.art.predict_proba(X), np.float64)
+        if not frames:
+            duration = decoded / self.sr
+            if duration < MIN_DURATION_S:
+                raise AudioError(f"too short ({duration:.2f} s decoded; at least {MIN_DURATION_S} s needed)")
+        seg_probs = np.zeros((0, len(self.labels)))
+        if rows:
+            X = np.asarray(rows, dtype=np.float64)
+            if not np.all(np.isfinite(X)):
+                raise AudioError("features are not finite (silent or corrupt audio?)")
+            seg_probs = np.asarray(self.art.predict_proba(X), np.float64)
+        segments = None
+        if self.timeline:
+            segments, k = [], 0
+            for a, b, q in zip(starts, ends, silent):
+                t0, t1 = round(offset + a / self.sr, 3), round(offset + b / self.sr, 3)
+                if q:
+                    segments.append(Segment(t0, t1, None, [], None, [], True,
+                                            f"silence: no signal above {SILENCE_DBFS:g} dBFS"))
+                    continue
+                top_i = self._top(seg_probs[k])
+                g, r = self._confident(top_i)
+                t = tempos[k]
+                segments.append(Segment(t0, t1, g, top_i, round(t, 2) if t and math.isfinite(t) and t > 0 else None,
+                                        [], False, r))
+                k += 1
+        if not rows:
+            return self._silent_prediction(path, warnings, len(starts), duration, segments)
         probs = self._combine(seg_probs)
         top = self._top(probs)
         # one segment: its tempo (= librosa.feature.tempo of the clip); several: their median
         tempo_values = [t for t in tempos if t and np.isfinite(t)]
         bpm = float(np.median(tempo_values)) if tempo_values else None
         bpm, tempo_src = _finite_tempo(bpm, "dsp", warnings)
-        return Prediction(str(path), top[0][0], top, bpm, tempo_src, [], warnings, len(rows), duration)
+        genre, reason = self._confident(top)
+        if reason:
+            warnings.append(reason)
+        return Prediction(str(path), genre, top, bpm, tempo_src, [], warnings, len(starts), duration, reason, segments)
+
+
+def _decoder(path: Path) -> str:
+    from mgr.audio import _is_av
+
+    return "av" if _is_av(path) else "sf"
+
+
+def _decode_whole(path: Path, sr: int, budget: _Budget, declared_s: float) -> np.ndarray:
+    """A whole file FFmpeg decodes, streamed into one array: refused when it decodes to far more
+    than its header declared (so "whole file" stays bounded by CLASSICAL_WHOLE_MAX_S)."""
+    from mgr.audio import stream_blocks
+
+    cap = 2 * max(declared_s, 1.0) + 10.0
+    parts, n = [], 0
+    for block in stream_blocks(path, sr, block_s=10.0):
+        budget.add(len(block), sr)
+        n += len(block)
+        if n > cap * sr:
+            raise AudioError(f"decodes to more than {cap:.0f} s although its header declares {declared_s:.1f} s")
+        parts.append(block)
+    if not parts:
+        raise AudioError("no audio frames")
+    y = np.concatenate(parts)
+    if not np.all(np.isfinite(y)):
+        raise AudioError("decoded samples contain NaN or inf")
+    return y
 
 
 #: classical models take a file whole (as their training clips) up to this length; a longer file
@@ -951,12 +1196,14 @@ CLASSICAL_WHOLE_MAX_SAMPLES = 60 * 192_000 * 2
 
 
 def stream_segments(path: str | os.PathLike, sr: int, n: int, hop: int, block_s: float = 10.0, *,
-                    budget: _Budget | None = None) -> Iterator[np.ndarray]:
+                    budget: _Budget | None = None, with_starts: bool = False) -> Iterator[Any]:
     """Segments of ``n`` samples every ``hop`` samples of a file decoded as a stream.
 
     Same cover as :func:`mgr.audio.windows` (the last segment is aligned to the end; a file
     shorter than ``n`` gives one zero-padded segment), but only about one segment plus one
-    decoded block is held in memory at a time.
+    decoded block is held in memory at a time. ``with_starts``: yield ``(start, segment,
+    real)`` instead, ``real`` the number of samples of signal in it (less than ``n`` only
+    for the zero-padded segment of a short file).
     """
     from mgr.audio import stream_blocks
 
@@ -968,16 +1215,17 @@ def stream_segments(path: str | os.PathLike, sr: int, n: int, hop: int, block_s:
         buf = np.concatenate([buf, np.asarray(block, np.float32)])
         while nxt + n <= base + len(buf):
             i = nxt - base
-            yield buf[i : i + n]
+            yield (nxt, buf[i : i + n], n) if with_starts else buf[i : i + n]
             last_end, nxt = nxt + n, nxt + hop
         keep_from = min(nxt, base + len(buf) - n)  # what a later or the end-aligned segment needs
         if keep_from > base:
             buf, base = buf[keep_from - base :], keep_from
     total = base + len(buf)
     if total < n:
-        yield np.concatenate([buf, np.zeros(n - len(buf), np.float32)])
+        seg = np.concatenate([buf, np.zeros(n - len(buf), np.float32)])
+        yield (0, seg, total) if with_starts else seg
     elif last_end < total:
-        yield buf[len(buf) - n :]
+        yield (total - n, buf[len(buf) - n :], n) if with_starts else buf[len(buf) - n :]
 
 
 class TaggerPredictor(DeepPredictor):
@@ -1010,10 +1258,64 @@ def load_predictor(model_dir: str | os.PathLike, **kw: Any) -> Predictor:
     model_dir = Path(model_dir)
     card = read_card(model_dir)
     if card["kind"] == "pretrained":
-        return TaggerPredictor(model_dir, card, **kw)
-    if card["kind"] == "deep":
-        return DeepPredictor(model_dir, card, **kw)
-    return ClassicalPredictor(model_dir, card, **kw)
+        pred: Predictor = TaggerPredictor(model_dir, card, **kw)
+    elif card["kind"] == "deep":
+        pred = DeepPredictor(model_dir, card, **kw)
+    else:
+        pred = ClassicalPredictor(model_dir, card, **kw)
+    pred.trained_on = training_data(card, model_dir)
+    return pred
+
+
+def training_data(card: dict, model_dir: str | os.PathLike | None = None) -> dict | None:
+    """What a model was trained on: ``{"source", "synthetic", "from"}`` or ``None`` (unknown).
+
+    Read from the card's ``trained_on`` record (``{"source": "synthetic" | "gtzan" | "fma" |
+    "folder", "synthetic": bool, ...}``, written by training); a card without one (older
+    artifacts, or classical cards whose ``trained_on`` is only a sentence) falls back to the
+    ``data.source`` of the ``params.yaml`` of the project holding ``models/<name>/``
+    (``"from": "params.yaml"``). A built-in pretrained tagger was trained on real music (its
+    card's ``pretrained`` provenance)."""
+    if card.get("kind") == "pretrained":
+        return {"source": "pretrained", "synthetic": False, "from": "card"}
+    rec = card.get("trained_on")
+    if isinstance(rec, dict) and (rec.get("source") or "synthetic" in rec):
+        src = str(rec.get("source") or "")
+        synth = rec.get("synthetic")
+        return {"source": src or None, "synthetic": bool(synth) if isinstance(synth, bool) else src == "synthetic",
+                "from": "card"}
+    if model_dir is None:
+        return None
+    d = Path(model_dir)
+    try:
+        d = d.resolve()
+    except OSError:
+        return None
+    if d.parent.name != "models":
+        return None
+    params = d.parent.parent / "params.yaml"
+    try:
+        import yaml
+
+        data = yaml.safe_load(params.read_text()) if params.is_file() else None
+    except Exception:  # unreadable / not YAML: unknown
+        return None
+    src = (data or {}).get("data", {}).get("source") if isinstance(data, dict) and isinstance(data.get("data"), dict) else None
+    if not isinstance(src, str):
+        return None
+    return {"source": src, "synthetic": src == "synthetic", "from": "params.yaml"}
+
+
+def synthetic_warning(predictor: Predictor) -> str | None:
+    """One line for stderr when the model was trained on the synthetic set (else ``None``)."""
+    rec = predictor.trained_on
+    if not rec or not rec.get("synthetic"):
+        return None
+    how = "" if rec.get("from") == "card" else " (per params.yaml data.source; its card does not say)"
+    return (f"model {predictor.name} was trained on the synthetic set{how}: it has never heard real recordings, "
+            "so its genres for real music are not meaningful; use the pretrained tagger (--model musicnn-msd), "
+            "a classifier on pretrained embeddings (ml.embedding_models in params.yaml) trained on real data, "
+            "or train on real music (data.source: gtzan, fma or folder)")
 
 
 def predict_many(
@@ -1153,31 +1455,70 @@ def to_json_line(res: Prediction | InputFailure) -> str:
     if res.tempo_source == "none":  # the estimate was not finite: say why it is null
         obj["tempo_error"] = next((w for w in res.warnings if w.startswith("tempo not estimated")),
                                   "tempo not estimated")
+    if res.reason:  # why genre is null: silence, --min-confidence
+        obj["reason"] = res.reason
+    if res.segments is not None:  # --timeline
+        obj["segments"] = [_segment_obj(sg) for sg in res.segments]
     return strict_json(obj)
 
 
-CSV_HEADER = ["path", "genre", "prob", "top_k", "tempo_bpm", "tags", "error", "path_bytes_b64"]
+def _segment_obj(sg: Segment) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "start_s": sg.start_s, "end_s": sg.end_s, "genre": sg.genre,
+        "top_k": [{"label": lab, "prob": p} for lab, p in sg.top_k],
+        "tempo_bpm": sg.tempo_bpm,
+        "tags": [{"label": t, "score": v} for t, v in sg.tags],
+        "silent": sg.silent,
+    }
+    if sg.reason:
+        obj["reason"] = sg.reason
+    return obj
+
+
+CSV_HEADER = ["path", "genre", "prob", "top_k", "tempo_bpm", "tags", "error", "path_bytes_b64", "reason"]
+#: ``--timeline --format csv``: the file's row (start_s/end_s empty), then one row per segment
+CSV_TIMELINE_HEADER = ["path", "start_s", "end_s", "genre", "prob", "top_k", "tempo_bpm", "tags", "silent", "error",
+                       "path_bytes_b64", "reason"]
 
 
 def _num(v: Any, fmt: str) -> str:
     return format(v, fmt) if v is not None and math.isfinite(v) else ""
 
 
+def _csv_cells(genre, top_k, tempo, tags) -> list[str]:
+    return [
+        genre or "",
+        _num(top_k[0][1], ".4f") if top_k else "",
+        ";".join(f"{lab}:{_num(p, '.4f')}" for lab, p in top_k),
+        _num(tempo, ".1f"),
+        "|".join(f"{t}:{_num(s, '.4f')}" for t, s in tags),
+    ]
+
+
 def csv_rows(res: Prediction | InputFailure) -> list[str]:
+    """The row of :data:`CSV_HEADER` for one input."""
     pf = path_fields(res.path)
     if isinstance(res, InputFailure):
         row = [pf["path"], "", "", "", "", "", res.error]
+        reason = ""
     else:
-        row = [
-            pf["path"],
-            res.genre or "",
-            _num(res.top_k[0][1], ".4f") if res.top_k else "",
-            ";".join(f"{lab}:{_num(p, '.4f')}" for lab, p in res.top_k),
-            _num(res.tempo_bpm, ".1f"),
-            "|".join(f"{t}:{_num(s, '.4f')}" for t, s in res.tags),
-            "",
-        ]
-    return [undecodable_as_hex(str(c)) for c in row] + [pf.get("path_bytes_b64", "")]
+        row = [pf["path"], *_csv_cells(res.genre, res.top_k, res.tempo_bpm, res.tags), ""]
+        reason = res.reason or ""
+    return [undecodable_as_hex(str(c)) for c in row] + [pf.get("path_bytes_b64", ""), display_text(reason)]
+
+
+def csv_timeline_rows(res: Prediction | InputFailure) -> list[list[str]]:
+    """Rows of :data:`CSV_TIMELINE_HEADER`: the file's (empty start_s/end_s), then one per segment."""
+    pf = path_fields(res.path)
+    p, b64 = undecodable_as_hex(pf["path"]), pf.get("path_bytes_b64", "")
+    if isinstance(res, InputFailure):
+        return [[p, "", "", "", "", "", "", "", "", undecodable_as_hex(res.error), b64, ""]]
+    rows = [[p, "", "", *_csv_cells(res.genre, res.top_k, res.tempo_bpm, res.tags), "", "", b64,
+             display_text(res.reason or "")]]
+    for sg in res.segments or []:
+        rows.append([p, f"{sg.start_s:.3f}", f"{sg.end_s:.3f}", *_csv_cells(sg.genre, sg.top_k, sg.tempo_bpm, sg.tags),
+                     "1" if sg.silent else "0", "", b64, display_text(sg.reason or "")])
+    return rows
 
 
 # ------------------------------------------------------------------------------ models
