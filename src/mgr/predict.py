@@ -1264,6 +1264,7 @@ def load_predictor(model_dir: str | os.PathLike, **kw: Any) -> Predictor:
     else:
         pred = ClassicalPredictor(model_dir, card, **kw)
     pred.trained_on = training_data(card, model_dir)
+    pred.model_dir, pred.load_kwargs = model_dir, dict(kw)  # what a worker process loads again
     return pred
 
 
@@ -1318,37 +1319,124 @@ def synthetic_warning(predictor: Predictor) -> str | None:
             "or train on real music (data.source: gtzan, fma or folder)")
 
 
-def predict_many(
-    predictor: Predictor, inputs: Iterable[Path | InputFailure], on_result: Callable[[Any], None] | None = None
-) -> list[Prediction | InputFailure]:
-    """Predict every input in order; failures become :class:`InputFailure` (one-line reason).
+PARALLEL_MIN_FILES = 4  # fewer files than this are predicted in-process (a worker's start costs more)
+
+
+def _predict_one(predictor: Predictor, item: Path | InputFailure) -> Prediction | InputFailure:
+    """One input -> its prediction, or an :class:`InputFailure` with a one-line reason.
 
     A non-finite model output (:class:`mgr.inference.runtime.InferenceError`) fails that file
-    only; any other model problem (:class:`ArtifactError`) stops the run."""
+    only; any other model problem (a :class:`UserError` such as :class:`ArtifactError`) is raised."""
     from mgr.inference.runtime import InferenceError
 
+    if isinstance(item, InputFailure):
+        res: Prediction | InputFailure = item
+    else:
+        try:
+            res = predictor.predict_file(item)
+        except AudioError as e:
+            res = InputFailure(str(item), _strip_prefix(str(e), item))
+        except InferenceError as e:
+            res = InputFailure(str(item), f"model output unusable ({e})")
+        except UserError:
+            raise
+        except MemoryError:
+            res = InputFailure(str(item), "out of memory")
+        except Exception as e:  # a decoder bug on one file must not stop the others
+            res = InputFailure(str(item), f"cannot process ({type(e).__name__}: {_short(str(e))})")
+    if isinstance(res, InputFailure):  # the reason on one printable line, whatever it quotes
+        res.error = display_text(res.error)
+    return res
+
+
+def predict_many(
+    predictor: Predictor, inputs: Iterable[Path | InputFailure], on_result: Callable[[Any], None] | None = None,
+    *, workers: int = 1,
+) -> list[Prediction | InputFailure]:
+    """Predict every input; results reach ``on_result`` and the returned list in input order.
+
+    With ``workers > 1`` and at least :data:`PARALLEL_MIN_FILES` files, decoding, the front end
+    and the model run in that many worker processes (each loads the same artifact, hash-checked,
+    with one onnxruntime thread; at most ``2 * workers`` files in flight; workers die with this
+    process); the answers are the same as in-process."""
+    items = list(inputs)
+    n_files = sum(1 for i in items if not isinstance(i, InputFailure))
+    if workers > 1 and n_files >= PARALLEL_MIN_FILES and getattr(predictor, "model_dir", None) is not None:
+        return _predict_parallel(predictor, items, on_result, min(workers, n_files))
     results: list[Prediction | InputFailure] = []
-    for item in inputs:
-        if isinstance(item, InputFailure):
-            res: Prediction | InputFailure = item
-        else:
-            try:
-                res = predictor.predict_file(item)
-            except AudioError as e:
-                res = InputFailure(str(item), _strip_prefix(str(e), item))
-            except InferenceError as e:
-                res = InputFailure(str(item), f"model output unusable ({e})")
-            except UserError:
-                raise
-            except MemoryError:
-                res = InputFailure(str(item), "out of memory")
-            except Exception as e:  # a decoder bug on one file must not stop the others
-                res = InputFailure(str(item), f"cannot process ({type(e).__name__}: {_short(str(e))})")
-        if isinstance(res, InputFailure):  # the reason on one printable line, whatever it quotes
-            res.error = display_text(res.error)
+    for item in items:
+        res = _predict_one(predictor, item)
         results.append(res)
         if on_result is not None:
             on_result(res)
+    return results
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(model_dir: str, kw: dict) -> None:
+    os.environ["MGR_ONNX_THREADS"] = "1"  # one intra-op thread per worker: the workers are the parallelism
+    _WORKER["predictor"] = load_predictor(model_dir, **kw)
+
+
+def _worker_predict(item: Path | InputFailure) -> tuple[str, Any]:
+    try:
+        return "ok", _predict_one(_WORKER["predictor"], item)
+    except UserError as e:  # a model problem: the parent stops the run with the same one line
+        return "user_error", (type(e).__name__, str(e))
+
+
+def _predict_parallel(predictor: Predictor, items: list, on_result: Callable[[Any], None] | None,
+                      workers: int) -> list[Prediction | InputFailure]:
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from mgr.utils import process_pool
+
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+    results: list[Any] = [None] * len(items)
+    done_flags = [False] * len(items)
+    next_out = 0
+
+    def flush() -> None:
+        nonlocal next_out
+        while next_out < len(items) and done_flags[next_out]:
+            if on_result is not None:
+                on_result(results[next_out])
+            next_out += 1
+
+    with process_pool(workers, initializer=_worker_init, initargs=(str(predictor.model_dir), predictor.load_kwargs),
+                      mp_context=ctx) as ex:
+        pending: dict[Any, int] = {}
+        todo = iter(range(len(items)))
+
+        def submit_more() -> None:
+            while len(pending) < 2 * workers:
+                i = next(todo, None)
+                if i is None:
+                    return
+                if isinstance(items[i], InputFailure):
+                    results[i], done_flags[i] = _predict_one(predictor, items[i]), True
+                    continue
+                pending[ex.submit(_worker_predict, items[i])] = i
+
+        submit_more()
+        flush()
+        while pending:
+            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                i = pending.pop(fut)
+                status, value = fut.result()
+                if status == "user_error":
+                    for f in pending:
+                        f.cancel()
+                    cls = {c.__name__: c for c in (ArtifactError, AudioError, UsageError)}.get(value[0], UserError)
+                    raise cls(value[1])
+                results[i], done_flags[i] = value, True
+            submit_more()
+            flush()
+    flush()
     return results
 
 

@@ -12,6 +12,7 @@ refused with one :class:`~mgr.errors.ArtifactError` line before onnxruntime sees
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,8 @@ class OnnxModel:
 
         so = ort.SessionOptions()
         so.log_severity_level = 3
+        if not threads and os.environ.get("MGR_ONNX_THREADS", "").isdigit():  # e.g. predict's worker processes
+            threads = int(os.environ["MGR_ONNX_THREADS"])
         if threads:
             so.intra_op_num_threads = int(threads)
             so.inter_op_num_threads = 1
