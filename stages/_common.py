@@ -19,22 +19,47 @@ sys.path.insert(0, str(ROOT / "src"))
 
 def peak_rss_mb() -> dict:
     """Peak resident memory (MiB) of this process and of its largest finished child."""
-    import resource
+    from mgr.runs import peak_rss_mb as _peak
 
-    me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"main": round(me, 1), "max_worker": round(kids, 1)}
+    return _peak()
+
+
+def write_metrics(name: str, report: dict, *, extra_facts: dict | None = None) -> dict:
+    """Write ``metrics/<name>.json`` with the results of ``report`` only, and the run facts in it
+    (durations, workers, memory; :data:`mgr.runs.RUN_KEYS`) plus ``extra_facts`` to
+    ``reports/runs/<name>.json``. ``report`` is not modified; returns the metrics written."""
+    from mgr.runs import split_run_facts, write_run_facts
+    from mgr.utils import write_json
+
+    quality, facts = split_run_facts(report)
+    write_json(f"metrics/{name}.json", quality)
+    write_run_facts(name, {**facts, **(extra_facts or {})})
+    return quality
 
 
 def finish_extraction(name: str, report: dict, out: str) -> None:
-    """Write ``metrics/<name>.json`` (with peak RSS and the output path) and warn about skipped tracks."""
-    from mgr.utils import write_json
-
-    report["peak_rss_mb"] = peak_rss_mb()
+    """Write ``metrics/<name>.json`` (results and the output path; the duration, workers and peak
+    RSS go to ``reports/runs/<name>.json``) and warn about skipped tracks."""
     report["output"] = out
-    write_json(f"metrics/{name}.json", report)
+    write_metrics(name, report)
     for s in report["skipped"]:
         print(f"warning: skipped {s['track_id']}: {s['reason']}", file=sys.stderr)
+
+
+class Timer:
+    """``with Timer() as t: ...``; then ``t.seconds`` (wall clock, 3 decimals)."""
+
+    def __enter__(self) -> "Timer":
+        import time
+
+        self._t0 = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import time
+
+        self.seconds = round(time.perf_counter() - self._t0, 3)
 
 
 def run(main: Callable[[], object]) -> None:

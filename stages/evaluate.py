@@ -3,7 +3,9 @@
 Usage: ``python stages/evaluate.py [--stores S ...]`` (from dvc.yaml). For each model in ``ml.models`` +
 ``dl.models`` that has an artifact under ``models/<name>/`` it writes ``metrics/<name>.json``,
 then ``metrics/summary.json``, ``metrics/tempo_baseline.json`` (when the dataset has tempo),
-``reports/leaderboard.md``, ``reports/confusion/<name>.csv`` (DVC confusion plots) and
+``reports/leaderboard.md``, ``reports/confusion/<name>.csv`` (DVC confusion plots),
+``reports/predictions/<name>.csv`` (per-track predictions, for ``mgr compare``), ``reports/runs/evaluate.json``
+(duration: a run fact, not a metric) and
 ``reports/figures/confusion_<name>.png``. The protocol is documented in :mod:`mgr.evaluation`
 (:func:`mgr.evaluation.run_evaluate`).
 """
@@ -16,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import run  # noqa: E402
+from _common import Timer, run  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,7 +33,13 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     p = load_params(args.params)
-    summary = run_evaluate(p, root=args.root, log=lambda s: print(s, flush=True), stores=args.stores)
+    with Timer() as t:
+        summary = run_evaluate(p, root=args.root, log=lambda s: print(s, flush=True), stores=args.stores)
+    from mgr.runs import write_run_facts
+    from mgr.utils import n_workers
+
+    # run facts, not metrics (metrics/ holds results only)
+    write_run_facts("evaluate", {"seconds": t.seconds, "workers": n_workers(p.evaluate.workers)}, root=args.root)
     if not summary:
         print("evaluate: no trained model found; wrote an empty leaderboard")
     else:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import run  # noqa: E402
+from _common import Timer, run  # noqa: E402
 
 
 def main(
@@ -18,12 +18,17 @@ def main(
 ) -> dict:
     from mgr.datasets import fetch, load_tracks
     from mgr.params import load_params
-    from mgr.utils import write_json
+    from mgr.runs import split_run_facts, write_run_facts
+    from mgr.utils import n_workers, write_json
 
     p = load_params(params_file)
-    res = fetch(p, root, progress=progress)
-    metrics = res.metrics()
+    with Timer() as t:
+        res = fetch(p, root, progress=progress)
+    # metrics: counts only; the duration and workers are run facts (reports/runs/fetch.json)
+    metrics, facts = split_run_facts(res.metrics())
     write_json(metrics_file, metrics)
+    write_run_facts("fetch", {**facts, "seconds": t.seconds, "workers": n_workers(p.data.workers)},
+                    root=Path(metrics_file).parent.parent)
     print(
         f"fetch: {res.n_tracks} tracks, {res.n_rejected} rejected "
         f"(see {res.dataset_dir / 'rejected.csv'}) in {res.dataset_dir}",

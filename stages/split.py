@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import run  # noqa: E402
+from _common import run, write_metrics  # noqa: E402
 
 
 def main() -> None:
@@ -15,7 +15,7 @@ def main() -> None:
 
     from mgr.params import load_params
     from mgr.split import SplitWarning, make_split, summary
-    from mgr.utils import atomic_path, write_json
+    from mgr.utils import atomic_path
     from mgr.validation import validate_split
 
     p = load_params()
@@ -37,7 +37,7 @@ def main() -> None:
         split.to_csv(tmp, index=False)
     stats = summary(split, tracks)
     stats["strategy"] = p.split.strategy
-    write_json("metrics/split.json", stats)
+    write_metrics("split", stats)  # counts only (run facts: reports/runs/split.json)
     print(f"split: {stats['parts']} ({stats['n_excluded']} excluded)", file=sys.stderr)
 
 

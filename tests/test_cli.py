@@ -207,3 +207,18 @@ def test_builtin_tagger_card_with_a_replaced_onnx_is_refused(tmp_path, monkeypat
         "onnx_file": "model.onnx", "onnx_sha256": "0" * 64}))
     with pytest.raises(ArtifactError, match="sha256"):
         load_predictor(d)
+
+
+@pytest.mark.parametrize("model", ["cnn2d", "tempo_genre"])
+def test_jobs_give_the_same_answers_in_input_order(project, model):
+    """Many files on worker processes: the same JSON lines, in input order, as in-process; a bad
+    file is still one error line and does not stop the others."""
+    for i in range(6):
+        _clip(project / "audio" / f"c{i}.wav", seconds=1.5 + 0.25 * i, seed=10 + i)
+    (project / "audio" / "bad.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio at all")
+    args = ("predict", str(project / "audio"), "--root", str(project), "-m", model, "-f", "json", "-q")
+    one, two = run(*args, "--jobs", "1"), run(*args, "--jobs", "2")
+    assert one.exit_code == two.exit_code == 1
+    assert one.stdout == two.stdout and len(one.stdout.strip().splitlines()) == 9
+    assert one.stderr.count("error:") == two.stderr.count("error:") == 1
+    assert run(*args, "--jobs", "-1").exit_code == 2

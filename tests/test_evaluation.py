@@ -472,3 +472,56 @@ def test_tempo_baseline_on_click_tracks_counts_broken_files(tmp_path):
     m = out["metrics"]
     assert m["n"] == 3 and m["n_no_estimate"] == 1
     assert m["acc2"] == pytest.approx(2 / 3)  # both click tracks within 4 % up to octave errors
+
+
+# ------------------------------------------------------------------------ calibration
+def test_ece_and_brier_hand_computed():
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.8, 0.2]])
+    y = np.array([0, 1, 1, 0])
+    # four different bins: mean |correct - confidence| = (0.1 + 0.6 + 0.3 + 0.2) / 4
+    assert ev.expected_calibration_error(y, probs) == pytest.approx(0.3)
+    # (0.01 + 0.01) + (0.36 + 0.36) + (0.09 + 0.09) + (0.04 + 0.04), over 4 rows
+    assert ev.brier_score(y, probs) == pytest.approx(0.25)
+    # one bin (0.933, 1]: accuracy 1/2, mean confidence 0.955
+    same_bin = np.array([[0.95, 0.05], [0.04, 0.96]])
+    assert ev.expected_calibration_error([0, 0], same_bin) == pytest.approx(0.455)
+    onehot = np.eye(3)[[0, 2, 1]]
+    assert ev.expected_calibration_error([0, 2, 1], onehot) == 0.0 and ev.brier_score([0, 2, 1], onehot) == 0.0
+    assert ev.brier_score([1, 0], np.eye(2)) == pytest.approx(2.0)  # confidently wrong: the maximum
+    assert np.isnan(ev.expected_calibration_error([], np.zeros((0, 3))))
+
+
+def test_run_evaluate_writes_calibration_and_per_track_predictions(tmp_path):
+    import json
+
+    import pandas as pd
+
+    p, lost = _classical_project(tmp_path)
+    summary = ev.run_evaluate(p, root=tmp_path, log=lambda s: None)
+    for name in ("logreg", "random_forest"):
+        s = summary[name]
+        assert 0.0 <= s["ece"] <= 1.0 and 0.0 <= s["brier"] <= 2.0
+        m = json.loads((tmp_path / "metrics" / f"{name}.json").read_text())
+        assert m["track"]["ece"] == s["ece"]
+        df = pd.read_csv(tmp_path / "reports" / "predictions" / f"{name}.csv", dtype={"track_id": str},
+                         keep_default_na=False)
+        assert list(df.columns) == ["track_id", "fold", "true", "predicted", "p_blues", "p_jazz", "p_metal"]
+        assert len(df) == 14 and lost not in set(df["track_id"]) and list(df["track_id"]) == sorted(df["track_id"])
+        assert np.allclose(df[["p_blues", "p_jazz", "p_metal"]].sum(axis=1), 1.0, atol=1e-5)
+        assert (df["true"] == df["predicted"]).mean() == pytest.approx(s["accuracy"])
+        # the file holds what the metrics say
+        P = df[["p_blues", "p_jazz", "p_metal"]].to_numpy()
+        y = df["true"].map({"blues": 0, "jazz": 1, "metal": 2}).to_numpy()
+        assert ev.brier_score(y, P) == pytest.approx(s["brier"], abs=1e-5)
+    md = (tmp_path / "reports" / "leaderboard.md").read_text()
+    assert "| ECE | Brier |" in md
+
+
+def test_predictions_file_in_kfold_mode_has_one_row_per_scored_fold_track(tmp_path):
+    import pandas as pd
+
+    p, _ = _classical_project(tmp_path, folds=3, models=("logreg",))
+    ev.run_evaluate(p, root=tmp_path, log=lambda s: None)
+    df = pd.read_csv(tmp_path / "reports" / "predictions" / "logreg.csv", dtype={"track_id": str})
+    assert set(df["fold"]) == {0}  # only fold 0 has an artifact; folds 1, 2 come from train-ml's numbers
+    assert len(df) == 19  # fold 0's 20 test tracks, less the one without a feature row

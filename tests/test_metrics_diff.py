@@ -1,5 +1,8 @@
 """Comparison across commits: `dvc metrics diff` / `dvc params diff` on a throw-away git + DVC
-repo that uses this project's top-level `metrics:` layout, and the PR workflow's YAML."""
+repo that uses this project's top-level `metrics:` layout, the PR report (scripts/pr_report.py,
+run as the workflow does) and the workflow's YAML; and the dvc.yaml rules that keep the
+comparison honest: no execution knob (`*.workers`) among the tracked params, and every module a
+stage can import among its deps."""
 
 from __future__ import annotations
 
@@ -27,6 +30,18 @@ json.dump({"track": {"accuracy": acc, "macro_f1": acc - 0.1}, "n_tracks": 48, "n
           open(m / "logreg.json", "w"), indent=2, sort_keys=True)
 json.dump({"logreg": {"accuracy": acc, "macro_f1": acc - 0.1, "top3": 1.0}},
           open(m / "summary.json", "w"), indent=2, sort_keys=True)
+# per-track predictions (the evaluate stage's reports/predictions/<model>.csv): the first
+# round(acc * 20) of 20 tracks right
+r = pathlib.Path("reports/predictions"); r.mkdir(parents=True, exist_ok=True)
+right = round(acc * 20)
+rows = ["track_id,fold,true,predicted,p_a,p_b,p_c"]
+for i in range(20):
+    t = "abc"[i % 3]
+    pr = t if i < right else "abc"[(i + 1) % 3]
+    rows.append(f"t{i:02d},,{t},{pr}," + ",".join("0.8" if c == pr else "0.1" for c in "abc"))
+(r / "logreg.csv").write_text("\\n".join(rows) + "\\n")
+pathlib.Path("reports/leaderboard.md").write_text("# Leaderboard\\n\\n| # | model | accuracy |\\n|---|---|---|\\n"
+                                                  f"| 1 | logreg | {acc:.3f} |\\n")
 """
 
 
@@ -54,6 +69,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "deps": ["evaluate.py"],
                 "params": ["evaluate"],
                 "metrics": [{"metrics/summary.json": {"cache": False}}],
+                "outs": [{"reports/predictions": {"cache": False}}, {"reports/leaderboard.md": {"cache": False}}],
             }
         },
         # this project's own top-level entry: every file under metrics/ is a metric
@@ -136,7 +152,7 @@ def test_workflow_runs_on_pull_requests_with_comment_permission() -> None:
     assert job["runs-on"].startswith("ubuntu") and job["timeout-minutes"] > 0
 
 
-def test_workflow_steps_repro_then_diff_against_main_then_comment() -> None:
+def test_workflow_steps_repro_then_report_against_main_then_one_comment() -> None:
     steps = _steps()
     for s in steps:
         assert ("uses" in s) != ("run" in s), s  # each step is an action or a command
@@ -151,12 +167,163 @@ def test_workflow_steps_repro_then_diff_against_main_then_comment() -> None:
     i_fetch = first(lambda r: "git fetch" in r and "refs/heads/main" in r)
     i_sync = first(lambda r: "uv sync --locked" in r)
     i_repro = first(lambda r: "dvc repro" in r)
-    i_diff = first(lambda r: "dvc metrics diff --md main" in r)
+    i_report = first(lambda r: "scripts/pr_report.py" in r)
     i_comment = first(lambda r: "gh pr comment" in r)
-    assert i_fetch < i_repro and i_sync < i_repro < i_diff < i_comment
-    assert "dvc params diff --md main" in runs[i_diff]
-    # the comment is the report the diff step wrote
-    assert "metrics-report.md" in runs[i_diff] and "--body-file metrics-report.md" in runs[i_comment]
-    assert "GH_TOKEN" in steps[i_comment]["env"]
+    assert i_fetch < i_repro and i_sync < i_repro < i_report < i_comment
+    assert "--base main" in runs[i_report] and "--out metrics-report.md" in runs[i_report]
+    assert 'cat metrics-report.md >> "$GITHUB_STEP_SUMMARY"' in runs[i_report]  # the job summary: the same report
+    assert (ROOT / "scripts" / "pr_report.py").is_file()
+    # ONE comment: the previous one (found by the report's marker) is edited, else one is created
+    post = steps[i_comment]
+    assert "GH_TOKEN" in post["env"] and post["env"]["MARKER"] == _pr_report().MARKER
+    assert "--paginate" in runs[i_comment] and "select(.body | contains(" in runs[i_comment]
+    assert "--method PATCH" in runs[i_comment] and "issues/comments/${id}" in runs[i_comment]
+    assert "body=@metrics-report.md" in runs[i_comment] and "--body-file metrics-report.md" in runs[i_comment]
     assert "params.yaml" not in runs[i_repro]  # default params: the synthetic dataset
     assert (ROOT / "uv.lock").is_file()  # `uv sync --locked` needs it
+
+
+def _pr_report():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pr_report", ROOT / "scripts" / "pr_report.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.slow  # several dvc processes (~3-5 s each on a busy machine)
+def test_pr_report_dry_run_against_main(repo: Path) -> None:
+    """The workflow's report step, run locally: a branch whose workspace changed one param."""
+    _run(["git", "checkout", "-q", "-b", "report"], repo)
+    try:
+        (repo / "params.yaml").write_text(yaml.safe_dump({"evaluate": {"window_s": 4.5, "overlap": 0.5}}))
+        _run([DVC, "repro", "-q"], repo)
+        env = dict(os.environ, DVC_NO_ANALYTICS="1", PYTHONPATH=str(ROOT / "src"))
+        r = subprocess.run([sys.executable, str(ROOT / "scripts" / "pr_report.py"), "--base", "main", "--out",
+                            "metrics-report.md", "--title", "Pipeline results for abc12345", "--resamples", "500"],
+                           cwd=repo, capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        md = (repo / "metrics-report.md").read_text()
+        assert md.startswith(_pr_report().MARKER + "\n## Pipeline results for abc12345")
+        # main: window_s 1.5 -> accuracy 0.65 (13/20 right); here 4.5 -> 0.95 (19/20)
+        assert "### Model comparison: `main` (A) → `workspace` (B)" in md
+        assert "| logreg | accuracy | 0.650 | 0.950 | +0.300 |" in md
+        assert "0.0312" in md  # McNemar: b = 0, c = 6 -> 2 / 64
+        assert "### Params vs main" in md and "evaluate.window_s" in md
+        assert "### Metrics vs main" in md and "logreg.accuracy" in md
+        assert "### Leaderboard" in md and "| 1 | logreg | 0.950 |" in md and "\n# Leaderboard" not in md
+        # no predictions on the base: a line, not a failure
+        r = subprocess.run([sys.executable, str(ROOT / "scripts" / "pr_report.py"), "--base", "main~1", "--out",
+                            "r2.md"], cwd=repo, capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr
+    finally:
+        for f in ("metrics-report.md", "r2.md"):
+            (repo / f).unlink(missing_ok=True)
+        _run(["git", "checkout", "-q", "--", "."], repo)
+        _run(["git", "checkout", "-q", "main"], repo)
+
+
+# ---------------------------------------------------------------- dvc.yaml: params and code deps
+def _stages() -> dict[str, dict]:
+    d = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    return {n: st.get("do", st) for n, st in d["stages"].items()}
+
+
+def _param_names(st: dict) -> list[str]:
+    out = []
+    for p in st.get("params", []):
+        out += list(p) if isinstance(p, dict) else [p]
+    return out
+
+
+def test_no_execution_knob_is_a_tracked_param() -> None:
+    """`*.workers` change how fast a stage runs, never what it writes: no stage tracks one, nor a
+    whole section that holds one (changing parallelism must rerun nothing)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name, st in _stages().items():
+        for p in _param_names(st):
+            assert p.split(".")[-1] != "workers", f"{name} tracks {p}"
+            node = params
+            for part in p.split("."):
+                node = node.get(part, {}) if isinstance(node, dict) and "$" not in part else {}
+            assert not (isinstance(node, dict) and "workers" in node), f"{name} tracks the whole {p} (holds workers)"
+
+
+def test_params_listed_by_key_cover_their_section() -> None:
+    """A stage that lists a section's keys lists all of them but `workers` (a new key is not
+    forgotten)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    stages = _stages()
+    for stage, section in (("fetch", "data"), ("spectrogram", "spectrogram"), ("train-dl", "train"),
+                           ("evaluate", "evaluate")):
+        listed = {p.split(".", 1)[1] for p in _param_names(stages[stage]) if p.startswith(section + ".")}
+        assert listed == set(params[section]) - {"workers"}, (stage, set(params[section]) ^ listed)
+    assert {"features.set", "features.embedding"} <= set(_param_names(stages["features"]))
+
+
+def _mgr_module(name: str) -> Path | None:
+    base = ROOT / "src" / Path(*name.split("."))
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    return base.with_suffix(".py") if base.with_suffix(".py").is_file() else None
+
+
+def _imports(path: Path) -> set[Path]:
+    """Files of the `mgr` modules (and stages/_common.py) that ``path`` imports anywhere (lazy imports
+    in functions included), with every parent package."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    rel = path.relative_to(ROOT)
+    pkg = list(rel.parent.parts[1:]) if rel.parts[0] == "src" else []
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            if node.level:
+                mod = ".".join(pkg[: len(pkg) - node.level + 1] + ([mod] if mod else []))
+            names.add(mod)
+            names |= {f"{mod}.{a.name}" for a in node.names}
+    out: set[Path] = set()
+    for n in names:
+        if n == "_common" and rel.parts[0] == "stages":
+            out.add(ROOT / "stages" / "_common.py")
+        if not n.startswith("mgr"):
+            continue
+        parts = n.split(".")
+        for i in range(1, len(parts) + 1):
+            f = _mgr_module(".".join(parts[:i]))
+            if f is not None:
+                out.add(f)
+    return out
+
+
+def _closure(script: Path) -> set[str]:
+    seen: set[Path] = set()
+    todo = [script]
+    while todo:
+        f = todo.pop()
+        if f not in seen:
+            seen.add(f)
+            todo += list(_imports(f) - seen)
+    return {str(f.relative_to(ROOT)) for f in seen}
+
+
+def test_every_imported_module_is_a_dep_of_its_stage() -> None:
+    """A stage reruns when any code it can run changes: its script, stages/_common.py and every
+    src/mgr module it imports, transitively (a file, or a directory above it, among its deps)."""
+    for name, st in _stages().items():
+        script = ROOT / st["cmd"].split()[1]
+        deps = [d.rstrip("/") for d in st["deps"]]
+        missing = sorted(f for f in _closure(script) if not any(f == d or f.startswith(d + "/") for d in deps))
+        assert not missing, f"stage {name} misses code deps {missing}"
+
+
+def test_code_dep_check_catches_a_missing_module() -> None:
+    # the DSP tempo baseline of evaluate runs mgr.fastdsp (a lazy import inside a worker function)
+    assert "src/mgr/fastdsp.py" in _closure(ROOT / "stages" / "evaluate.py")
+    assert "stages/_common.py" in _closure(ROOT / "stages" / "split.py")
+    assert "src/mgr/runs.py" in _closure(ROOT / "stages" / "split.py")  # through _common

@@ -233,12 +233,19 @@ def test_train_model_writes_card_and_reloads(tmp_path):
         assert "roc_auc" in res.metrics["val"]["tags"]
         save_artifact(res.model, card, tmp_path / "models" / "cnn2d")
         X = store.random_windows(store.indices("test", fold=1), 5, card["window_frames"], 0)[0]
+        store_n_val = store.indices("val", fold=1).size
     on_disk = json.loads((tmp_path / "models" / "cnn2d" / "model.json").read_text())
     assert on_disk["params"]["train"] == dataclasses.asdict(tp)
     art = load(tmp_path / "models" / "cnn2d")
     out = art.predict_windows(X)
     ref = res.model.predict(X[..., None], verbose=0)
-    np.testing.assert_allclose(out["genre"], ref["genre"], rtol=0, atol=1e-5)  # ONNX vs Keras
+    from mgr.calibration import apply_temperature
+
+    cal = on_disk["calibration"]  # fitted on the val tracks; the artifact applies it
+    assert 0.05 <= cal["temperature"] <= 20 and cal["n_val_tracks"] == store_n_val
+    assert cal["val_nll_after"] <= cal["val_nll_before"] + 1e-9
+    np.testing.assert_allclose(out["genre"], apply_temperature(ref["genre"], cal["temperature"]), rtol=0,
+                               atol=1e-5)  # ONNX (+ the card's temperature) vs Keras
     assert out["tags"].shape == (5, 2)
     assert on_disk["onnx_file"] == "model.onnx" and on_disk["model_file"] == "model.keras"
 
@@ -280,7 +287,10 @@ def test_musicnn_transfer_trains_frozen_then_finetunes(tmp_path):
         save_artifact(res.model, card, tmp_path / "models" / "musicnn_transfer")
         X = store.random_windows(store.indices("test"), 4, 187, 0)[0]
     out = load(tmp_path / "models" / "musicnn_transfer").predict_windows(X)
-    np.testing.assert_allclose(out["genre"], res.model.predict(X[..., None], verbose=0)["genre"], atol=1e-4)
+    from mgr.calibration import apply_temperature
+
+    ref = apply_temperature(res.model.predict(X[..., None], verbose=0)["genre"], card["calibration"]["temperature"])
+    np.testing.assert_allclose(out["genre"], ref, atol=1e-4)
 
 
 def test_stage_entry_user_errors(tmp_path):

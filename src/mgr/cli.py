@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand
 
 app = typer.Typer(
     name="mgr",
@@ -55,18 +56,39 @@ def synth_cmd(
         typer.echo(f"wrote {plot}")
 
 
-@app.command("predict")
+class _OneLineUsageErrors(TyperCommand):
+    """A command whose command-line errors (bad value, missing argument, unknown option) are one
+    ``error: ...`` line and exit status 2, instead of click's usage block."""
+
+    def parse_args(self, ctx, args):
+        # typer's (vendored) click UsageError: the base of its public BadParameter
+        usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+        try:
+            return super().parse_args(ctx, args)
+        except usage_error as e:
+            msg = " ".join(e.format_message().split())  # one line, whatever click put in it
+            print(f"error: {msg} (see mgr {ctx.info_name} --help)", file=sys.stderr)
+            raise typer.Exit(2) from None
+
+
+@app.command("predict", cls=_OneLineUsageErrors)
 def predict_cmd(
     paths: Annotated[list[Path], typer.Argument(help="audio files and/or directories", show_default=False)],
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="models/NAME or a model directory (default: best on the leaderboard)")] = None,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="genres to show per file")] = 3,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="genres to show per file (1..1000)")] = 3,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, json (one object per line) or csv")] = "table",
-    window: Annotated[Optional[float], typer.Option("--window", help="segment length in seconds (default: the model's window; classical: the whole file)")] = None,
-    overlap: Annotated[float, typer.Option("--overlap", min=0.0, max=0.95, help="overlap of consecutive segments/windows (0..0.95)")] = 0.5,
+    window: Annotated[Optional[float], typer.Option("--window", help="segment length in seconds, 0.5..600 (default: the model's window; classical: the whole file)")] = None,
+    overlap: Annotated[float, typer.Option("--overlap", help="overlap of consecutive segments/windows (0..0.95)")] = 0.5,
     aggregate: Annotated[str, typer.Option("--aggregate", help="mean (probabilities) or vote (majority of segments)")] = "mean",
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="descend into sub-directories")] = False,
-    tag_threshold: Annotated[float, typer.Option("--tag-threshold", min=0.0, max=1.0, help="report tags scoring at least this")] = 0.5,
+    tag_threshold: Annotated[float, typer.Option("--tag-threshold", help="report tags scoring at least this (0..1)")] = 0.5,
+    max_duration: Annotated[float, typer.Option("--max-duration", help="refuse files longer than this many seconds (default 4 h)")] = 14400.0,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="give up on a file after this many seconds (default: no limit)")] = None,
     root: Annotated[Path, typer.Option("--root", help="project root holding models/ and metrics/")] = Path("."),
+    min_confidence: Annotated[Optional[float], typer.Option("--min-confidence", help="answer 'unknown' (genre null, with a reason) when the top probability is below this (0..1)")] = None,
+    timeline: Annotated[bool, typer.Option("--timeline", help="also report every segment: start/end (s), top-k, tempo, tags; silent ones marked")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar and no warning lines (errors are still printed)")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="worker processes for many files (0: one per CPU; 1: in-process)")] = 0,
 ) -> None:
     """Predict genre (top-k), tempo and tags for audio files.
 
@@ -75,52 +97,68 @@ def predict_cmd(
     not be found or loaded safely (nothing predicted).
     """
     from mgr.errors import ArtifactError, UserError
-    from mgr.predict import EXIT_INPUT_FAILED, EXIT_MODEL, EXIT_USAGE, discover_inputs
+    from mgr.predict import EXIT_INPUT_FAILED, EXIT_MODEL, EXIT_USAGE, check_options, discover_inputs, display_text
 
     if fmt not in ("table", "json", "csv"):
-        print(f"error: --format must be table, json or csv (got {fmt!r})", file=sys.stderr)
+        print(f"error: --format must be table, json or csv (got {display_text(repr(fmt))})", file=sys.stderr)
         raise typer.Exit(EXIT_USAGE)
-    if aggregate not in ("mean", "vote"):
-        print(f"error: --aggregate must be mean or vote (got {aggregate!r})", file=sys.stderr)
-        raise typer.Exit(EXIT_USAGE)
-    if window is not None and window <= 0:
-        print(f"error: --window must be positive (got {window:g})", file=sys.stderr)
-        raise typer.Exit(EXIT_USAGE)
+    opts = dict(top_k=top_k, window_s=window, overlap=overlap, aggregate=aggregate, tag_threshold=tag_threshold,
+                max_duration_s=max_duration, time_limit_s=timeout, min_confidence=min_confidence, timeline=timeline)
+    try:  # every numeric option finite and in range, before anything is loaded
+        check_options(**opts)
+        if not 0 <= jobs <= 256:
+            raise UserError(f"--jobs must be 0..256, got {jobs}")
+    except UserError as e:
+        print(f"error: {display_text(str(e))}", file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE) from None
     inputs = discover_inputs(paths, recursive=recursive)
     from mgr.predict import load_predictor, resolve_model
 
     try:
-        predictor = load_predictor(
-            resolve_model(model, root), top_k=top_k, window_s=window, overlap=overlap,
-            aggregate=aggregate, tag_threshold=tag_threshold,
-        )
+        predictor = load_predictor(resolve_model(model, root), **opts)
     except ArtifactError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {display_text(str(e))}", file=sys.stderr)
         raise typer.Exit(EXIT_MODEL) from None
     except UserError as e:  # an option this model cannot honour (exit 2)
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {display_text(str(e))}", file=sys.stderr)
         raise typer.Exit(e.exit_code) from None
-    failed = _run_predict(predictor, inputs, fmt)
+    from mgr.predict import synthetic_warning
+
+    note = synthetic_warning(predictor)
+    if note and not quiet:  # one line per run, before any result
+        print(f"warning: {display_text(note)}", file=sys.stderr, flush=True)
+    try:
+        from mgr.utils import n_workers
+
+        failed = _run_predict(predictor, inputs, fmt, quiet=quiet, workers=n_workers(jobs))
+    except ArtifactError as e:  # the model failed in a way that is not about one file
+        print(f"error: {display_text(str(e))}", file=sys.stderr)
+        raise typer.Exit(EXIT_MODEL) from None
+    except UserError as e:
+        print(f"error: {display_text(str(e))}", file=sys.stderr)
+        raise typer.Exit(e.exit_code) from None
     raise typer.Exit(EXIT_INPUT_FAILED if failed else 0)
 
 
-def _run_predict(predictor, inputs, fmt: str) -> int:
+def _run_predict(predictor, inputs, fmt: str, quiet: bool = False, workers: int = 1) -> int:
     """Predict, stream json/csv lines to stdout, errors/warnings to stderr; return #failures."""
     import csv
     import os
 
-    from mgr.predict import CSV_HEADER, InputFailure, csv_rows, predict_many, to_json_line
+    from mgr.predict import (CSV_HEADER, CSV_TIMELINE_HEADER, InputFailure, csv_rows, csv_timeline_rows, display_path,
+                             display_text, predict_many, to_json_line)
 
+    timeline = getattr(predictor, "timeline", False)
     n_files = sum(1 for i in inputs if not isinstance(i, InputFailure))
-    show_bar = n_files > 1 and (sys.stderr.isatty() or os.environ.get("MGR_PROGRESS") == "1")
+    show_bar = not quiet and n_files > 1 and (sys.stderr.isatty() or os.environ.get("MGR_PROGRESS") == "1")
     bar = None
     if show_bar:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(inputs), unit="file", file=sys.stderr, desc=f"predict ({predictor.name})")
+        bar = tqdm(total=len(inputs), unit="file", file=sys.stderr, desc=f"predict ({display_text(predictor.name)})")
     writer = csv.writer(sys.stdout) if fmt == "csv" else None
     if writer is not None:
-        writer.writerow(CSV_HEADER)
+        writer.writerow(CSV_TIMELINE_HEADER if timeline else CSV_HEADER)
     failed = 0
 
     def emit(res) -> None:
@@ -128,36 +166,42 @@ def _run_predict(predictor, inputs, fmt: str) -> int:
         msg = None
         if isinstance(res, InputFailure):
             failed += 1
-            msg = f"error: {res.path}: {res.error}"
+            msg = f"error: {display_path(res.path)}: {display_text(res.error)}"
         if bar is not None:
             bar.update()
         if msg and bar is not None:
             bar.write(msg, file=sys.stderr)
         elif msg:
             print(msg, file=sys.stderr, flush=True)
-        for w in getattr(res, "warnings", []) or []:
-            print(f"warning: {res.path}: {w}", file=sys.stderr)
+        for w in ([] if quiet else getattr(res, "warnings", []) or []):
+            print(f"warning: {display_path(res.path)}: {display_text(w)}", file=sys.stderr)
         if fmt == "json":
             print(to_json_line(res), flush=True)
         elif writer is not None:
-            writer.writerow(csv_rows(res))
+            writer.writerows(csv_timeline_rows(res) if timeline else [csv_rows(res)])
             sys.stdout.flush()
 
-    results = predict_many(predictor, inputs, emit)
+    results = predict_many(predictor, inputs, emit, workers=workers)
     if bar is not None:
         bar.close()
     if fmt == "table":
         _print_table(predictor, results)
+        if timeline:
+            _print_timeline(results)
     return failed
 
 
 def _print_table(predictor, results) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    from mgr.predict import InputFailure
+    from mgr.predict import InputFailure, display_path, display_text
 
-    table = Table(title=f"{predictor.name} ({predictor.kind}, {predictor.runtime})", title_justify="left")
+    def T(s: str) -> Text:  # plain text: a "[red]" in a file name or label is not rich markup
+        return Text(display_text(s))
+
+    table = Table(title=T(f"{predictor.name} ({predictor.kind}, {predictor.runtime})"), title_justify="left")
     table.add_column("file", overflow="fold")
     table.add_column("genre", style="bold")
     table.add_column("top-k")
@@ -165,12 +209,40 @@ def _print_table(predictor, results) -> None:
     table.add_column("tags")
     for r in results:
         if isinstance(r, InputFailure):
-            table.add_row(r.path, "[red]error[/red]", r.error, "", "")
+            table.add_row(Text(display_path(r.path)), Text("error", style="red"), T(r.error), "", "")
             continue
         tempo = "" if r.tempo_bpm is None else f"{r.tempo_bpm:.1f}" + (" (dsp)" if r.tempo_source == "dsp" else "")
-        table.add_row(r.path, r.genre or "-", "  ".join(f"{lab} {p:.2f}" for lab, p in r.top_k), tempo,
-                      ", ".join(f"{t} {s:.2f}" for t, s in r.tags))
+        genre = r.genre or ("unknown" if getattr(r, "reason", None) and r.top_k else
+                            "silence" if getattr(r, "reason", None) else "-")
+        table.add_row(Text(display_path(r.path)), T(genre), T("  ".join(f"{lab} {p:.2f}" for lab, p in r.top_k)),
+                      tempo, T(", ".join(f"{t} {s:.2f}" for t, s in r.tags)))
     Console(soft_wrap=False).print(table)
+
+
+def _print_timeline(results) -> None:
+    """``--timeline`` in the table format: one table per file, one row per segment."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from mgr.predict import display_path, display_text
+
+    console = Console(soft_wrap=False)
+    for r in results:
+        segs = getattr(r, "segments", None)
+        if not segs:
+            continue
+        table = Table(title=Text(f"timeline: {display_path(r.path)}"), title_justify="left")
+        for col, just in (("start (s)", "right"), ("end (s)", "right"), ("genre", "left"), ("top-k", "left"),
+                          ("tempo (BPM)", "right"), ("tags", "left")):
+            table.add_column(col, justify=just)
+        for sg in segs:
+            genre = "silence" if sg.silent else sg.genre or ("unknown" if sg.reason else "-")
+            table.add_row(f"{sg.start_s:.2f}", f"{sg.end_s:.2f}", Text(display_text(genre)),
+                          Text(display_text("  ".join(f"{lab} {p:.2f}" for lab, p in sg.top_k))),
+                          "" if sg.tempo_bpm is None else f"{sg.tempo_bpm:.1f}",
+                          Text(display_text(", ".join(f"{t} {v:.2f}" for t, v in sg.tags))))
+        console.print(table)
 
 
 @app.command("models")
@@ -210,6 +282,25 @@ def models_cmd(
     Console(soft_wrap=False).print(table)
     if best:
         print("* default for `mgr predict` (best test accuracy)")
+
+
+@app.command("compare")
+def compare_cmd(
+    a: Annotated[Optional[str], typer.Argument(help="old version: a git revision (default: main, or HEAD on main)", show_default=False)] = None,
+    b: Annotated[Optional[str], typer.Argument(help="new version: a git revision (default: the workspace)", show_default=False)] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text, md (Markdown, for pull requests) or json")] = "text",
+    resamples: Annotated[int, typer.Option(min=100, help="bootstrap resamples / permutations")] = 2000,
+    seed: Annotated[int, typer.Option(help="seed of the resampling")] = 0,
+    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="significance level")] = 0.05,
+    root: Annotated[Path, typer.Option(help="project root (a git checkout)")] = Path("."),
+) -> None:
+    """Compare the per-track test predictions of two versions (reports/predictions/*.csv): per
+    model the change of accuracy, macro-F1 and top-3 with a paired bootstrap 95 % interval and a
+    paired test, marked significant or within noise; per-class recall changes; models added or removed."""
+    from mgr.compare import compare, render
+
+    c = compare(root, a, None if b in (None, "", ".", "workspace") else b, n_resamples=resamples, seed=seed, alpha=alpha)
+    typer.echo(render(c, fmt), nl=False)
 
 
 @app.command("version")

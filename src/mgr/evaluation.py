@@ -62,6 +62,12 @@ The evaluate stage (:func:`run_evaluate`)
 * **Tempo**: the model's track-level tempo is the read-out (:func:`mgr.models.deep.bpm_from_probs`)
   of the mean tempo-class probabilities; the DSP baseline is ``librosa.feature.tempo`` on the same
   test tracks' audio, decoded with the pipeline's ``audio`` params.
+* **Calibration** (track level, on the mean probabilities; classical: the row's): top-label
+  expected calibration error over 15 equal-width confidence bins (:func:`expected_calibration_error`)
+  and the multiclass Brier score (:func:`brier_score`), ``track.ece`` / ``track.brier``.
+* **Per-track predictions**: ``reports/predictions/<model>.csv`` (``track_id, fold, true,
+  predicted, p_<label>...``; git-tracked) so that two commits can be compared track by track
+  (:mod:`mgr.compare`, ``mgr compare``).
 * Deterministic: floats are rounded to 6 decimals and nothing time-dependent is written, so
   ``dvc repro --force -s evaluate`` rewrites identical files.
 """
@@ -72,6 +78,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from mgr.calibration import ECE_BINS, brier_score, expected_calibration_error
 
 TEMPO_TOLERANCE = 0.04
 TEMPO_FACTORS = (1.0, 2.0, 3.0, 1.0 / 2.0, 1.0 / 3.0)
@@ -88,6 +96,8 @@ __all__ = [
     "per_class_precision_recall",
     "roc_auc",
     "average_precision",
+    "brier_score",
+    "expected_calibration_error",
     "tag_metrics",
     "tempo_acc1",
     "tempo_acc2",
@@ -231,6 +241,9 @@ def classification_metrics(
         },
         "confusion": confusion_matrix(t, p, n_classes).tolist(),
     }
+
+
+# ----------------------------------------------------------------------- calibration
 
 
 # ----------------------------------------------------------------------- aggregation
@@ -450,6 +463,8 @@ def mean_std(values: Sequence[float]) -> dict[str, float]:
 # Heavy imports (pandas, keras via the model loaders, librosa, matplotlib) stay inside.
 # ====================================================================================
 HEADLINE_KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "top3")
+# track-level calibration of the mean probabilities (classical: the row's probabilities)
+CALIBRATION_KEYS = ("ece", "brier")
 _ROUND = 6  # decimals written to metrics files (stable bytes across reruns)
 
 
@@ -468,7 +483,7 @@ def _r(x: Any) -> Any:
 
 
 def _headline(m: dict[str, Any]) -> dict[str, Any]:
-    return {k: m[k] for k in HEADLINE_KEYS if k in m}
+    return {k: m[k] for k in HEADLINE_KEYS + CALIBRATION_KEYS if k in m}
 
 
 def split_test_ids(split: Any, fold: int | None) -> list[str]:
@@ -534,10 +549,16 @@ def _label_map(model_labels: Sequence[str], data_labels: Sequence[str], name: st
 
 
 def _track_result(
-    track_ids: Sequence[str], y: np.ndarray, scores: np.ndarray, pred: np.ndarray, labels: Sequence[str]
+    track_ids: Sequence[str], y: np.ndarray, scores: np.ndarray, pred: np.ndarray, labels: Sequence[str],
+    probs: np.ndarray | None = None,
 ) -> dict[str, Any]:
+    """Track-level metrics; ``probs`` (the mean probabilities; default ``scores``) give the
+    calibration (``ece``, ``brier``)."""
     m = classification_metrics(y, scores, list(labels), k=3, y_pred=pred)
     m.pop("confusion")
+    pr = scores if probs is None else probs
+    m["ece"] = expected_calibration_error(y, pr)
+    m["brier"] = brier_score(y, pr)
     return m
 
 
@@ -582,6 +603,7 @@ def evaluate_classical(art: Any, table: Any, test_ids: Sequence[str]) -> dict[st
         "predictions": list(zip(tracks.tolist(), [labels[i] for i in y_t], [labels[i] for i in pred])),
         "confusion": confusion_matrix(y_t, pred, len(labels)),
         "labels": labels,
+        "_probs": scores,
     }
 
 
@@ -695,7 +717,8 @@ def evaluate_deep(
     _, mscores, mpred = aggregate_tracks(wprobs, wtrack, "mean")
     _, vscores, vpred = aggregate_tracks(wprobs, wtrack, "vote")
     track_mean = _track_result(tids, y, mscores, mpred, labels)
-    track_vote = _track_result(tids, y, vscores, vpred, labels)
+    # calibration is a property of probabilities: the vote rule reports the mean's
+    track_vote = _track_result(tids, y, vscores, vpred, labels, probs=mscores)
     res: dict[str, Any] = {
         "n_tracks": len(test_ids),
         "n_skipped": len(skipped),
@@ -712,6 +735,7 @@ def evaluate_deep(
         "labels": labels,
         "_scores": {"mean": (mpred, y), "vote": (vpred, y)},
         "_tids": tids,
+        "_probs": mscores,
     }
     # tempo
     ref = np.asarray(store.tempo_bpm, dtype=float)[idx] if idx else np.zeros(0)
@@ -818,7 +842,8 @@ def _combine_folds(recs: dict[int | None, dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"folds": sorted(recs), "n_folds": len(recs)}
     out["n_tracks"] = sum(r["n_tracks"] for r in recs.values())
     out["n_skipped"] = sum(r["n_skipped"] for r in recs.values())
-    stats = {k: mean_std([r["track"].get(k) for r in recs.values()]) for k in HEADLINE_KEYS}
+    stats = {k: mean_std([r["track"].get(k) for r in recs.values()]) for k in HEADLINE_KEYS + CALIBRATION_KEYS
+             if any(k in r["track"] for r in recs.values())}
     out["track"] = {k: s["mean"] for k, s in stats.items()}
     out["track_std"] = {k: s["std"] for k, s in stats.items()}
     for sub in ("window", "track_mean", "track_vote"):
@@ -843,6 +868,8 @@ def summary_entry(m: dict[str, Any]) -> dict[str, Any]:
         "balanced_accuracy": t.get("balanced_accuracy"),
         "macro_f1": t.get("macro_f1"),
         "top3": t.get("top3"),
+        "ece": t.get("ece"),
+        "brier": t.get("brier"),
         "n_tracks": m["n_tracks"],
         "n_skipped": m["n_skipped"],
     }
@@ -874,7 +901,7 @@ def leaderboard_markdown(
     has_tempo = any("tempo_acc1" in summary[n] for n in order) or baseline is not None
     has_tags = any("tags_roc_auc" in summary[n] for n in order)
     has_folds = any("n_folds" in summary[n] for n in order)
-    head = ["#", "model", "kind", "accuracy", "balanced acc.", "macro-F1", "top-3", "tracks (skipped)"]
+    head = ["#", "model", "kind", "accuracy", "balanced acc.", "macro-F1", "top-3", "ECE", "Brier", "tracks (skipped)"]
     if has_folds:
         head.insert(4, "folds")
     if has_tempo:
@@ -893,7 +920,8 @@ def leaderboard_markdown(
         s = summary[n]
         std = s.get("accuracy_std") if s.get("n_folds", 1) > 1 else None
         row = [str(rank), n, kinds.get(n, "?"), _fmt(s["accuracy"], std), _fmt(s["balanced_accuracy"]),
-               _fmt(s["macro_f1"]), _fmt(s["top3"]), f"{s['n_tracks']} ({s['n_skipped']})"]
+               _fmt(s["macro_f1"]), _fmt(s["top3"]), _fmt(s.get("ece")), _fmt(s.get("brier")),
+               f"{s['n_tracks']} ({s['n_skipped']})"]
         if has_folds:
             row.insert(4, str(s.get("n_folds", 1)))
         if has_tempo:
@@ -911,6 +939,9 @@ def leaderboard_markdown(
         "",
         "accuracy = headline track-level accuracy (± std over folds in k-fold mode); per-model detail",
         "(window level, mean vs vote, per-class precision/recall) is in `metrics/<model>.json`.",
+        f"ECE = top-label expected calibration error ({ECE_BINS} bins), Brier = multiclass Brier score, both",
+        "on the track-level (mean) probabilities: lower is better. Per-track predictions:",
+        "`reports/predictions/<model>.csv`; `mgr compare` tests differences between commits.",
     ]
     if has_folds:
         lines += [
@@ -953,11 +984,47 @@ def plot_confusion_png(cm: np.ndarray, labels: Sequence[str], path: Any, title: 
     plt.close(fig)
 
 
+PREDICTION_COLUMNS = ("track_id", "fold", "true", "predicted")
+
+
+def prediction_rows(pairs: Sequence[tuple], probs: Any, labels: Sequence[str], fold: int | None) -> list[dict[str, Any]]:
+    """Rows of ``reports/predictions/<model>.csv`` for one scored fold: ``pairs`` are
+    ``(track_id, true label, predicted label)`` aligned with the rows of ``probs`` (track-level
+    mean probabilities, one column per label)."""
+    P = np.asarray(probs, dtype=float)
+    out = []
+    for j, (t, a, b) in enumerate(pairs):
+        row: dict[str, Any] = {"track_id": str(t), "fold": "" if fold is None else int(fold), "true": a, "predicted": b}
+        for i, lab in enumerate(labels):
+            row[f"p_{lab}"] = round(float(P[j, i]), _ROUND)
+        out.append(row)
+    return out
+
+
+def write_predictions(rows: Sequence[dict[str, Any]], path: Any) -> None:
+    """``track_id, fold, true, predicted, p_<label>...`` (sorted by fold, then track), the per-track
+    file that ``mgr compare`` pairs across commits. Labels missing from a fold's model are 0."""
+    import pandas as pd
+
+    labels: list[str] = []
+    for r in rows:
+        labels += [k for k in r if k.startswith("p_") and k not in labels]
+    cols = list(PREDICTION_COLUMNS) + labels
+    df = pd.DataFrame(list(rows), columns=cols)
+    for c in labels:
+        df[c] = df[c].fillna(0.0)
+    if len(df):
+        df = df.sort_values(["fold", "track_id"], kind="stable", key=lambda c: c.map(
+            lambda v: -1 if v == "" else int(v)) if c.name == "fold" else c.astype(str))
+    df.to_csv(path, index=False, float_format="%.6g")
+
+
 def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Sequence[str] | None = None) -> dict[str, Any]:
     """The evaluate stage: score every model of ``ml.models`` + ``dl.models`` that has an
     artifact on the test split, write ``metrics/<model>.json``, ``metrics/summary.json``,
-    ``reports/leaderboard.md``, ``reports/confusion/<model>.csv`` (plot data) and
-    ``reports/figures/confusion_<model>.png``. Returns the summary.
+    ``reports/leaderboard.md``, ``reports/confusion/<model>.csv`` (plot data),
+    ``reports/predictions/<model>.csv`` (per test track: truth, prediction, probabilities; see
+    :func:`write_predictions`) and ``reports/figures/confusion_<model>.png``. Returns the summary.
 
     ``stores`` are the spectrogram stores (relative to ``root``; default
     ``data/spectrograms.h5`` and ``data/spectrograms_musicnn.h5``): each deep model is scored on
@@ -1025,6 +1092,7 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Seq
     results: dict[str, dict[str, Any]] = {}
     kinds: dict[str, str] = {}
     preds: dict[str, list[tuple]] = {}
+    probas: dict[str, list[dict[str, Any]]] = {}  # per model: one row per test track and fold
     cms: dict[str, tuple[np.ndarray, list[str]]] = {}
     try:
         for kind, name in names:
@@ -1032,6 +1100,7 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Seq
                 continue
             recs: dict[int | None, dict[str, Any]] = {}
             rows: list[tuple] = []
+            prob_rows: list[dict[str, Any]] = []
             cm_sum = None
             labels: list[str] = []
             for f, d in sorted(found[name].items(), key=lambda kv: -1 if kv[0] is None else kv[0]):
@@ -1062,6 +1131,7 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Seq
                 labels = res["labels"]
                 cm_sum = cm if cm_sum is None else cm_sum + cm
                 rows += [(t, "" if f is None else f, a, b) for t, a, b in y_pred_pairs]
+                prob_rows += prediction_rows(y_pred_pairs, res["_probs"], res["labels"], f)
                 recs[f] = _fold_record(res, ep.aggregate)
                 tr = recs[f]["track"]
                 log(f"evaluate: {name}{'' if f is None else f' fold {f}'}: accuracy {tr['accuracy']:.3f} "
@@ -1084,6 +1154,7 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Seq
             results[name]["aggregate"] = ep.aggregate if kind == "deep" else "per-track features"
             kinds[name] = kind
             preds[name] = rows
+            probas[name] = prob_rows
             cms[name] = (cm_sum, labels)
     finally:
         for st in opened.values():
@@ -1140,6 +1211,9 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Seq
         for name, rows in preds.items():
             df = pd.DataFrame(rows, columns=["track_id", "fold", "actual", "predicted"])
             df.to_csv(tmp / f"{name}.csv", index=False)
+    with atomic_path(root / "reports" / "predictions", is_dir=True) as tmp:
+        for name, prow in probas.items():
+            write_predictions(prow, tmp / f"{name}.csv")
     with atomic_path(root / "reports" / "figures", is_dir=True) as tmp:
         for name, (cm, labels) in cms.items():
             if cm is not None:

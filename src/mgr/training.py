@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from mgr import cards
+from mgr.calibration import calibration_record
 from mgr.errors import DataError
 from mgr.models import deep
 from mgr.pretrained import musicnn
@@ -487,8 +488,10 @@ def train_model(
 
     # final val metrics with the restored (best) weights
     vm: dict[str, Any] = {}
+    val_probs = None
     if Xv is not None:
-        vm = val_metrics(predict_dict(model, Xv), tv, store, targets, labels)
+        val_probs = predict_dict(model, Xv)
+        vm = val_metrics(val_probs, tv, store, targets, labels)
     monitor = "val_loss" if Xv is not None else "loss"
     best_epoch = int(np.nanargmin(history[monitor])) + 1 if history.get(monitor) else epochs_run
     metrics = {
@@ -512,6 +515,9 @@ def train_model(
         name, store, tp, mp, window_frames=window_frames, mean=mean, std=std, targets=targets,
         n_tags=n_tags, val=vm, fold=fold, input_shape=(n_mels, window_frames, 1),
     )
+    if val_probs is not None:  # temperature of the genre probabilities (applied by evaluate and predict)
+        tracks = np.unique(tv)
+        card["calibration"] = calibration_record(val_probs["genre"], np.asarray(store.genre_idx)[tracks], tv)
     return TrainResult(model=model, card=card, metrics=metrics, history=history)
 
 

@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from mgr.calibration import apply_temperature
 from mgr.errors import ArtifactError
 from mgr.pretrained import musicnn
 
@@ -413,7 +414,8 @@ class DeepArtifact:
     def predict_windows(self, X: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
         """``X[n, n_mels, window_frames]`` (raw log-mel, as in the store) -> ``{output: array}``.
 
-        Keys: ``genre`` (n, n_labels) and, where the model has them, ``tempo`` (n, n_tempo
+        Keys: ``genre`` (n, n_labels; tempered by the card's ``calibration.temperature`` when it has
+        one) and, where the model has them, ``tempo`` (n, n_tempo
         classes), ``tempo_bpm`` (n,) (probability-weighted bin centre) and ``tags`` (n, n_tags).
         Non-finite model outputs raise :class:`mgr.inference.runtime.InferenceError`.
         """
@@ -429,6 +431,9 @@ class DeepArtifact:
         else:
             self.model.batch_size = max(1, int(batch_size))
             out = self.model.run(X.reshape(len(X), *self.input_shape))
+            t = float((self.card.get("calibration") or {}).get("temperature", 1.0))
+            if t != 1.0:  # the card's temperature, fitted on validation tracks at train time
+                out["genre"] = apply_temperature(out["genre"], t).astype(np.float32)
         if "tempo" in out and self.tempo_centres:
             bins = self.card.get("tempo_bins") or {}
             out["tempo_bpm"] = bpm_from_probs(out["tempo"], self.tempo_centres, log=bins.get("kind") == "log")
