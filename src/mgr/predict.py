@@ -1377,6 +1377,12 @@ _WORKER: dict[str, Any] = {}
 
 def _worker_init(model_dir: str, kw: dict) -> None:
     os.environ["MGR_ONNX_THREADS"] = "1"  # one intra-op thread per worker: the workers are the parallelism
+    try:  # and one BLAS/OpenMP thread (NumPy's DSP in the features), or the workers fight over the cores
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
     _WORKER["predictor"] = load_predictor(model_dir, **kw)
 
 
