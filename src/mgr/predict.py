@@ -1319,7 +1319,7 @@ def synthetic_warning(predictor: Predictor) -> str | None:
             "or train on real music (data.source: gtzan, fma or folder)")
 
 
-PARALLEL_MIN_FILES = 4  # fewer files than this are predicted in-process (a worker's start costs more)
+PARALLEL_MIN_FILES = 8  # fewer files than this are predicted in-process (a worker's start costs more)
 
 
 def _predict_one(predictor: Predictor, item: Path | InputFailure) -> Prediction | InputFailure:
@@ -1356,9 +1356,9 @@ def predict_many(
     """Predict every input; results reach ``on_result`` and the returned list in input order.
 
     With ``workers > 1`` and at least :data:`PARALLEL_MIN_FILES` files, decoding, the front end
-    and the model run in that many worker processes (each loads the same artifact, hash-checked,
-    with one onnxruntime thread; at most ``2 * workers`` files in flight; workers die with this
-    process); the answers are the same as in-process."""
+    and the model run in that many fresh worker processes (each loads the same artifact,
+    hash-checked, with one onnxruntime and one BLAS thread; at most ``2 * workers`` files in
+    flight; workers die with this process); the answers are the same as in-process."""
     items = list(inputs)
     n_files = sum(1 for i in items if not isinstance(i, InputFailure))
     if workers > 1 and n_files >= PARALLEL_MIN_FILES and getattr(predictor, "model_dir", None) is not None:
@@ -1376,13 +1376,6 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(model_dir: str, kw: dict) -> None:
-    os.environ["MGR_ONNX_THREADS"] = "1"  # one intra-op thread per worker: the workers are the parallelism
-    try:  # and one BLAS/OpenMP thread (NumPy's DSP in the features), or the workers fight over the cores
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        pass
     _WORKER["predictor"] = load_predictor(model_dir, **kw)
 
 
@@ -1396,11 +1389,30 @@ def _worker_predict(item: Path | InputFailure) -> tuple[str, Any]:
 def _predict_parallel(predictor: Predictor, items: list, on_result: Callable[[Any], None] | None,
                       workers: int) -> list[Prediction | InputFailure]:
     import multiprocessing as mp
+
+    # fresh interpreters (spawn): a fork would inherit the parent's BLAS/OpenMP/onnxruntime thread
+    # state, which can deadlock the child; one thread of each per worker (the workers are the
+    # parallelism), set in the environment they start with
+    ctx = mp.get_context("spawn")
+    one = {k: "1" for k in ("MGR_ONNX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    saved = {k: os.environ.get(k) for k in one}
+    os.environ.update(one)
+    try:
+        return _run_pool(predictor, items, on_result, workers, ctx)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run_pool(predictor: Predictor, items: list, on_result: Callable[[Any], None] | None, workers: int,
+              ctx: Any) -> list[Prediction | InputFailure]:
     from concurrent.futures import FIRST_COMPLETED, wait
 
     from mgr.utils import process_pool
 
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
     results: list[Any] = [None] * len(items)
     done_flags = [False] * len(items)
     next_out = 0
