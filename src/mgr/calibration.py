@@ -60,6 +60,14 @@ def fit_temperature(probs: np.ndarray, y: np.ndarray, track_index: np.ndarray | 
     return float(GRID[best[np.argmin(np.abs(np.log(GRID[best])))]])
 
 
+def _pair(y_true: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(y_true).astype(np.int64).reshape(-1)
+    p = np.asarray(probs, dtype=float)
+    if p.ndim != 2 or p.shape[0] != t.size:
+        raise ValueError(f"probs must be (n, n_classes) with n = {t.size}, got {p.shape}")
+    return t, p
+
+
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> float:
     """Top-label expected calibration error (Guo et al. 2017).
 
@@ -68,10 +76,7 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: in
     ``(i/n, (i+1)/n]`` (a confidence of 0 into the first); ECE = sum over bins of
     ``n_bin / n * |accuracy_bin - mean confidence_bin|``. 0 = calibrated; NaN without rows.
     """
-    t = np.asarray(y_true).astype(np.int64).reshape(-1)
-    p = np.asarray(probs, dtype=float)
-    if p.ndim != 2 or p.shape[0] != t.size:
-        raise ValueError(f"probs must be (n, n_classes) with n = {t.size}, got {p.shape}")
+    t, p = _pair(y_true, probs)
     if not t.size:
         return float("nan")
     conf = p.max(axis=1)
@@ -87,10 +92,7 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: in
 
 def brier_score(y_true: np.ndarray, probs: np.ndarray) -> float:
     """Multiclass Brier score: mean over rows of ``sum_k (p_k - [k == y])^2`` (0 best, 2 worst)."""
-    t = np.asarray(y_true).astype(np.int64).reshape(-1)
-    p = np.asarray(probs, dtype=float)
-    if p.ndim != 2 or p.shape[0] != t.size:
-        raise ValueError(f"probs must be (n, n_classes) with n = {t.size}, got {p.shape}")
+    t, p = _pair(y_true, probs)
     if not t.size:
         return float("nan")
     onehot = np.zeros_like(p)
