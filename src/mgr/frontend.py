@@ -113,18 +113,6 @@ BLOCK_SAMPLES = 1 << 17  # frames per block * n_fft: 512 KiB of float32 per buff
 
 
 @functools.lru_cache(maxsize=8)
-def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> list[tuple[int, int, np.ndarray]]:
-    """The filterbank as per-filter ``(lo, hi, weights[lo:hi])`` bands (the support of each filter)."""
-    basis = mel_filterbank(sr, n_fft, n_mels, fmin, fmax)
-    bands = []
-    for row in basis:
-        nz = np.flatnonzero(row)
-        lo, hi = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 0)
-        bands.append((lo, hi, np.ascontiguousarray(row[lo:hi])))
-    return bands
-
-
-@functools.lru_cache(maxsize=8)
 def _mel_groups(
     sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, group: int = MEL_GROUP
 ) -> list[tuple[int, int, int, int, np.ndarray]]:

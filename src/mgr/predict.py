@@ -628,7 +628,6 @@ class StreamingFrontEnd:
         self.sr = int(frontend["sr"])
         self.n_fft = int(frontend["n_fft"])
         self.hop = int(frontend.get("hop", frontend.get("hop_length")))
-        self.kind = frontend.get("kind", "logmel")
         self.rows = int(frontend["n_mels"])
         # complete the card's dict with mgr.frontend's defaults for keys older cards lack
         top_db = frontend.get("top_db")

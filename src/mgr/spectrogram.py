@@ -46,7 +46,6 @@ from mgr.errors import DataError
 from mgr.split import fold_parts
 from mgr.frontend import (  # noqa: F401 - the front end, re-exported for the store's users
     _frames_major,
-    _mel_basis,
     _mel_groups,
     compute_spectrogram,
     frontend_config,
