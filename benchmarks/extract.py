@@ -17,9 +17,9 @@ the same files:
   ``librosa.feature.melspectrogram`` + ``librosa.power_to_db`` + ``np.save`` (its imports included);
 * **naive (warm)**: the same loop in this process after a warm-up (imports and numba JIT paid
   beforehand): the stricter baseline, and the one the headline ratio uses;
-* **kernel** (per clip, one thread): ``mgr.frontend._frames_major`` (what each stage worker
+* **kernel** (per clip, one thread): ``mgr.dsp.frontend._frames_major`` (what each stage worker
   runs after decoding) vs ``librosa.power_to_db(librosa.feature.melspectrogram(...))`` on the
-  same decoded signal, and the decoders (``mgr.audio.load_audio`` vs ``librosa.load``).
+  same decoded signal, and the decoders (``mgr.audio.decode.load_audio`` vs ``librosa.load``).
 
 Wall times are the best of ``--repeat`` runs (the machine may be shared); CPU seconds (user + sys,
 children included) are printed besides: they are robust to other load, and an idle machine with
@@ -124,8 +124,8 @@ def kernel(files: list[Path], n: int) -> dict:
     import librosa
     from threadpoolctl import threadpool_limits
 
-    from mgr.audio import load_audio
-    from mgr.frontend import _frames_major, frontend_config
+    from mgr.audio.decode import load_audio
+    from mgr.dsp.frontend import _frames_major, frontend_config
     from mgr.params import AudioParams, SpectrogramParams
 
     fe = frontend_config(AudioParams(), SpectrogramParams())

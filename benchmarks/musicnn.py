@@ -11,7 +11,7 @@ tones, a pulse and noise, different per clip):
 * **total**: :func:`track_embedding` end to end (front end + network + mean/max pooling);
 * **peak RSS** of that process (``VmHWM``) after loading the model and embedding the clips.
 
-The ONNX file comes from :func:`save_backbone` (``mgr.inference.export.export_keras``) in a
+The ONNX file comes from :func:`save_backbone` (``mgr.models.export.export_keras``) in a
 temporary directory; when that exporter is unavailable only Keras is measured. One untimed
 warm-up clip; the table shows the median over ``--clips`` clips. Goal: total <= 0.5 s per clip.
 Prints a table and a JSON line with the numbers.

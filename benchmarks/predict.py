@@ -71,7 +71,7 @@ import tensorflow as tf
 import librosa
 import numpy as np
 import skops.io as sio
-from mgr.features import extract_features
+from mgr.features.tables import extract_features
 model_dir, clip = sys.argv[1], sys.argv[2]
 card = json.load(open(model_dir + "/model.json"))
 path = model_dir + "/" + card["model_file"]
@@ -120,8 +120,8 @@ def make_svm(out: Path) -> Path:
     import numpy as np
     import pandas as pd
 
-    from mgr.datasets import synthetic
-    from mgr.features import extract_features
+    from mgr.data.sources import synthetic
+    from mgr.features.tables import extract_features
     from mgr.models import classical
     from mgr.params import MlParams
 
@@ -151,8 +151,8 @@ def make_cnn2d(out: Path) -> Path:
 
     from mgr.models import deep
     from mgr.params import AudioParams, DlModelParams, SpectrogramParams
-    from mgr.spectrogram import frontend_config
-    from mgr.training import save_artifact
+    from mgr.features.store import frontend_config
+    from mgr.models.training import save_artifact
 
     keras.utils.set_random_seed(0)
     fe = frontend_config(AudioParams(), SpectrogramParams())

@@ -26,7 +26,7 @@ import numpy as np
 
 
 def bench_render(clips: int, duration: float, sr: int, seed: int) -> dict:
-    from mgr.datasets import synthetic as S
+    from mgr.data.sources import synthetic as S
 
     S.render_clip(seed, "rock", 10_000, duration_s=1.0, sr=sr)  # warm-up: imports, wavetables
     per_genre = {}
@@ -48,9 +48,9 @@ def bench_render(clips: int, duration: float, sr: int, seed: int) -> dict:
 
 
 def bench_generate(clips: int, duration: float, sr: int, seed: int, workers: int, fmt: str) -> dict:
-    from mgr.datasets import synthetic as S
+    from mgr.data.sources import synthetic as S
     from mgr.params import SyntheticParams
-    from mgr.utils import n_workers
+    from mgr.io import n_workers
 
     sp = SyntheticParams(clips_per_genre=clips, duration_s=duration, sample_rate=sr, format=fmt)  # type: ignore[arg-type]
     with tempfile.TemporaryDirectory() as d:

@@ -44,7 +44,7 @@ def _section(title: str, cmd: list[str], cwd: Path) -> list[str]:
 
 def build_report(base: str = "main", root: Path = Path("."), title: str | None = None,
                  n_resamples: int = 2000) -> str:
-    from mgr.compare import compare, render
+    from mgr.evaluation.compare import compare, render
     from mgr.errors import UserError
 
     root = Path(root)

@@ -29,7 +29,7 @@ def write_metrics(name: str, report: dict, *, extra_facts: dict | None = None) -
     (durations, workers, memory; :data:`mgr.runs.RUN_KEYS`) plus ``extra_facts`` to
     ``reports/runs/<name>.json``. ``report`` is not modified; returns the metrics written."""
     from mgr.runs import split_run_facts, write_run_facts
-    from mgr.utils import write_json
+    from mgr.io import write_json
 
     quality, facts = split_run_facts(report)
     write_json(f"metrics/{name}.json", quality)

@@ -6,8 +6,8 @@ then ``metrics/summary.json``, ``metrics/tempo_baseline.json`` (when the dataset
 ``reports/leaderboard.md``, ``reports/confusion/<name>.csv`` (DVC confusion plots),
 ``reports/predictions/<name>.csv`` (per-track predictions, for ``mgr compare``), ``reports/runs/evaluate.json``
 (duration: a run fact, not a metric) and
-``reports/figures/confusion_<name>.png``. The protocol is documented in :mod:`mgr.evaluation`
-(:func:`mgr.evaluation.run_evaluate`).
+``reports/figures/confusion_<name>.png``. The protocol is documented in :mod:`mgr.evaluation.scoring`
+(:func:`mgr.evaluation.scoring.run_evaluate`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from _common import Timer, run  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
-    from mgr.evaluation import run_evaluate
+    from mgr.evaluation.scoring import run_evaluate
     from mgr.params import load_params
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     with Timer() as t:
         summary = run_evaluate(p, root=args.root, log=lambda s: print(s, flush=True), stores=args.stores)
     from mgr.runs import write_run_facts
-    from mgr.utils import n_workers
+    from mgr.io import n_workers
 
     # run facts, not metrics (metrics/ holds results only)
     write_run_facts("evaluate", {"seconds": t.seconds, "workers": n_workers(p.evaluate.workers)}, root=args.root)

@@ -13,10 +13,10 @@ OUT = "data/features.parquet"
 
 
 def main() -> None:
-    from mgr.features import build_feature_table, feature_names, read_feature_table
+    from mgr.features.tables import build_feature_table, feature_names, read_feature_table
     from mgr.params import feature_sets_needed, load_params
-    from mgr.extract import load_inputs
-    from mgr.validation.features import validate_feature_table
+    from mgr.features.extract import load_inputs
+    from mgr.data.validation.features import validate_feature_table
 
     p = load_params()
     tracks = load_inputs(Path("data/raw") / p.data.source / "tracks.csv", "data/split.csv")

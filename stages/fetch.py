@@ -16,10 +16,10 @@ def main(
     report_dir: str | Path = "reports/validation",
     progress: bool = True,
 ) -> dict:
-    from mgr.datasets import fetch, load_tracks
+    from mgr.data.fetch import fetch, load_tracks
     from mgr.params import load_params
     from mgr.runs import split_run_facts, write_run_facts
-    from mgr.utils import n_workers, write_json
+    from mgr.io import n_workers, write_json
 
     p = load_params(params_file)
     with Timer() as t:
@@ -43,7 +43,7 @@ def main(
             file=sys.stderr,
         )
     try:
-        from mgr.validation import validate_tracks
+        from mgr.data.validation import validate_tracks
     except ImportError:  # the validation module is optional for the fetch itself
         validate_tracks = None
     if validate_tracks is not None:

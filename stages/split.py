@@ -14,9 +14,9 @@ def main() -> None:
     import pandas as pd
 
     from mgr.params import load_params
-    from mgr.split import SplitWarning, make_split, summary
-    from mgr.utils import atomic_path
-    from mgr.validation import validate_split
+    from mgr.data.split import SplitWarning, make_split, summary
+    from mgr.io import atomic_path
+    from mgr.data.validation import validate_split
 
     p = load_params()
     tracks_csv = Path("data/raw") / p.data.source / "tracks.csv"

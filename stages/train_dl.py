@@ -7,7 +7,7 @@ Usage: ``python stages/train_dl.py <name> [--store S] [--pretrained-store P]`` (
 ``model.onnx`` + ``model.json``; in k-fold
 mode with ``train.all_folds`` also one ``fold_<f>/`` per fold), ``metrics/train-dl/<name>.json``
 and the dvclive curves in ``dvclive/<name>/``. The work is in
-:func:`mgr.training.run_train_dl`; see :mod:`mgr.training` for the protocol.
+:func:`mgr.models.training.run_train_dl`; see :mod:`mgr.models.training` for the protocol.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.name not in p.dl.models:
         raise ParamsError(f"params: {args.name!r} is not in dl.models ({', '.join(p.dl.models)})")
     from mgr.models.deep import PRETRAINED
-    from mgr.training import run_train_dl
+    from mgr.models.training import run_train_dl
 
     m = run_train_dl(
         args.name, p, store_path=args.pretrained_store if args.name in PRETRAINED else args.store, models_dir=args.models_dir, metrics_dir=args.metrics_dir,

@@ -1,4 +1,4 @@
-"""mgr.audio: decoding, resampling, the clip policy, windows and the streaming block reader."""
+"""mgr.audio: decoding, resampling, the clip policy, the streaming block reader (decode) and windows."""
 
 from __future__ import annotations
 
@@ -6,16 +6,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mgr.audio import (
+from mgr.audio.decode import (
     audio_info,
     clip_policy,
     expected_samples,
     load_audio,
-    n_windows,
     stream_blocks,
-    window_starts,
-    windows,
 )
+from mgr.audio.windows import n_windows, window_starts, windows
 from mgr.errors import AudioError, UserError
 
 

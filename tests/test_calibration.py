@@ -1,11 +1,11 @@
-"""Temperature scaling (mgr.calibration) and its use by the deep artifact."""
+"""Temperature scaling (mgr.evaluation.calibration) and its use by the deep artifact."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mgr.calibration import apply_temperature, calibration_record, expected_calibration_error, fit_temperature
+from mgr.evaluation.calibration import apply_temperature, calibration_record, expected_calibration_error, fit_temperature
 
 
 def _softmax(z):

@@ -348,7 +348,7 @@ def test_track_level_metrics_average_rows_of_a_track():
 
 def test_modified_model_file_fails_the_card_hash(trained, tmp_path):
     """Only trusted types, but not the file the card was written for: refused."""
-    from mgr.utils import file_hash
+    from mgr.io import file_hash
 
     src = trained["logreg"][2]
     card = json.loads((src / C.CARD_FILE).read_text())

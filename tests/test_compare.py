@@ -1,4 +1,4 @@
-"""mgr.compare: the statistics on hand-computed cases, the pairing, reading versions from git,
+"""mgr.evaluation.compare: the statistics on hand-computed cases, the pairing, reading versions from git,
 and the `mgr compare` command (the end-to-end case on a tiny DVC project is in test_pipeline.py)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mgr import compare as C
+from mgr.evaluation import compare as C
 from mgr.errors import UserError
 
 LABELS = ["blues", "jazz", "metal", "rock"]
@@ -62,7 +62,7 @@ def test_permutation_p_is_one_without_a_difference_and_small_for_a_large_one():
 
 
 def test_macro_f1_matches_the_evaluation_module():
-    from mgr.evaluation import macro_f1
+    from mgr.evaluation.scoring import macro_f1
 
     rng = np.random.default_rng(0)
     y, p = rng.integers(0, 5, 80), rng.integers(0, 5, 80)

@@ -100,7 +100,7 @@ def test_normalisation_inside_the_model():
 
 def _artifact(tmp_path, **card_over):
     from mgr.models.deep import build, tempo_bins
-    from mgr.training import save_artifact
+    from mgr.models.training import save_artifact
 
     m = build("tempo_genre", SHAPE, 3, n_tempo_classes=5, params=__import__("mgr.params").params.DlModelParams(width=0.125))
     card = {
@@ -139,7 +139,7 @@ def test_load_checks_the_card(tmp_path):
     with pytest.raises(ArtifactError, match="does not match the sha256"):
         load(d)
     (d / "model.keras").write_bytes(keras_bytes)
-    from mgr.utils import file_hash
+    from mgr.io import file_hash
 
     (d / "model.onnx").write_bytes(b"not a protobuf")  # corrupt, with a matching card hash
     (d / "model.json").write_text(json.dumps({**card, "onnx_sha256": file_hash(d / "model.onnx")}))

@@ -1,4 +1,4 @@
-"""mgr.datasets.download: resume with HTTP Range, retries, timeouts, checksums, local sources."""
+"""mgr.data.download: resume with HTTP Range, retries, timeouts, checksums, local sources."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import pytest
 from _fetch_helpers import serve
 
-from mgr.datasets.download import download, verify_checksum
+from mgr.data.download import download, verify_checksum
 from mgr.errors import DataError
 
 PAYLOAD = os.urandom(300_000)

@@ -1,4 +1,4 @@
-"""Metric functions against hand-computed cases (mgr.evaluation)."""
+"""Metric functions against hand-computed cases (mgr.evaluation.scoring)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mgr import evaluation as ev
+from mgr.evaluation import scoring as ev
 
 # y_true / y_pred used by several tests (3 classes)
 T = [0, 0, 0, 1, 1, 2]
@@ -358,7 +358,7 @@ def _classical_project(root, folds=None, models=("logreg", "random_forest")):
 
     from mgr.models import classical as C
     from mgr.params import params_from_dict
-    from mgr.utils import write_json
+    from mgr.io import write_json
 
     rng = np.random.default_rng(0)
     genres = ["blues", "jazz", "metal"]

@@ -1,4 +1,4 @@
-"""mgr.datasets.extract.safe_extract: good archives extract, every escape kind is refused."""
+"""mgr.data.archive.safe_extract: good archives extract, every escape kind is refused."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mgr.datasets.extract import safe_extract
+from mgr.data.archive import safe_extract
 from mgr.errors import DataError
 
 

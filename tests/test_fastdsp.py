@@ -1,4 +1,4 @@
-"""mgr.fastdsp: the NumPy gtzan57 pieces equal librosa (0.11) on real-format clips."""
+"""mgr.dsp.kernels: the NumPy gtzan57 pieces equal librosa (0.11) on real-format clips."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mgr import fastdsp as fd
-from mgr.audio import load_audio
+from mgr.dsp import kernels as fd
+from mgr.audio.decode import load_audio
 
 SR = 22050
 
@@ -26,7 +26,7 @@ def _clip(tmp_path, fmt: str, seconds: float = 4.0, seed: int = 0) -> np.ndarray
 
 
 def _librosa_gtzan57(y: np.ndarray, sr: int) -> dict[str, float]:
-    """The previous, librosa-based implementation of mgr.features' gtzan57 (reference)."""
+    """The previous, librosa-based implementation of mgr.features.tables' gtzan57 (reference)."""
     import librosa
 
     out: dict[str, float] = {}

@@ -1,4 +1,4 @@
-"""mgr.features: feature values against theory and librosa, the table builder, validation."""
+"""mgr.features.tables: feature values against theory and librosa, the table builder, validation."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from mgr.audio import load_audio
+from mgr.audio.decode import load_audio
 from mgr.errors import DataError
-from mgr.features import build_feature_table, extract_features, feature_names, read_feature_table
+from mgr.features.tables import build_feature_table, extract_features, feature_names, read_feature_table
 from mgr.params import AudioParams
-from mgr.extract import load_inputs
+from mgr.features.extract import load_inputs
 
 SR = 22050
 
@@ -126,7 +126,7 @@ def test_feature_table_one_row_per_track_and_skips_bad_files(tmp_path, suffix, f
 
 @pytest.mark.slow  # great-expectations import
 def test_feature_table_validation(tmp_path):
-    from mgr.validation.features import validate_feature_table
+    from mgr.data.validation.features import validate_feature_table
 
     tracks = _dataset(tmp_path, n=3)
     out = tmp_path / "f.parquet"
@@ -156,7 +156,7 @@ def test_unknown_feature_set_is_a_params_error():
 
 def test_feature_sets_combine_with_plus():
     from mgr.errors import ParamsError
-    from mgr.features import feature_set_of
+    from mgr.features.tables import feature_set_of
 
     both = feature_names("gtzan57+musicnn_msd")
     assert both == feature_names("gtzan57") + feature_names("musicnn_msd")

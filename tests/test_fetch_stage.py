@@ -16,8 +16,8 @@ import pytest
 import yaml
 from _fetch_helpers import write_corrupt, write_tone
 
-import mgr.datasets.probe as probe_mod
-from mgr.datasets import fetch, load_tracks
+import mgr.data.probe as probe_mod
+from mgr.data.fetch import fetch, load_tracks
 from mgr.params import params_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,8 +81,8 @@ def test_killed_fetch_leaves_no_complete_looking_dataset(tmp_path):
     marker = tmp_path / "probing"
     script = textwrap.dedent(f"""
         import time, pathlib
-        import mgr.datasets.probe as probe
-        from mgr.datasets import fetch
+        import mgr.data.probe as probe
+        from mgr.data.fetch import fetch
         from mgr.params import params_from_dict
 
         def slow(*a, **k):

@@ -1,4 +1,4 @@
-"""The folder source end to end through mgr.datasets.fetch (genre dirs, GTZAN layout, manifests)."""
+"""The folder source end to end through mgr.data.fetch.fetch (genre dirs, GTZAN layout, manifests)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from _fetch_helpers import write_corrupt, write_tone
 
-from mgr.datasets import dataset_dir, fetch, load_rejected, load_tracks
+from mgr.data.fetch import dataset_dir, fetch, load_rejected, load_tracks
 from mgr.errors import DataError
 from mgr.params import params_from_dict
 

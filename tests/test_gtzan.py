@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from _fetch_helpers import md5, serve, write_corrupt, write_tone
 
-from mgr.datasets import fetch, load_rejected, load_tracks
-from mgr.datasets.gtzan import fault_filtered_split
+from mgr.data.fetch import fetch, load_rejected, load_tracks
+from mgr.data.sources.gtzan import fault_filtered_split
 from mgr.errors import DataError
 from mgr.params import params_from_dict
 

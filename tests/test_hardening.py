@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 
 from _fetch_helpers import write_tone
-from mgr.datasets import fetch, load_rejected, load_tracks
+from mgr.data.fetch import fetch, load_rejected, load_tracks
 from mgr.errors import DataError, ParamsError, StorageError, run_reporting_user_errors, storage_error
 from mgr.params import params_from_dict
-from mgr.split import make_split
-from mgr.utils import atomic_path, clean_stale_temps, pid_alive
+from mgr.data.split import make_split
+from mgr.io import atomic_path, clean_stale_temps, pid_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,7 +79,7 @@ def test_duplicates_are_fingerprinted_reported_and_kept_together(tmp_path):
                                     "blues.00003", "blues.quiet"}
     assert set(dup.loc[dup.track_id == "blues.quiet", "kind"]) == {"near"}
     assert len(rej) == 0  # policy group drops nothing
-    from mgr.validation import validate_split
+    from mgr.data.validation import validate_split
 
     for strategy in ("stratified", "kfold", "group"):
         p = params_from_dict({"split": {"strategy": strategy, "k": 3}})
@@ -107,7 +107,7 @@ def test_duplicate_policies_drop_conflicts_and_drop(tmp_path):
 
 
 def test_split_validation_refuses_a_duplicate_in_two_parts():
-    from mgr.validation import validate_split
+    from mgr.data.validation import validate_split
 
     tracks = pd.DataFrame({"track_id": ["a", "b", "c", "d"], "genre": ["x", "y", "x", "y"],
                            "fingerprint": ["f1", "f1", "f2", "f3"]})
@@ -118,7 +118,7 @@ def test_split_validation_refuses_a_duplicate_in_two_parts():
 
 
 def test_predefined_split_warns_about_straddling_duplicates():
-    from mgr.split import SplitWarning
+    from mgr.data.split import SplitWarning
 
     tracks = pd.DataFrame({"track_id": ["a", "b", "c", "d"], "genre": ["x", "y", "x", "y"],
                            "fingerprint": ["f1", "f1", "f2", "f3"], "source_split": ["train", "test", "train", "test"]})
@@ -325,10 +325,10 @@ _POOL_SCRIPT = textwrap.dedent("""
     if __name__ == "__main__":
         kind = sys.argv[1]
         if kind == "run_parallel":
-            from mgr.extract import run_parallel
+            from mgr.features.extract import run_parallel
             run_parallel(job, iter(range(4)), 4, 2, lambda r: None, "x", False)
         else:
-            from mgr.utils import process_pool
+            from mgr.io import process_pool
             with process_pool(2) as ex:
                 list(ex.map(job, range(4)))
 """)
@@ -392,7 +392,7 @@ def test_stale_temps_of_dead_processes_are_removed_at_the_next_write(tmp_path):
 
 
 def test_fetch_removes_a_killed_fetch_temp_dir_but_not_a_running_one(tmp_path):
-    from mgr.datasets import _clean_stale
+    from mgr.data.fetch import _clean_stale
 
     root = tmp_path / "raw"
     dead = root / f".synthetic.tmp-{_dead_pid()}-a"
@@ -405,7 +405,7 @@ def test_fetch_removes_a_killed_fetch_temp_dir_but_not_a_running_one(tmp_path):
 
 # ------------------------------------------------------- 13. unwritable reports dir
 def test_unwritable_validation_report_is_one_line(tmp_path, monkeypatch):
-    from mgr import validation
+    from mgr.data import validation
 
     tracks = pd.DataFrame({"track_id": ["a"], "path": ["/x.wav"], "genre": ["blues"], "duration_s": [2.0],
                            "sample_rate": [22050], "channels": [1]})

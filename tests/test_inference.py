@@ -61,7 +61,7 @@ def _deep_names() -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _deep_names())
 def test_every_deep_registry_model_exports_to_onnx_equal_to_keras(name, tmp_path):
-    from mgr.inference.export import export_keras
+    from mgr.models.export import export_keras
 
     m = _tiny_deep(name)
     shape = _shape(name)
@@ -88,7 +88,7 @@ def test_export_keras_is_generic_list_outputs_and_rank3_input(tmp_path):
     """Not only the registry: a rank-3 input and list outputs keep the Keras output names."""
     import keras
 
-    from mgr.inference.export import export_keras
+    from mgr.models.export import export_keras
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((20, 8), name="mel")
@@ -109,7 +109,7 @@ def test_export_keras_is_generic_list_outputs_and_rank3_input(tmp_path):
 
 def test_deep_artifact_writes_onnx_and_hashes(tmp_path):
     from mgr.models.deep import load, write_artifact
-    from mgr.utils import file_hash
+    from mgr.io import file_hash
 
     m = _tiny_deep("tempo_genre")
     card = {"name": "tg", "kind": "deep", "labels": ["a", "b", "c", "d"], "frontend": {"n_mels": 32},
@@ -240,7 +240,7 @@ def _log_model(path: Path) -> Path:
 
 
 def test_onnx_model_hash_shape_and_non_finite_checks(tmp_path):
-    from mgr.utils import file_hash
+    from mgr.io import file_hash
 
     p = _log_model(tmp_path / "log.onnx")
     m = OnnxModel(p, sha256=file_hash(p))
@@ -264,7 +264,7 @@ def test_onnx_model_hash_shape_and_non_finite_checks(tmp_path):
 
 @pytest.mark.parametrize("kind", ["deep", "classical"])
 def test_tampered_onnx_is_refused_in_one_line(kind, tmp_path):
-    from mgr.predict import load_predictor
+    from mgr.inference.predict import load_predictor
 
     if kind == "deep":
         from mgr.models.deep import load
@@ -326,12 +326,12 @@ class _Spy:
 def test_evaluate_and_predict_give_the_same_probabilities_deep(tmp_path):
     """evaluate_deep (store windows) and `mgr predict` (streamed front end) on one file and one
     model: the same model object type, the same probabilities."""
-    from mgr.evaluation import evaluate_deep
-    from mgr.extract import load_inputs
+    from mgr.evaluation.scoring import evaluate_deep
+    from mgr.features.extract import load_inputs
     from mgr.models.deep import load
     from mgr.params import AudioParams, SpectrogramParams
-    from mgr.predict import load_predictor
-    from mgr.spectrogram import SpectrogramStore, build_store
+    from mgr.inference.predict import load_predictor
+    from mgr.features.store import SpectrogramStore, build_store
 
     path = tmp_path / "song.wav"
     sf.write(path, _clip(4.0), SR)
@@ -365,11 +365,11 @@ def test_evaluate_and_predict_give_the_same_probabilities_deep(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["svm", "xgboost"])
 def test_evaluate_and_predict_give_the_same_probabilities_classical(name, tmp_path):
-    from mgr.audio import load_audio
-    from mgr.evaluation import evaluate_classical
-    from mgr.features import extract_features
+    from mgr.audio.decode import load_audio
+    from mgr.evaluation.scoring import evaluate_classical
+    from mgr.features.tables import extract_features
     from mgr.models import classical as C
-    from mgr.predict import load_predictor
+    from mgr.inference.predict import load_predictor
 
     rows = []
     for g, (f0, bpm) in {"low": (150.0, 90.0), "high": (900.0, 140.0)}.items():
@@ -404,7 +404,7 @@ def test_classical_predict_imports_no_heavy_library(tmp_path):
     C.save(o.model, d, o.card, sample=o.sample)
     X = _table()[o.card["feature_columns"]].to_numpy()[:3].tolist()
     code = (
-        "import sys\nfrom mgr.models import classical as C\nimport mgr.predict\n"
+        "import sys\nfrom mgr.models import classical as C\nimport mgr.inference.predict\n"
         f"p = C.load({str(d)!r}).predict_proba({X!r})\n"
         "heavy = [m for m in ('tensorflow', 'keras', 'sklearn', 'xgboost', 'skops', 'librosa', 'tf2onnx', 'skl2onnx') if m in sys.modules]\n"
         "print(p.shape, heavy)\n"

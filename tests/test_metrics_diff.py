@@ -323,7 +323,7 @@ def test_every_imported_module_is_a_dep_of_its_stage() -> None:
 
 
 def test_code_dep_check_catches_a_missing_module() -> None:
-    # the DSP tempo baseline of evaluate runs mgr.fastdsp (a lazy import inside a worker function)
-    assert "src/mgr/fastdsp.py" in _closure(ROOT / "stages" / "evaluate.py")
+    # the DSP tempo baseline of evaluate runs mgr.dsp.kernels (a lazy import inside a worker function)
+    assert "src/mgr/dsp/kernels.py" in _closure(ROOT / "stages" / "evaluate.py")
     assert "stages/_common.py" in _closure(ROOT / "stages" / "split.py")
     assert "src/mgr/runs.py" in _closure(ROOT / "stages" / "split.py")  # through _common

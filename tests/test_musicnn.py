@@ -102,7 +102,7 @@ def test_frontend_description():
     fe = mn.FRONTEND
     assert (fe["sr"], fe["n_fft"], fe["hop"], fe["n_mels"], fe["patch_frames"]) == (16000, 512, 256, 96, 187)
     assert (fe["scale"], fe["log_gain"], fe["pad_mode"]) == ("log10_1p", 10000.0, "reflect")
-    from mgr.frontend import musicnn_frontend
+    from mgr.dsp.frontend import musicnn_frontend
 
     assert {k: v for k, v in fe.items() if k in musicnn_frontend()} == musicnn_frontend()  # the one front end
     json.dumps(fe)
@@ -231,7 +231,7 @@ def test_shape_mismatch_fails_loudly(monkeypatch):
 def test_save_backbone_card_keras_and_onnx(tmp_path):
     import keras
 
-    from mgr.utils import file_hash
+    from mgr.io import file_hash
 
     d = mn.save_backbone("MSD_musicnn", tmp_path / "musicnn_msd")
     card = json.loads((d / "model.json").read_text())

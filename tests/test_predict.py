@@ -1,4 +1,4 @@
-"""mgr.predict: front end equality with the store, streaming windows, DSP tempo against librosa,
+"""mgr.inference.predict: front end equality with the store, streaming windows, DSP tempo against librosa,
 every bad input, tampered artifacts, formats. (ONNX export/runtime parity: tests/test_inference.py.)"""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from mgr.errors import ArtifactError, AudioError
-from mgr.predict import (
+from mgr.inference.predict import (
     InputFailure,
     Prediction,
     StreamingFrontEnd,
@@ -61,7 +61,7 @@ def deep_tempo():
 @pytest.mark.parametrize("n_samples", [100, 1023, 1024, 5000, 3 * SR + 17])
 @pytest.mark.parametrize("block", [1, 700, 4096, 10**6])
 def test_streaming_front_end_equals_compute_spectrogram(n_samples, block):
-    from mgr.spectrogram import compute_spectrogram
+    from mgr.features.store import compute_spectrogram
 
     fe = json.loads((TEMPO_MODEL / "model.json").read_text())["frontend"]
     y = clip(n_samples / SR + 0.01)[:n_samples]
@@ -77,9 +77,9 @@ def test_predict_features_equal_the_hdf5_store(tmp_path):
     """The training store and predict compute the same spectrogram for the same file."""
     import pandas as pd
 
-    from mgr.extract import load_inputs
+    from mgr.features.extract import load_inputs
     from mgr.params import AudioParams, SpectrogramParams
-    from mgr.spectrogram import SpectrogramStore, build_store
+    from mgr.features.store import SpectrogramStore, build_store
 
     rows = []
     for i, (secs, sr, ext) in enumerate([(2.0, SR, "wav"), (1.3, SR, "flac"), (2.5, 44100, "flac"), (1.7, 16000, "ogg")]):
@@ -109,8 +109,9 @@ def test_predict_features_equal_the_hdf5_store(tmp_path):
 
 @pytest.mark.parametrize(("seconds", "n", "hop"), [(9.0, 2 * SR, SR), (9.0, 3 * SR, 3 * SR), (1.3, 2 * SR, SR), (25.0, 7 * SR, 5 * SR)])
 def test_stream_segments_cover_like_windows(tmp_path, seconds, n, hop):
-    from mgr.audio import load_audio, windows
-    from mgr.predict import stream_segments
+    from mgr.audio.decode import load_audio
+    from mgr.audio.windows import windows
+    from mgr.inference.predict import stream_segments
 
     y = np.random.default_rng(1).standard_normal(int(seconds * SR)).astype(np.float32) * 0.1
     path = _write(tmp_path / "x.wav", y)
@@ -122,7 +123,7 @@ def test_stream_segments_cover_like_windows(tmp_path, seconds, n, hop):
 
 
 def test_window_stream_equals_window_starts():
-    from mgr.audio import window_starts
+    from mgr.audio.windows import window_starts
 
     rng = np.random.default_rng(0)
     for total, length, hop, block in [(100, 44, 22, 7), (44, 44, 22, 5), (45, 44, 22, 100), (1000, 44, 11, 33),
@@ -220,7 +221,7 @@ def test_top_k_window_overlap_and_vote(tmp_path):
     r3 = load_predictor(CNN_MODEL, overlap=0.75).predict_file(path)
     r4 = load_predictor(CNN_MODEL, overlap=0.0).predict_file(path)
     assert r3.n_windows > r4.n_windows
-    from mgr.predict import UsageError
+    from mgr.inference.predict import UsageError
 
     with pytest.raises(UsageError, match="shorter than the model's window"):
         load_predictor(CNN_MODEL, window_s=0.6)  # valid (>= 0.5 s) but below this model's 1 s window
@@ -436,7 +437,7 @@ def test_deep_predict_imports_no_heavy_library(tmp_path):
     scipy or sklearn."""
     path = _write(tmp_path / "a.wav", clip(2.0))
     code = (
-        "import sys\nfrom pathlib import Path\nfrom mgr.predict import load_predictor\n"
+        "import sys\nfrom pathlib import Path\nfrom mgr.inference.predict import load_predictor\n"
         f"p = load_predictor(Path({str(CNN_MODEL)!r}))\n"
         f"r = p.predict_file(Path({str(path)!r}))\n"
         "heavy = [m for m in ('tensorflow', 'keras', 'librosa', 'scipy', 'sklearn', 'numba', 'pandas') if m in sys.modules]\n"
@@ -453,7 +454,7 @@ def test_classical_artifact_end_to_end(tmp_path):
     from its own `tempo` feature, and the same answer as the features table route."""
     import pandas as pd
 
-    from mgr.features import extract_features
+    from mgr.features.tables import extract_features
     from mgr.models import classical
     from mgr.params import MlParams
 
@@ -469,7 +470,7 @@ def test_classical_artifact_end_to_end(tmp_path):
     assert pred.kind == "classical"
     t = np.arange(int(3.0 * SR)) / SR
     y = (0.3 * np.sin(2 * np.pi * 910 * t) * (0.3 + (np.mod(t, 60 / 140) < 0.03))).astype(np.float32)
-    from mgr.audio import load_audio
+    from mgr.audio.decode import load_audio
 
     art = classical.load(tmp_path / "models" / "logreg")
     for ext in ("wav", "au", "flac", "ogg", "mp3"):
@@ -485,7 +486,7 @@ def test_classical_artifact_end_to_end(tmp_path):
     assert seg.n_windows == 3 and seg.genre == "high"
     # a file longer than CLASSICAL_WHOLE_MAX_S: streamed segments, the same numbers as the
     # segments of the decoded file (limits shrunk so the test stays fast)
-    import mgr.predict as P
+    import mgr.inference.predict as P
 
     long_y = np.concatenate([y] * 3)  # 9 s
     long_path = _write(tmp_path / "long.wav", long_y)
@@ -495,7 +496,7 @@ def test_classical_artifact_end_to_end(tmp_path):
         res = load_predictor(tmp_path / "models" / "logreg", top_k=2).predict_file(long_path)
     finally:
         P.CLASSICAL_WHOLE_MAX_S, P.CLASSICAL_SEGMENT_S = orig
-    from mgr.audio import windows
+    from mgr.audio.windows import windows
 
     segs = list(windows(load_audio(long_path, sr=SR), 2 * SR, overlap=0.5))
     assert res.n_windows == len(segs) == 8

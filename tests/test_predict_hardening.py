@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from mgr.cli import app
 from mgr.errors import ArtifactError, AudioError
-from mgr.predict import (
+from mgr.inference.predict import (
     Prediction,
     UsageError,
     best_model_name,
@@ -122,7 +122,7 @@ def test_one_hz_header_is_refused_at_once_and_others_still_predicted(project):
     assert "error" in out[0] and out[1]["genre"]
     with pytest.raises(AudioError, match="implausible sample rate 1 Hz"):
         check_file(bad)
-    from mgr.audio import stream_blocks
+    from mgr.audio.decode import stream_blocks
 
     with pytest.raises(AudioError, match="implausible sample rate"):
         next(stream_blocks(bad, SR))
@@ -149,7 +149,7 @@ def test_max_duration_cap_from_the_header_and_while_decoding(project):
             f.truncate(len(hdr) + 2 * n)
         check_file(bigger, 4 * 3600.0)
     # a header that under-declares is caught while decoding (the budget counts decoded samples)
-    from mgr.predict import _Budget
+    from mgr.inference.predict import _Budget
 
     fe = json.loads((FIX / "tiny_cnn" / "model.json").read_text())["frontend"]
     with pytest.raises(AudioError, match="too long .more than --max-duration"):
@@ -165,7 +165,7 @@ def test_timeout_per_file(project):
 
 
 def test_stream_blocks_bound_samples_per_read(tmp_path, monkeypatch):
-    import mgr.audio as A
+    import mgr.audio.decode as A
 
     p = tmp_path / "wide.wav"
     sf.write(p, np.zeros((SR, 8), np.float32), SR)
@@ -287,7 +287,7 @@ def _nan_on_first_call(pred):
 
 
 def test_nan_model_output_fails_that_file_only(project, monkeypatch):
-    import mgr.predict as P
+    import mgr.inference.predict as P
 
     real_load = P.load_predictor
     monkeypatch.setattr(P, "load_predictor", lambda *a, **k: _nan_on_first_call(real_load(*a, **k)))
@@ -318,7 +318,7 @@ def test_huge_float_samples_are_a_per_file_error(project):
 
 
 def test_non_finite_tempo_is_null_with_a_reason(project, monkeypatch):
-    import mgr.predict as P
+    import mgr.inference.predict as P
 
     monkeypatch.setattr(P, "dsp_tempo_from_envelope", lambda *a, **k: float("nan"))
     r = run("predict", str(project / "ok.wav"), "--root", str(project), "-m", "cnn2d", "-f", "json")

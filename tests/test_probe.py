@@ -1,10 +1,10 @@
-"""mgr.datasets.probe: full decode, duration/sr/channels, one-line reasons, parallel order."""
+"""mgr.data.probe: full decode, duration/sr/channels, one-line reasons, parallel order."""
 
 from __future__ import annotations
 
 from _fetch_helpers import write_corrupt, write_tone
 
-from mgr.datasets.probe import probe_file, probe_files
+from mgr.data.probe import probe_file, probe_files
 
 
 def test_probe_good_files(tmp_path):

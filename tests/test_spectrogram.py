@@ -1,4 +1,4 @@
-"""mgr.spectrogram: the front end, the HDF5 store (round trip, windows, train-only stats)."""
+"""mgr.features.store: the front end, the HDF5 store (round trip, windows, train-only stats)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from mgr.audio import load_audio
+from mgr.audio.decode import load_audio
 from mgr.errors import DataError
 from mgr.params import AudioParams, SpectrogramParams
-from mgr.extract import load_inputs
-from mgr.spectrogram import SpectrogramStore, build_store, compute_spectrogram, frontend_config
+from mgr.features.extract import load_inputs
+from mgr.features.store import SpectrogramStore, build_store, compute_spectrogram, frontend_config
 
 SR = 8000
 AUDIO = AudioParams(sample_rate=SR)
@@ -239,7 +239,7 @@ def test_kfold_indices_and_stats(tmp_path):
 
 @pytest.mark.slow  # great-expectations import
 def test_store_validation_catches_inconsistent_metadata(store_path, tmp_path):
-    from mgr.validation.features import validate_store
+    from mgr.data.validation.features import validate_store
 
     out, _, _ = store_path
     validate_store(out, report_dir=tmp_path / "rep")
@@ -257,8 +257,8 @@ def test_store_validation_catches_inconsistent_metadata(store_path, tmp_path):
 def test_store_validation_numpy_checks_agree_with_great_expectations(store_path, tmp_path):
     """The exact NumPy pre-check and GE's suite give the same verdict and the same unexpected
     values, expectation by expectation, on a good store and on a store with several faults."""
-    from mgr.validation import _check
-    from mgr.validation.features import store_checks, validate_store
+    from mgr.data.validation import _check
+    from mgr.data.validation.features import store_checks, validate_store
 
     out, _, _ = store_path
     good_np = validate_store(out, report_dir=tmp_path / "np")
@@ -298,7 +298,7 @@ def test_store_validation_passes_without_importing_great_expectations(store_path
     out, _, _ = store_path
     code = (
         "import sys, json\n"
-        "from mgr.validation.features import validate_store\n"
+        "from mgr.data.validation.features import validate_store\n"
         f"r = validate_store({str(out)!r}, report_dir={str(tmp_path / 'rep')!r})\n"
         "assert r['success'] and r['meta']['engine'] == 'numpy', r\n"
         "assert 'great_expectations' not in sys.modules\n"
@@ -328,7 +328,7 @@ def _padded_reference(y, n_fft, hop, reflect):
 def test_frames_without_a_padded_copy_equal_the_padded_reference(n_fft, hop, pad_mode):
     """The frame views (edges from small padded copies, interior from the signal itself) give the
     frames of the whole padded signal, for every length around the edge cases and any block size."""
-    from mgr.frontend import _frames_major
+    from mgr.dsp.frontend import _frames_major
 
     rng = np.random.default_rng(n_fft + hop)
     fe = {"n_fft": n_fft, "hop": hop, "kind": "stft", "n_mels": n_fft // 2 + 1, "pad_mode": pad_mode,
@@ -355,7 +355,7 @@ def test_missing_inputs_are_user_errors(tmp_path):
 def test_mel_filterbank_equals_librosa(args):
     import librosa
 
-    from mgr.spectrogram import mel_filterbank
+    from mgr.features.store import mel_filterbank
 
     sr, n_fft, n_mels, fmin, fmax = args
     ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False, norm="slaney")
@@ -374,13 +374,13 @@ def test_dvc_stage_wiring_keeps_features_independent_of_spectrogram(project_root
         set(spec["params"]) == {"audio"} | {f"spectrogram.{k}" for k in params["spectrogram"] if k != "workers"}
     assert not any(p.startswith("spectrogram") for p in feat["params"]) and "features.set" in feat["params"]
     assert not any("spectrogram" in d for d in feat["deps"])  # code, params and output of spectrogram
-    for d in ("src/mgr/audio.py", "src/mgr/extract.py", "data/split.csv"):
+    for d in ("src/mgr/audio/decode.py", "src/mgr/features/extract.py", "data/split.csv"):
         assert d in spec["deps"] and d in feat["deps"]
     assert spec["outs"] == ["data/spectrograms.h5"] and feat["outs"] == ["data/features.parquet"]
     # every module the stages import from src/mgr is a declared dependency
-    assert "src/mgr/spectrogram.py" in spec["deps"] and "src/mgr/features.py" in feat["deps"]
-    # the one front end (mgr.frontend) is shared: musicnn embeddings in the features table use it
-    assert "src/mgr/frontend.py" in spec["deps"] and "src/mgr/frontend.py" in feat["deps"]
+    assert "src/mgr/features/store.py" in spec["deps"] and "src/mgr/features/tables.py" in feat["deps"]
+    # the one front end (mgr.dsp.frontend) is shared: musicnn embeddings in the features table use it
+    assert "src/mgr/dsp/frontend.py" in spec["deps"] and "src/mgr/dsp/frontend.py" in feat["deps"]
     mus = stages["spectrogram-musicnn"]
     assert "--preset musicnn" in mus["cmd"] and mus["outs"] == ["data/spectrograms_musicnn.h5"]
     assert set(mus["params"]) == {"audio"}  # musicnn's front end is fixed by the pretrained weights

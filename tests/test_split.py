@@ -10,7 +10,7 @@ import pytest
 
 from mgr.errors import DataError
 from mgr.params import SplitParams
-from mgr.split import SplitWarning, fold_split, make_split, n_folds, summary
+from mgr.data.split import SplitWarning, fold_split, make_split, n_folds, summary
 
 
 def check_disjoint(split: pd.DataFrame, tracks: pd.DataFrame, *, by_artist: bool) -> list[str]:
@@ -145,8 +145,8 @@ def test_empty_and_duplicate_tracks_are_clear_errors() -> None:
 
 
 def test_fold_parts_is_the_one_fold_rule():
-    from mgr.split import fold_parts
-    from mgr.spectrogram import _fold_mask
+    from mgr.data.split import fold_parts
+    from mgr.features.store import _fold_mask
 
     fold = np.array([0, 1, 2, 3, -1, 0, 3])
     assert fold_parts(fold, 3, 4).tolist() == ["val", "train", "train", "test", "", "val", "test"]

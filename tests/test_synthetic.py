@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mgr.datasets import synthetic as S
+from mgr.data.sources import synthetic as S
 from mgr.errors import ParamsError
 from mgr.params import SyntheticParams
 from mgr.synth import dsp
 from mgr.synth.render import beat_times, render, step_time
-from mgr.utils import file_hash
+from mgr.io import file_hash
 
 SR = 22050
 
@@ -37,7 +37,7 @@ def test_same_seed_same_bytes_whatever_the_worker_count(tmp_path):
 
 def test_fetch_stage_tables_are_byte_identical_for_the_same_seed(tmp_path):
     """Through the real fetch (probe + tracks.csv/rejected.csv), as `dvc repro` runs it."""
-    from mgr.datasets import fetch
+    from mgr.data.fetch import fetch
     from mgr.params import params_from_dict
 
     p = params_from_dict({"data": {"seed": 5, "inject_corrupt": 2, "workers": 1,
@@ -107,7 +107,7 @@ def test_bad_format_is_a_params_error(tmp_path):
 
 # ------------------------------------------------------------------------------ corrupt files
 def test_injected_corrupt_files_are_rejected_by_the_prober(tmp_path):
-    from mgr.datasets.probe import probe_file
+    from mgr.data.probe import probe_file
 
     sp = SyntheticParams(clips_per_genre=1, duration_s=1.2, format="flac")
     df = S.generate(tmp_path, sp, seed=1, inject_corrupt=len(S.CORRUPT_KINDS), workers=1)

@@ -119,7 +119,7 @@ def test_dvc_stage_fans_out_over_ml_models():
 
 def test_stage_trains_a_model_on_the_embedding_columns_only(workdir):
     """`<model>-<embedding>` trains on that set's columns of a table holding several sets."""
-    from mgr.features import feature_names
+    from mgr.features.tables import feature_names
 
     df = make_table(n_per_class=30)
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""Deep training from a real (tiny) HDF5 store built by mgr.spectrogram from click-track audio."""
+"""Deep training from a real (tiny) HDF5 store built by mgr.features.store from click-track audio."""
 
 from __future__ import annotations
 
@@ -31,12 +31,12 @@ def click_track(bpm: float, pitch: float, rng: np.random.Generator, *, silent: b
 
 def make_store(tmp_path, *, reps: int = 5, silent_eval: bool = False, tags: bool = False, folds: bool = False,
                split_csv=None, spec=None):
-    """tempo x pitch x reps click tracks -> data/spectrograms.h5 via mgr.spectrogram.build_store."""
+    """tempo x pitch x reps click tracks -> data/spectrograms.h5 via mgr.features.store.build_store."""
     import pandas as pd
     import soundfile as sf
 
     from mgr.params import AudioParams, SpectrogramParams
-    from mgr.spectrogram import build_store
+    from mgr.features.store import build_store
 
     rng = np.random.default_rng(0)
     rows = []
@@ -79,8 +79,8 @@ def click_store(tmp_path_factory):
 
 
 def test_feeder_draws_only_from_requested_split(tmp_path):
-    from mgr.spectrogram import SpectrogramStore
-    from mgr.training import make_targets, window_feeder
+    from mgr.features.store import SpectrogramStore
+    from mgr.models.training import make_targets, window_feeder
 
     path = make_store(tmp_path, reps=3, silent_eval=True)  # val/test tracks are digital silence
     with SpectrogramStore(path) as store:
@@ -105,7 +105,7 @@ def test_feeder_draws_only_from_requested_split(tmp_path):
             f.on_epoch_end()
         assert seen == set(train.tolist())  # 2 epochs x 160 windows reach all 16 train tracks
         # the val side: its own windows, never train's
-        from mgr.training import val_windows
+        from mgr.models.training import val_windows
 
         Xv, tv = val_windows(store, store.indices("val"), store.frames_for_seconds(1.0), 3)
         assert set(tv.tolist()) == set(store.indices("val").tolist())
@@ -113,8 +113,8 @@ def test_feeder_draws_only_from_requested_split(tmp_path):
 
 
 def test_feeder_reproducible_and_fresh_each_epoch(click_store):
-    from mgr.spectrogram import SpectrogramStore
-    from mgr.training import window_feeder
+    from mgr.features.store import SpectrogramStore
+    from mgr.models.training import window_feeder
 
     with SpectrogramStore(click_store) as store:
         tr = store.indices("train")
@@ -127,7 +127,7 @@ def test_feeder_reproducible_and_fresh_each_epoch(click_store):
 
 
 def test_mixup_and_specaugment_shapes_and_weights():
-    from mgr.training import mixup, spec_augment
+    from mgr.models.training import mixup, spec_augment
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((6, 16, 30)).astype(np.float32) + 5
@@ -142,8 +142,8 @@ def test_mixup_and_specaugment_shapes_and_weights():
 
 
 def test_class_weights_balance_the_train_split(click_store):
-    from mgr.spectrogram import SpectrogramStore
-    from mgr.training import make_targets
+    from mgr.features.store import SpectrogramStore
+    from mgr.models.training import make_targets
 
     with SpectrogramStore(click_store) as store:
         keep = np.concatenate([store.indices("train")[store.genre_idx[store.indices("train")] == 0][:2],
@@ -173,8 +173,8 @@ def test_tempo_genre_learns_tempo_from_clicks(click_store, tmp_path):
     """The joint net learns the click tempo: loss falls, val tempo class accuracy above chance."""
     from mgr.models.deep import load
     from mgr.params import DlModelParams
-    from mgr.spectrogram import SpectrogramStore
-    from mgr.training import save_artifact, train_model
+    from mgr.features.store import SpectrogramStore
+    from mgr.models.training import save_artifact, train_model
 
     tp = tparams(learning_rate=3e-3, windows_per_track=8)
     mp = DlModelParams(epochs=10, width=0.5, dropout=0.1)
@@ -214,8 +214,8 @@ def test_train_model_writes_card_and_reloads(tmp_path):
     """One short run of cnn2d with tags, mixup and SpecAugment on fold 1 of a k-fold store."""
     from mgr.models.deep import load
     from mgr.params import DlModelParams
-    from mgr.spectrogram import SpectrogramStore
-    from mgr.training import save_artifact, train_model
+    from mgr.features.store import SpectrogramStore
+    from mgr.models.training import save_artifact, train_model
 
     path = make_store(tmp_path, reps=3, tags=True, folds=True)
     tp = tparams(fold=1, mixup=0.3, specaugment=True, steps_per_epoch=2, batch_size=8, window_s=1.0)
@@ -239,7 +239,7 @@ def test_train_model_writes_card_and_reloads(tmp_path):
     art = load(tmp_path / "models" / "cnn2d")
     out = art.predict_windows(X)
     ref = res.model.predict(X[..., None], verbose=0)
-    from mgr.calibration import apply_temperature
+    from mgr.evaluation.calibration import apply_temperature
 
     cal = on_disk["calibration"]  # fitted on the val tracks; the artifact applies it
     assert 0.05 <= cal["temperature"] <= 20 and cal["n_val_tracks"] == store_n_val
@@ -259,8 +259,8 @@ def test_musicnn_transfer_trains_frozen_then_finetunes(tmp_path):
     from mgr.models.deep import load
     from mgr.params import SpectrogramParams, TransferParams
     from mgr.pretrained.musicnn import build_musicnn
-    from mgr.spectrogram import SpectrogramStore
-    from mgr.training import save_artifact, train_model
+    from mgr.features.store import SpectrogramStore
+    from mgr.models.training import save_artifact, train_model
 
     (tmp_path / "plain").mkdir()
     plain = make_store(tmp_path / "plain", reps=2)
@@ -287,7 +287,7 @@ def test_musicnn_transfer_trains_frozen_then_finetunes(tmp_path):
         save_artifact(res.model, card, tmp_path / "models" / "musicnn_transfer")
         X = store.random_windows(store.indices("test"), 4, 187, 0)[0]
     out = load(tmp_path / "models" / "musicnn_transfer").predict_windows(X)
-    from mgr.calibration import apply_temperature
+    from mgr.evaluation.calibration import apply_temperature
 
     ref = apply_temperature(res.model.predict(X[..., None], verbose=0)["genre"], card["calibration"]["temperature"])
     np.testing.assert_allclose(out["genre"], ref, atol=1e-4)
@@ -296,7 +296,7 @@ def test_musicnn_transfer_trains_frozen_then_finetunes(tmp_path):
 def test_stage_entry_user_errors(tmp_path):
     from mgr.errors import DataError, ParamsError
     from mgr.params import Params
-    from mgr.training import run_train_dl
+    from mgr.models.training import run_train_dl
 
     with pytest.raises(ParamsError, match="unknown model"):
         run_train_dl("resnet", Params(), store_path=tmp_path / "s.h5")
@@ -313,7 +313,7 @@ def test_stage_writes_model_metrics_and_curves(tmp_path):
     store = make_store(tmp_path, reps=3)
     p = Params(train=tparams(window_s=1.0, steps_per_epoch=2, batch_size=8),
                dl=DlParams(models=["pons_freq"], pons_freq=DlModelParams(epochs=2, width=0.25)))
-    from mgr.training import run_train_dl
+    from mgr.models.training import run_train_dl
 
     m = run_train_dl(
         "pons_freq", p, store_path=store, models_dir=tmp_path / "models",
@@ -337,10 +337,10 @@ def _kfold_params(all_folds: bool):
 def test_stage_kfold_trains_one_model_per_fold(tmp_path):
     """k-fold store: fold_0..fold_2 artifacts + the top-level one (= train.fold's), metrics mean over folds,
     and the evaluate stage finds one artifact per fold."""
-    from mgr.evaluation import find_artifacts
+    from mgr.evaluation.scoring import find_artifacts
     from mgr.models.deep import load
-    from mgr.spectrogram import SpectrogramStore
-    from mgr.training import run_train_dl
+    from mgr.features.store import SpectrogramStore
+    from mgr.models.training import run_train_dl
 
     store = make_store(tmp_path, reps=3, folds=True)
     p = _kfold_params(all_folds=True)
@@ -381,9 +381,9 @@ def test_stage_kfold_trains_one_model_per_fold(tmp_path):
 
 
 def test_stage_kfold_all_folds_false_trains_train_fold_only(tmp_path):
-    from mgr.evaluation import find_artifacts
+    from mgr.evaluation.scoring import find_artifacts
     from mgr.models.deep import load
-    from mgr.training import run_train_dl
+    from mgr.models.training import run_train_dl
 
     store = make_store(tmp_path, reps=3, folds=True)
     m = run_train_dl("cnn2d", _kfold_params(all_folds=False), store_path=store, models_dir=tmp_path / "models",
@@ -400,8 +400,8 @@ def test_kfold_models_evaluate_reports_mean_over_folds(tmp_path):
     """train-dl's per-fold models -> the evaluate stage scores every fold with its own model."""
     import shutil
 
-    from mgr.evaluation import run_evaluate
-    from mgr.training import run_train_dl
+    from mgr.evaluation.scoring import run_evaluate
+    from mgr.models.training import run_train_dl
 
     (tmp_path / "data").mkdir()
     store = make_store(tmp_path, reps=3, folds=True, split_csv=tmp_path / "data" / "split.csv")

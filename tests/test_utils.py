@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mgr.utils import atomic_path, write_json
+from mgr.io import atomic_path, write_json
 
 
 def test_atomic_file_appears_only_on_success(tmp_path: Path) -> None:

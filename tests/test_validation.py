@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from mgr.errors import DataError
-from mgr.validation import validate_split, validate_tracks
+from mgr.data.validation import validate_split, validate_tracks
 
 
 def tracks_df(n: int = 6) -> pd.DataFrame:

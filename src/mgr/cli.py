@@ -47,7 +47,7 @@ def synth_cmd(
     plot: Annotated[Optional[Path], typer.Option(help="also write a PNG with one log-mel per genre")] = None,
 ) -> None:
     """Write a few synthetic example clips (one per genre by default) to listen to, with their labels."""
-    from mgr.datasets import synthetic
+    from mgr.data.sources import synthetic
 
     written = synthetic.write_examples(out, per_genre=per_genre, duration_s=duration, seed=seed, fmt=fmt)
     typer.echo(f"wrote {len(written)} clips and their labels (tracks.csv) to {out}")
@@ -97,7 +97,7 @@ def predict_cmd(
     not be found or loaded safely (nothing predicted).
     """
     from mgr.errors import ArtifactError, UserError
-    from mgr.predict import EXIT_INPUT_FAILED, EXIT_MODEL, EXIT_USAGE, check_options, discover_inputs, display_text
+    from mgr.inference.predict import EXIT_INPUT_FAILED, EXIT_MODEL, EXIT_USAGE, check_options, discover_inputs, display_text
 
     if fmt not in ("table", "json", "csv"):
         print(f"error: --format must be table, json or csv (got {display_text(repr(fmt))})", file=sys.stderr)
@@ -112,7 +112,7 @@ def predict_cmd(
         print(f"error: {display_text(str(e))}", file=sys.stderr)
         raise typer.Exit(EXIT_USAGE) from None
     inputs = discover_inputs(paths, recursive=recursive)
-    from mgr.predict import load_predictor, resolve_model
+    from mgr.inference.predict import load_predictor, resolve_model
 
     try:
         predictor = load_predictor(resolve_model(model, root), **opts)
@@ -122,13 +122,13 @@ def predict_cmd(
     except UserError as e:  # an option this model cannot honour (exit 2)
         print(f"error: {display_text(str(e))}", file=sys.stderr)
         raise typer.Exit(e.exit_code) from None
-    from mgr.predict import synthetic_warning
+    from mgr.inference.predict import synthetic_warning
 
     note = synthetic_warning(predictor)
     if note and not quiet:  # one line per run, before any result
         print(f"warning: {display_text(note)}", file=sys.stderr, flush=True)
     try:
-        from mgr.utils import n_workers
+        from mgr.io import n_workers
 
         failed = _run_predict(predictor, inputs, fmt, quiet=quiet, workers=n_workers(jobs))
     except ArtifactError as e:  # the model failed in a way that is not about one file
@@ -145,7 +145,7 @@ def _run_predict(predictor, inputs, fmt: str, quiet: bool = False, workers: int 
     import csv
     import os
 
-    from mgr.predict import (CSV_HEADER, CSV_TIMELINE_HEADER, InputFailure, csv_rows, csv_timeline_rows, display_path,
+    from mgr.inference.predict import (CSV_HEADER, CSV_TIMELINE_HEADER, InputFailure, csv_rows, csv_timeline_rows, display_path,
                              display_text, predict_many, to_json_line)
 
     timeline = getattr(predictor, "timeline", False)
@@ -196,7 +196,7 @@ def _print_table(predictor, results) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from mgr.predict import InputFailure, display_path, display_text
+    from mgr.inference.predict import InputFailure, display_path, display_text
 
     def T(s: str) -> Text:  # plain text: a "[red]" in a file name or label is not rich markup
         return Text(display_text(s))
@@ -225,7 +225,7 @@ def _print_timeline(results) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from mgr.predict import display_path, display_text
+    from mgr.inference.predict import display_path, display_text
 
     console = Console(soft_wrap=False)
     for r in results:
@@ -254,7 +254,7 @@ def models_cmd(
     the built-in pretrained taggers (musicnn-msd, musicnn-mtt) that need no training run."""
     import json
 
-    from mgr.predict import best_model_name, builtin_models, list_models
+    from mgr.inference.predict import best_model_name, builtin_models, list_models
 
     recs = list_models(root) + builtin_models()
     if as_json:
@@ -297,7 +297,7 @@ def compare_cmd(
     """Compare the per-track test predictions of two versions (reports/predictions/*.csv): per
     model the change of accuracy, macro-F1 and top-3 with a paired bootstrap 95 % interval and a
     paired test, marked significant or within noise; per-class recall changes; models added or removed."""
-    from mgr.compare import compare, render
+    from mgr.evaluation.compare import compare, render
 
     c = compare(root, a, None if b in (None, "", ".", "workspace") else b, n_resamples=resamples, seed=seed, alpha=alpha)
     typer.echo(render(c, fmt), nl=False)

@@ -146,7 +146,7 @@ def run_reporting_user_errors(main: Callable[[], object]) -> None:
     So does any exception that is (or wraps) a disk-full, quota, read-only or permission failure
     (:func:`storage_error`): a full disk is the environment's fault, not a bug, and deserves one
     line naming the path rather than a traceback. Outputs are written through
-    :func:`mgr.utils.atomic_path`, which removed its temporary file before we get here.
+    :func:`mgr.io.atomic_path`, which removed its temporary file before we get here.
     """
     try:
         main()

@@ -72,7 +72,7 @@ def num(default: Any, lo: float | None = None, hi: float | None = None, **kw: bo
 # --------------------------------------------------------------------------------------- data
 @dataclass(frozen=True)
 class SyntheticParams:
-    """The built-in procedural dataset (see ``mgr.datasets.synthetic``).
+    """The built-in procedural dataset (see ``mgr.data.sources.synthetic``).
 
     Defaults: 10 genres x 24 clips x 8 s = 32 min of audio, rendered at ~60x real time per core
     (benchmarks/synth.py), i.e. ~30 CPU s; FLAC so that later stages decode a real codec.
@@ -117,7 +117,7 @@ class DataParams:
     seed: int = num(42, 0)
     copy: bool = False
     min_duration_s: float = num(1.0, 0.0)
-    # duplicate audio found at fetch (mgr.datasets): group = keep every copy, the split keeps
+    # duplicate audio found at fetch (mgr.data.fetch): group = keep every copy, the split keeps
     # each set in one part / fold; drop_conflicts = also drop exact copies filed under different
     # genres; drop = also keep only the first of same-genre exact copies
     duplicates: Literal["group", "drop_conflicts", "drop"] = "group"

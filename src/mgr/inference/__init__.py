@@ -1,6 +1,6 @@
 """One inference runtime for every model: ONNX files run by onnxruntime.
 
-* :mod:`mgr.inference.export` (train time): a fitted Keras / scikit-learn / XGBoost model ->
+* :mod:`mgr.models.export` (train time): a fitted Keras / scikit-learn / XGBoost model ->
   ``model.onnx`` (heavy converters imported inside the functions).
 * :mod:`mgr.inference.runtime` (evaluate and predict time): :class:`~mgr.inference.runtime.OnnxModel`,
   a hash-checked onnxruntime session; imports neither TensorFlow/Keras nor scikit-learn/XGBoost.

@@ -28,7 +28,7 @@ Protocol (:func:`train`): rows are tracks of ``data/features.parquet`` (``track_
 **train** rows only (each fold's own train part in k-fold mode), scored by balanced accuracy;
 the best combination is refitted on all train rows; val and test rows are never seen by it. In
 k-fold mode (a ``fold`` column) each fold f is trained on its own train part
-(:func:`mgr.split.fold_split`: test = fold f, val = fold f+1, train = the rest) and scored on its
+(:func:`mgr.data.split.fold_split`: test = fold f, val = fold f+1, train = the rest) and scored on its
 val and test parts; the metrics report every fold and the mean/std over folds. The saved
 artifact is **fold 0's model** (trained on fold 0's train part only, as the holdout model is
 trained on the holdout train part), so its test tracks - the ``split`` column's test part,
@@ -36,7 +36,7 @@ which is what ``evaluate`` scores - were never used for training, search or cali
 Metrics are track level (rows of one track, if a feature set ever has several, are averaged).
 
 Artifacts (``models/<name>/``): ``model.json`` (the card), ``model.onnx`` (skl2onnx /
-onnxmltools via :func:`mgr.inference.export.export_sklearn`: float32 input ``input``, output
+onnxmltools via :func:`mgr.models.export.export_sklearn`: float32 input ``input``, output
 ``probabilities``) and the native model, ``model.skops`` (scikit-learn, via :mod:`skops.io`) or
 ``model.ubj`` (XGBoost's own UBJSON), kept for inspection and retraining. :func:`load` opens the
 ONNX file (sha256 checked against the card's ``onnx_sha256``) on onnxruntime: that is what
@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 
 from mgr.errors import ArtifactError, DataError, ParamsError
-from mgr.features import feature_names, feature_set_of
+from mgr.features.tables import feature_names, feature_set_of
 from mgr.params import ML_MODELS, MlParams, ml_instance, params_from_dict
 
 META_COLUMNS = ("track_id", "split", "genre", "fold")
@@ -361,7 +361,7 @@ def fold_assignments(df: Any) -> list[tuple[int | None, np.ndarray]]:
     if "fold" in df.columns:
         fold = df["fold"]
         if fold.notna().all() and (fold >= 0).all() and fold.nunique() >= 2:
-            from mgr.split import fold_split, n_folds
+            from mgr.data.split import fold_split, n_folds
 
             sdf = df[["track_id", "split"]].copy()
             sdf["fold"] = fold.astype(int).to_numpy()
@@ -379,7 +379,7 @@ def onnx_proba(model: Any, X: np.ndarray) -> np.ndarray:
     :func:`load` runs), exported to a temporary file."""
     import tempfile
 
-    from mgr.inference.export import PROBA_OUTPUT, export_sklearn
+    from mgr.models.export import PROBA_OUTPUT, export_sklearn
     from mgr.inference.runtime import OnnxModel
 
     X = np.atleast_2d(np.asarray(X, dtype=np.float64))
@@ -395,8 +395,8 @@ def onnx_proba(model: Any, X: np.ndarray) -> np.ndarray:
 def track_metrics(
     probs: np.ndarray, y: np.ndarray, track_ids: Sequence[str], labels: Sequence[str]
 ) -> dict[str, Any]:
-    """Track-level metrics (rows of one track averaged) via :mod:`mgr.evaluation`."""
-    from mgr.evaluation import aggregate_tracks, classification_metrics
+    """Track-level metrics (rows of one track averaged) via :mod:`mgr.evaluation.scoring`."""
+    from mgr.evaluation.scoring import aggregate_tracks, classification_metrics
 
     tids = np.asarray(track_ids).astype(str)
     tracks, scores, pred = aggregate_tracks(probs, tids, "mean")
@@ -454,7 +454,7 @@ def train(
 ) -> Outcome:
     """Train ``name`` on a features table (holdout or every fold), score val (and test per fold
     in k-fold mode), and build the card and the metrics for the artifact (fold 0's model)."""
-    from mgr.utils import n_workers
+    from mgr.io import n_workers
 
     # an ml.models entry `<model>-<set>` trains <model> on that feature set's columns only
     algo, feature_set = ml_instance(name, feature_set)
@@ -514,7 +514,7 @@ def train(
     metrics: dict[str, Any] = {"folds": len(results), "n_train": art.n_train, "val": headline(art.val)}
     cv: dict[str, Any] | None = None
     if kfold:
-        from mgr.evaluation import mean_std
+        from mgr.evaluation.scoring import mean_std
 
         cv = {"k": len(results)}
         for part in ("val", "test"):
@@ -564,7 +564,7 @@ def train(
 
 # ------------------------------------------------------------------------------ artifacts
 def _versions() -> dict[str, str]:
-    from mgr.utils import library_versions
+    from mgr.io import library_versions
 
     return library_versions("mgr", "scikit-learn", "xgboost", "skops", "numpy", "pandas")
 
@@ -593,8 +593,8 @@ def save(model: Any, model_dir: str | Path, card: dict[str, Any], *, sample: np.
     ``model_sha256``, ``onnx_file``, ``onnx_sha256``, ``versions`` filled in)."""
     import skops.io as sio
 
-    from mgr.inference.export import export_sklearn
-    from mgr.utils import atomic_path, file_hash, write_json
+    from mgr.models.export import export_sklearn
+    from mgr.io import atomic_path, file_hash, write_json
 
     missing = [k for k in ("name", "labels", "feature_columns") if k not in card]
     if missing:
@@ -626,7 +626,7 @@ def save(model: Any, model_dir: str | Path, card: dict[str, Any], *, sample: np.
 
 def _check_hash(path: Path, expected: str | None) -> None:
     """The card's ``model_sha256`` (when present) must match the model file."""
-    from mgr.utils import file_hash
+    from mgr.io import file_hash
 
     if expected is not None and file_hash(path) != expected:
         raise ArtifactError(f"{path} does not match the sha256 in its model card (modified or corrupt); refusing to load it")

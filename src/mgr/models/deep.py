@@ -15,7 +15,7 @@ No Lambda layers, no ``tf.*``: every model saves as ``.keras`` and loads with ``
 under any Keras backend. ``params.width`` multiplies every filter/unit count (tiny for tests).
 
 Artifacts (:func:`write_artifact`): ``model.keras`` (inspection, retraining: :func:`load_keras`)
-and ``model.onnx`` (:func:`mgr.inference.export.export_keras`), which is what evaluate and
+and ``model.onnx`` (:func:`mgr.models.export.export_keras`), which is what evaluate and
 ``mgr predict`` run (:func:`load` -> :class:`DeepArtifact`, onnxruntime, no Keras import).
 Recurrent layers are built with ``unroll=True`` (the sequences are short and of fixed length):
 the exported graph is then plain matrix ops; a ``While``-loop RNN is not accepted by onnxruntime
@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from mgr.calibration import apply_temperature
+from mgr.evaluation.calibration import apply_temperature
 from mgr.errors import ArtifactError
 from mgr.pretrained import musicnn
 
@@ -373,8 +373,8 @@ def write_artifact(model, card: dict, model_dir: str | Path) -> dict:
     the existing directory ``model_dir``. The card gets ``model_file``, ``model_sha256``,
     ``onnx_file`` and ``onnx_sha256``. Returns the card as written."""
     from mgr.inference import ONNX_FILE
-    from mgr.inference.export import export_keras
-    from mgr.utils import file_hash, write_json
+    from mgr.models.export import export_keras
+    from mgr.io import file_hash, write_json
 
     d = Path(model_dir)
     d.mkdir(parents=True, exist_ok=True)
@@ -441,7 +441,7 @@ class DeepArtifact:
 
 
 def _check_file_hash(path: Path, expected: str | None) -> None:
-    from mgr.utils import file_hash
+    from mgr.io import file_hash
 
     if expected and file_hash(path) != str(expected).removeprefix("sha256:"):
         raise ArtifactError(f"{path} does not match the sha256 in its model card (modified or corrupt); refusing to load it")

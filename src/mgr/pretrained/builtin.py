@@ -12,7 +12,7 @@ calls only check the card's hashes and open the ONNX file with onnxruntime.
 :func:`track_embedding` is the ``musicnn_msd`` / ``musicnn_mtt`` feature set: the exported
 backbone run by onnxruntime (one session per process, one intra-op thread, so that extraction
 workers do not oversubscribe the cores) on musicnn's front end
-(:func:`mgr.frontend.musicnn_frontend`).
+(:func:`mgr.dsp.frontend.musicnn_frontend`).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def _card(d: Path) -> dict:
 
 
 def _complete(d: Path) -> bool:
-    from mgr.utils import file_hash
+    from mgr.io import file_hash
 
     try:
         card = _card(d)
@@ -116,7 +116,7 @@ _SESSIONS: dict[str, object] = {}
 
 def track_embedding(feature_set: str, y: np.ndarray, sr: int) -> np.ndarray:
     """``(400,)`` embedding of a mono signal at any sample rate (resampled to 16 kHz)."""
-    from mgr.audio import resample
+    from mgr.audio.decode import resample
     from mgr.inference.runtime import OnnxModel
 
     if feature_set not in _SESSIONS:

@@ -13,8 +13,8 @@ Front end (NumPy, float32; :func:`logmel`, :func:`patches`)
     librosa musicnn was trained with; librosa 0.11 would pad with zeros --
     Slaney mel scale and ``norm="slaney"``, 0..8 kHz), then ``log10(1 + 10000 x)``; patches of
     187 frames (3 s), hop 187 (``input_overlap=False``). Here the STFT and filterbank are
-    :mod:`mgr.frontend`'s (the project's one front end, tested equal to librosa), so no librosa at run time; resampling to
-    16 kHz is the caller's (``mgr.audio.load_audio(path, sr=16000)``). Two bugs of musicnn's
+    :mod:`mgr.dsp.frontend`'s (the project's one front end, tested equal to librosa), so no librosa at run time; resampling to
+    16 kHz is the caller's (``mgr.audio.decode.load_audio(path, sr=16000)``). Two bugs of musicnn's
     own extractor are deliberately **not** reproduced:
 
     * it casts the mel power to float16 before the compression, which overflows to ``inf`` on
@@ -87,7 +87,7 @@ from typing import Any
 
 import numpy as np
 
-from mgr.frontend import compute_spectrogram, musicnn_frontend
+from mgr.dsp.frontend import compute_spectrogram, musicnn_frontend
 
 __all__ = [
     "ARTIFACT_NAMES",
@@ -128,7 +128,7 @@ EMBEDDING_DIM = 2 * PENULTIMATE
 OUTPUTS = ("taggram", "penultimate", "mean_pool", "max_pool")
 BN_EPSILON = 1e-3  # tf.compat.v1.layers.batch_normalization default
 
-# the frontend dict of mgr.frontend (what the musicnn store and the embeddings compute) plus the
+# the frontend dict of mgr.dsp.frontend (what the musicnn store and the embeddings compute) plus the
 # patching of the backbone's input
 FRONTEND: dict[str, Any] = {
     **musicnn_frontend(),
@@ -252,7 +252,7 @@ def logmel(y16k: np.ndarray, pad_mode: str = "reflect") -> np.ndarray:
 
     ``log10(1 + 10000 * melspectrogram(y, sr=16000, n_fft=512, hop_length=256, n_mels=96).T)``
     in float32 (not musicnn's float16), computed by the project's one front end
-    (:func:`mgr.frontend.compute_spectrogram` with :func:`mgr.frontend.musicnn_frontend`).
+    (:func:`mgr.dsp.frontend.compute_spectrogram` with :func:`mgr.dsp.frontend.musicnn_frontend`).
     ``n_frames = 1 + len(y) // 256``. ``pad_mode`` pads the centred frames like librosa's
     argument: ``"reflect"`` (librosa < 0.10's default, the era musicnn was trained in; the
     default) or ``"constant"`` (zeros; librosa >= 0.10, what musicnn's extractor gets today);
@@ -654,7 +654,7 @@ def _onnx_parity(model: Any, onnx_path: Path) -> dict[str, float]:
 def provenance(name: str) -> dict[str, Any]:
     """Where backbone ``name``'s weights come from, for every card built on them: the wheel
     (package, version, sha256 of each checkpoint file), its ISC licence notice and the citation."""
-    from mgr.utils import file_hash
+    from mgr.io import file_hash
 
     name = _canon(name)
     ck = checkpoint_dir(name)
@@ -682,13 +682,13 @@ def save_backbone(name: str, out_dir: str | Path, *, onnx: bool | None = None) -
     Files: ``model.keras`` (outputs :data:`OUTPUTS`, loads with ``safe_mode=True``),
     ``model.json`` (card: name, kind ``"pretrained"``, source checkpoint files + sha256, licence
     notice, citation, tag vocabulary, front end, outputs, hashes) and ``model.onnx`` through
-    ``mgr.inference.export.export_keras``. ``onnx=None`` writes the ONNX file when that exporter
+    ``mgr.models.export.export_keras``. ``onnx=None`` writes the ONNX file when that exporter
     is importable (the card then says why not in ``onnx_skipped``), ``True`` requires it,
     ``False`` skips it.
     """
     import datetime as _dt
 
-    from mgr.utils import atomic_path, file_hash, library_versions, write_json
+    from mgr.io import atomic_path, file_hash, library_versions, write_json
 
     name = _canon(name)
     art = ARTIFACT_NAMES[name]
@@ -697,11 +697,11 @@ def save_backbone(name: str, out_dir: str | Path, *, onnx: bool | None = None) -
     skipped = None
     if onnx is not False:
         try:
-            from mgr.inference.export import export_keras  # type: ignore[no-redef]
+            from mgr.models.export import export_keras  # type: ignore[no-redef]
         except ImportError as e:
             if onnx:
                 raise
-            skipped = f"mgr.inference.export.export_keras is not available ({e})"
+            skipped = f"mgr.models.export.export_keras is not available ({e})"
     else:
         skipped = "not requested"
     model = build_musicnn(name)

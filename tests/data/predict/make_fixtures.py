@@ -4,7 +4,7 @@ Run: ``uv run python tests/data/predict/make_fixtures.py`` (needs Keras; the tes
 not). Two untrained-but-deterministic models on a small front end (22.05 kHz, n_fft 1024, hop
 512, 32 mels, 44-frame ~1 s windows): ``tiny_tempo`` (tempo_genre: genre + tempo + tags heads)
 and ``tiny_cnn`` (cnn2d: genre only, so predict falls back to the DSP tempo). The cards follow
-``mgr.training.make_card``.
+``mgr.models.training.make_card``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ WINDOW_FRAMES = 44
 
 def frontend() -> dict:
     from mgr.params import AudioParams, SpectrogramParams
-    from mgr.spectrogram import frontend_config
+    from mgr.features.store import frontend_config
 
     return frontend_config(AudioParams(sample_rate=22050), SpectrogramParams(n_fft=1024, hop_length=512, n_mels=32))
 
@@ -34,8 +34,8 @@ def make(out: Path, name: str, arch: str, *, tempo: bool, tags: bool, seed: int 
 
     from mgr.models import deep
     from mgr.params import DlModelParams
-    from mgr.training import save_artifact
-    from mgr.utils import library_versions
+    from mgr.models.training import save_artifact
+    from mgr.io import library_versions
 
     keras.utils.set_random_seed(seed)
     fe = frontend()

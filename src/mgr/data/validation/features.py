@@ -6,9 +6,9 @@ kind (chroma in [0, 1], spectral frequencies within Nyquist, tempo in BPM, ...).
 :func:`validate_store` checks ``data/spectrograms.h5``: every attribute present, the per-track
 arrays complete and of one length, genre indices within the label vocabulary, splits known,
 frame ranges inside the spectrogram dataset and non-overlapping, statistics of the right shape.
-Both raise :class:`mgr.errors.DataError` with a short report (via :func:`mgr.validation.run_suite`,
+Both raise :class:`mgr.errors.DataError` with a short report (via :func:`mgr.data.validation.run_suite`,
 which also writes the full JSON report under ``reports/validation/``). The store suite runs
-through :func:`mgr.validation.run_checks`: exact NumPy checks, great_expectations (import ~2 s)
+through :func:`mgr.data.validation.run_checks`: exact NumPy checks, great_expectations (import ~2 s)
 only when one fails or with ``MGR_VALIDATION_ENGINE=ge``.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mgr.errors import DataError
-from mgr.validation import REPORT_DIR, _gx, run_checks, run_suite
+from mgr.data.validation import REPORT_DIR, _gx, run_checks, run_suite
 
 BIG = 1e12  # a finite bound: "between -BIG and BIG" rejects inf, and null rejects NaN
 
@@ -99,7 +99,7 @@ def validate_store(
     """The HDF5 metadata suite: attributes complete, shapes agree, per-track table consistent.
 
     Structural problems (missing attributes/datasets, shapes) raise at once; the per-track table
-    goes through :func:`mgr.validation.run_checks` (exact NumPy checks; great_expectations only
+    goes through :func:`mgr.data.validation.run_checks` (exact NumPy checks; great_expectations only
     on a failure or with ``engine="ge"`` / ``MGR_VALIDATION_ENGINE=ge``).
     """
     cols, checks = store_checks(path)

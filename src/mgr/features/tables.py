@@ -24,7 +24,7 @@ Sets combine with ``+`` (``gtzan57+musicnn_msd``): the columns of each, in that 
 
 :func:`extract_features` works on one signal and has no import-time side effects (librosa and
 scipy are imported on first call), so ``mgr predict`` and the classical models can call it on
-single files. ``gtzan57`` is computed by :mod:`mgr.fastdsp` (plain NumPy, equal to the librosa
+single files. ``gtzan57`` is computed by :mod:`mgr.dsp.kernels` (plain NumPy, equal to the librosa
 calls named above within float32 rounding, tested), so it needs neither librosa nor numba. :func:`build_feature_table` runs it over a dataset in parallel and streams the rows
 into ``data/features.parquet`` (or ``.csv``) through an atomic temporary file.
 """
@@ -124,7 +124,7 @@ def _gtzan57(y: np.ndarray, sr: int) -> dict[str, float]:
     # NumPy re-implementation of the librosa calls (equality with librosa tested in
     # tests/test_fastdsp.py): no librosa import / numba JIT, ~3x faster warm, and the same code
     # runs in the features stage and in `mgr predict`
-    from mgr.fastdsp import gtzan57
+    from mgr.dsp.kernels import gtzan57
 
     return gtzan57(y, sr)
 
@@ -176,7 +176,7 @@ def extract_features(y: np.ndarray, sr: int, feature_set: str = "gtzan57") -> di
 
     Parameters
     ----------
-    y : mono float signal (e.g. from :func:`mgr.audio.load_audio`).
+    y : mono float signal (e.g. from :func:`mgr.audio.decode.load_audio`).
     sr : its sample rate.
     feature_set : a name from ``FEATURE_SETS`` or several joined by ``+`` (module docstring).
     """
@@ -206,8 +206,8 @@ def extract_features(y: np.ndarray, sr: int, feature_set: str = "gtzan57") -> di
 # ----------------------------------------------------------------------------------- the table
 def _feat_job(args: tuple) -> tuple:
     i, path, audio_d, feature_set = args
-    from mgr.audio import load_audio
-    from mgr.extract import skip_on_failure
+    from mgr.audio.decode import load_audio
+    from mgr.features.extract import skip_on_failure
 
     def work() -> dict[str, float]:
         y = load_audio(path, sr=audio_d["sample_rate"], offset_s=audio_d["offset_s"],
@@ -236,7 +236,7 @@ def build_feature_table(
 ) -> dict:
     """Extract ``feature_set`` for every track in parallel and write the table atomically.
 
-    ``tracks`` is the DataFrame from :func:`mgr.extract.load_inputs`. Rows are written in
+    ``tracks`` is the DataFrame from :func:`mgr.features.extract.load_inputs`. Rows are written in
     ``track_id`` order (a small reorder buffer; at most ``2 * workers`` clips in flight) in
     batches of ``batch_rows`` to a temporary Parquet (or CSV, by ``out_path``'s suffix) file
     renamed when complete. Columns: ``track_id, split, genre`` (+ ``fold`` in k-fold mode),
@@ -245,9 +245,9 @@ def build_feature_table(
     """
     import pandas as pd
 
-    from mgr.audio import describe
-    from mgr.extract import run_parallel
-    from mgr.utils import atomic_path, n_workers
+    from mgr.audio.decode import describe
+    from mgr.features.extract import run_parallel
+    from mgr.io import atomic_path, n_workers
 
     t0 = time.perf_counter()
     names = feature_names(feature_set)

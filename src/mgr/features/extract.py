@@ -4,7 +4,7 @@
 processed); :func:`run_parallel` maps a worker function over jobs in a process pool with a
 bounded number of jobs in flight and streams each result to a callback as it completes (so memory
 stays bounded whatever the dataset size), with a tqdm progress bar; :func:`probe_files` reads
-every file's header in parallel. Kept apart from :mod:`mgr.spectrogram` and :mod:`mgr.features`
+every file's header in parallel. Kept apart from :mod:`mgr.features.store` and :mod:`mgr.features.tables`
 so that a change to one front end does not invalidate the other stage.
 """
 
@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 from typing import Any
 
-from mgr.datasets import load_tracks
+from mgr.data.fetch import load_tracks
 from mgr.errors import AudioError, DataError
 
 __all__ = ["load_inputs", "probe_files", "run_parallel", "skip_on_failure"]
@@ -77,7 +77,7 @@ def _limit_threads() -> None:
 
 
 def _probe(path: str) -> tuple[int, int] | str:
-    from mgr.audio import audio_info
+    from mgr.audio.decode import audio_info
 
     try:
         frames, sr, _ = audio_info(path)
@@ -104,7 +104,7 @@ def run_parallel(
         import multiprocessing as mp
 
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-        from mgr.utils import process_pool  # workers die with the stage, even on kill -9
+        from mgr.io import process_pool  # workers die with the stage, even on kill -9
 
         with process_pool(workers, mp_context=ctx, initializer=_limit_threads) as ex:
             pending = set()
@@ -131,7 +131,7 @@ def probe_files(paths: list[str], workers: int) -> list[tuple[int, int] | str]:
     import multiprocessing as mp
 
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    from mgr.utils import process_pool
+    from mgr.io import process_pool
 
     with process_pool(workers, mp_context=ctx) as ex:
         return list(ex.map(_probe, paths, chunksize=64))

@@ -1,5 +1,5 @@
 """What a dataset source hands to fetch: :class:`Candidates` (the files it found, before probing)
-and the audio extensions a folder source looks for. A leaf of :mod:`mgr.datasets`, so that the
+and the audio extensions a folder source looks for. A leaf of :mod:`mgr.data.fetch`, so that the
 sources (folder, gtzan, fma, synthetic) and the fetch orchestration import it without a cycle."""
 
 from __future__ import annotations

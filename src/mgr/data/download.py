@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from mgr.errors import DataError
-from mgr.utils import file_hash
+from mgr.io import file_hash
 
 CHUNK = 1 << 16
 _RETRY_HTTP = {408, 425, 429, 500, 502, 503, 504}

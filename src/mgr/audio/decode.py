@@ -1,4 +1,4 @@
-"""Audio decoding, resampling, the clip-length policy and window generators.
+"""Audio decoding, resampling and the clip-length policy (windows: :mod:`mgr.audio.windows`).
 
 Files are decoded with :mod:`soundfile` (libsndfile: WAV, FLAC, OGG/Vorbis/Opus, AU, AIFF,
 MP3 with libsndfile >= 1.1) where libsndfile opens them, and otherwise with PyAV (FFmpeg:
@@ -18,8 +18,6 @@ Public API
     Crop to ``duration_s`` and zero-pad short clips when ``pad`` (the policy as a function).
 ``expected_samples(info_frames, info_sr, *, sr, offset_s=0.0, duration_s=None, pad=True)``
     The exact number of samples :func:`load_audio` is meant to return for a file of that size.
-``windows(x, length, *, hop=None, overlap=None, pad_value=0.0)``
-    Fixed-length windows along the last axis covering the whole input (last one end-aligned).
 ``stream_blocks(path, sr, block_s, *, mono=True)``
     Bounded-memory block reader for long files (soundfile blocks + a soxr stream resampler);
     refuses an implausible header and reads at most ``MAX_BLOCK_SAMPLES`` samples at a time.
@@ -54,10 +52,7 @@ __all__ = [
     "clip_policy",
     "expected_samples",
     "load_audio",
-    "n_windows",
     "stream_blocks",
-    "window_starts",
-    "windows",
 ]
 
 
@@ -480,60 +475,6 @@ def load_audio(
             y = y.T
     y = np.ascontiguousarray(y, dtype=np.float32)
     return clip_policy(y, sr, duration_s=duration_s, pad=pad)
-
-
-def n_windows(total: int, length: int, hop: int) -> int:
-    """Number of windows :func:`windows` yields for ``total`` samples/frames."""
-    if total <= length:
-        return 1
-    return 1 + int(math.ceil((total - length) / hop))
-
-
-def window_starts(total: int, length: int, hop: int) -> np.ndarray:
-    """Start positions of windows covering ``[0, total)``: regular hops, the last one end-aligned."""
-    if length <= 0 or hop <= 0:
-        raise ValueError("window length and hop must be positive")
-    if total <= length:
-        return np.zeros(1, dtype=np.int64)
-    starts = np.arange(0, total - length + 1, hop, dtype=np.int64)
-    if starts[-1] + length < total:
-        starts = np.append(starts, total - length)
-    return starts
-
-
-def _hop(length: int, hop: int | None, overlap: float | None) -> int:
-    if hop is not None and overlap is not None:
-        raise ValueError("give hop or overlap, not both")
-    if hop is None:
-        ov = 0.0 if overlap is None else float(overlap)
-        if not 0.0 <= ov < 1.0:
-            raise ValueError(f"overlap must be in [0, 1), got {ov}")
-        hop = max(1, int(round(length * (1.0 - ov))))
-    return int(hop)
-
-
-def windows(
-    x: np.ndarray,
-    length: int,
-    *,
-    hop: int | None = None,
-    overlap: float | None = None,
-    pad_value: float = 0.0,
-) -> Iterator[np.ndarray]:
-    """Yield windows of ``length`` along the last axis of ``x`` (a signal or a spectrogram).
-
-    Windows start every ``hop`` (or ``length * (1 - overlap)``) samples/frames; the last one is
-    aligned to the end so the whole input is covered. An input shorter than ``length`` gives one
-    window padded at the end with ``pad_value``. Windows are views of ``x`` where possible.
-    """
-    hop = _hop(length, hop, overlap)
-    total = x.shape[-1]
-    if total < length:
-        widths = [(0, 0)] * (x.ndim - 1) + [(0, length - total)]
-        yield np.pad(x, widths, constant_values=pad_value)
-        return
-    for s in window_starts(total, length, hop):
-        yield x[..., s : s + length]
 
 
 def stream_blocks(

@@ -66,7 +66,7 @@ def _dynamic_batch(model_proto: Any) -> None:
 def _write(model_proto: Any, path: str | Path) -> Path:
     import onnx
 
-    from mgr.utils import atomic_path
+    from mgr.io import atomic_path
 
     onnx.checker.check_model(model_proto)
     path = Path(path)

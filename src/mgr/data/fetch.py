@@ -6,7 +6,7 @@ a :class:`Candidates`; :func:`fetch` then probes every audio file in parallel an
 two tables. The whole dataset directory is built under a temporary sibling name and renamed
 when complete, so a killed fetch never leaves a dataset that looks complete.
 
-Duplicates: the probe fingerprints every accepted file (:mod:`mgr.datasets.fingerprint`);
+Duplicates: the probe fingerprints every accepted file (:mod:`mgr.data.fingerprint`);
 ``tracks.csv`` gets ``fingerprint`` (exact: hash of the decoded samples), ``near_fingerprint``
 (coarse spectral key) and ``dup_group`` (the smallest track id of the track's set of exact or
 near duplicates; empty when it has none). ``duplicates.csv`` lists every track in such a set
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mgr.datasets.candidates import AUDIO_EXTENSIONS, Candidates  # noqa: F401 - re-exported
+from mgr.data.candidates import AUDIO_EXTENSIONS, Candidates  # noqa: F401 - re-exported
 from mgr.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,15 +87,15 @@ def dataset_dir(params: Params, root: str | Path = DEFAULT_ROOT) -> Path:
 def _collect(params: Params, work_dir: Path, progress: bool) -> Candidates:
     source = params.data.source
     if source == "folder":
-        from mgr.datasets import folder
+        from mgr.data.sources import folder
 
         return folder.collect(params, work_dir)
     if source == "gtzan":
-        from mgr.datasets import gtzan
+        from mgr.data.sources import gtzan
 
         return gtzan.collect(params, work_dir, progress=progress)
     if source == "fma":
-        from mgr.datasets import fma
+        from mgr.data.sources import fma
 
         return fma.collect(params, work_dir, progress=progress)
     if source == "synthetic":
@@ -104,8 +104,8 @@ def _collect(params: Params, work_dir: Path, progress: bool) -> Candidates:
 
 
 def _collect_synthetic(params: Params, work_dir: Path) -> Candidates:
-    from mgr.datasets import synthetic
-    from mgr.utils import n_workers
+    from mgr.data.sources import synthetic
+    from mgr.io import n_workers
 
     df = synthetic.generate(
         work_dir,
@@ -121,7 +121,7 @@ def _collect_synthetic(params: Params, work_dir: Path) -> Candidates:
 def _clean_stale(root: Path, source: str) -> None:
     """Remove temporary directories left by an earlier fetch that was killed (and only those:
     a fetch still running in another process owns its temporary, named by its PID)."""
-    from mgr.utils import clean_stale_temps
+    from mgr.io import clean_stale_temps
 
     clean_stale_temps(root / source)
 
@@ -137,7 +137,7 @@ def finalize(work_dir: Path, cand: Candidates, *, min_duration_s: float, workers
     ["duplicates"]`` holds the duplicate counts for ``metrics/fetch.json``."""
     import pandas as pd
 
-    from mgr.datasets.probe import probe_files
+    from mgr.data.probe import probe_files
 
     rows = list(cand.rows)
     for r in rows:
@@ -200,7 +200,7 @@ def _apply_duplicates(
     """Find exact / near duplicates among ``accepted``, apply ``policy`` (dropped tracks are
     appended to ``rejected``); return the kept tracks (with ``dup_group``), the rows of
     ``duplicates.csv`` and the counts for ``metrics/fetch.json``."""
-    from mgr.datasets.fingerprint import find_duplicates
+    from mgr.data.fingerprint import find_duplicates
 
     if policy not in DUPLICATE_POLICIES:
         raise DataError(f"data.duplicates {policy!r} is not one of {', '.join(DUPLICATE_POLICIES)}")
@@ -259,7 +259,7 @@ def _apply_duplicates(
 
 def fetch(params: Params, root: str | Path = DEFAULT_ROOT, *, progress: bool = True) -> FetchResult:
     """Build ``root/<data.source>/`` for ``params.data`` (see the module docstring)."""
-    from mgr.utils import atomic_path, n_workers
+    from mgr.io import atomic_path, n_workers
 
     root = Path(root)
     source = params.data.source

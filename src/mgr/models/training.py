@@ -2,7 +2,7 @@
 
 Protocol (the same for every model in :data:`mgr.models.deep.REGISTRY`):
 
-- **Data**: the store (``mgr.spectrogram.SpectrogramStore`` or any object with its reader API).
+- **Data**: the store (``mgr.features.store.SpectrogramStore`` or any object with its reader API).
   In k-fold mode (``store.fold`` has values >= 0) a run uses one fold's assignment:
   ``store.indices("train"|"val", fold=f)`` and ``store.stats(fold=f)``; otherwise ``fold=None``.
   :func:`train_model` trains fold ``train.fold`` (0 by default); the stage
@@ -22,7 +22,7 @@ Protocol (the same for every model in :data:`mgr.models.deep.REGISTRY`):
   windows of each val track (50 % overlap grid). After each epoch :class:`_ValCallback`
   computes the window-level val loss (monitored by EarlyStopping, restoring the best weights,
   and by ReduceLROnPlateau) and track-level metrics (mean window probability per track) with
-  the same functions the evaluate stage uses (``mgr.evaluation``).
+  the same functions the evaluate stage uses (``mgr.evaluation.scoring``).
 - **Logging**: dvclive into ``dvclive/<name>/`` (``plots/metrics/*.tsv`` are the DVC plots);
   in a k-fold run of every fold, fold ``train.fold``'s curves only.
 - **Artifacts**: ``models/<name>/model.keras`` + ``model.onnx`` + ``model.json`` (see
@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from mgr import cards
-from mgr.calibration import calibration_record
+from mgr.evaluation.calibration import calibration_record
 from mgr.errors import DataError
 from mgr.models import deep
 from mgr.pretrained import musicnn
@@ -257,7 +257,7 @@ def val_metrics(
     probs: dict[str, np.ndarray], track_index: np.ndarray, store, targets: Targets, labels: list[str]
 ) -> dict[str, Any]:
     """Window-level val loss and track-level metrics (mean of window probabilities per track)."""
-    from mgr import evaluation as ev
+    from mgr.evaluation import scoring as ev
 
     out: dict[str, Any] = {}
     loss = 0.0
@@ -543,13 +543,13 @@ def _runs_root(metrics_dir: Path) -> Path:
 
 
 def _versions() -> dict:
-    from mgr.utils import library_versions
+    from mgr.io import library_versions
 
     return library_versions(*VERSION_PACKAGES)
 
 
 def make_card(name, store, tp, mp, *, window_frames, mean, std, targets, n_tags, val, fold, input_shape) -> dict:
-    from mgr.utils import library_versions
+    from mgr.io import library_versions
 
     frontend = dict(store.frontend)
     audio_keys = ("sample_rate", "sr", "duration_s", "offset_s", "pad", "mono")
@@ -588,7 +588,7 @@ def save_artifact(model, card: dict, model_dir: str | Path) -> Path:
     """Write ``model.keras`` + ``model.onnx`` + ``model.json`` into ``model_dir`` atomically (dir
     renamed at the end); see :func:`mgr.models.deep.write_artifact`."""
     from mgr.models.deep import write_artifact
-    from mgr.utils import atomic_path
+    from mgr.io import atomic_path
 
     model_dir = Path(model_dir)
     with atomic_path(model_dir, is_dir=True) as tmp:
@@ -606,7 +606,7 @@ def _mean_std_tree(trees: list[dict]) -> tuple[dict, dict]:
     """Mean and std (ddof=0, NaN ignored) of every numeric leaf of per-fold metric dicts.
 
     Counts (``n``, ``n_*``) and non-numeric leaves are left out; the nesting is kept."""
-    from mgr.evaluation import mean_std
+    from mgr.evaluation.scoring import mean_std
 
     mean: dict[str, Any] = {}
     std: dict[str, Any] = {}
@@ -674,8 +674,8 @@ def run_train_dl(
 
     from mgr.errors import ParamsError
     from mgr.params import DL_MODELS
-    from mgr.spectrogram import SpectrogramStore
-    from mgr.utils import atomic_path, write_json
+    from mgr.features.store import SpectrogramStore
+    from mgr.io import atomic_path, write_json
 
     if name not in DL_MODELS:
         raise ParamsError(f"train-dl: unknown model {name!r} (known: {', '.join(DL_MODELS)})")

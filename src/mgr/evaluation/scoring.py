@@ -67,7 +67,7 @@ The evaluate stage (:func:`run_evaluate`)
   and the multiclass Brier score (:func:`brier_score`), ``track.ece`` / ``track.brier``.
 * **Per-track predictions**: ``reports/predictions/<model>.csv`` (``track_id, fold, true,
   predicted, p_<label>...``; git-tracked) so that two commits can be compared track by track
-  (:mod:`mgr.compare`, ``mgr compare``).
+  (:mod:`mgr.evaluation.compare`, ``mgr compare``).
 * Deterministic: floats are rounded to 6 decimals and nothing time-dependent is written, so
   ``dvc repro --force -s evaluate`` rewrites identical files.
 """
@@ -79,7 +79,7 @@ from typing import Any
 
 import numpy as np
 
-from mgr.calibration import ECE_BINS, brier_score, expected_calibration_error
+from mgr.evaluation.calibration import ECE_BINS, brier_score, expected_calibration_error
 
 TEMPO_TOLERANCE = 0.04
 TEMPO_FACTORS = (1.0, 2.0, 3.0, 1.0 / 2.0, 1.0 / 3.0)
@@ -488,7 +488,7 @@ def _headline(m: dict[str, Any]) -> dict[str, Any]:
 
 def split_test_ids(split: Any, fold: int | None) -> list[str]:
     """Test track ids of ``split.csv`` (of fold ``fold``'s assignment in k-fold mode), sorted."""
-    from mgr.split import fold_split
+    from mgr.data.split import fold_split
 
     part = split if fold is None else fold_split(split, fold)
     return sorted(part.loc[part["split"] == "test", "track_id"].astype(str))
@@ -778,8 +778,8 @@ def _tag_f1(truth: np.ndarray, scores: np.ndarray, threshold: float, skipped: li
 def _tempo_job(args: tuple) -> tuple[str, float, str | None]:
     track_id, path, audio = args
     try:
-        from mgr import fastdsp
-        from mgr.audio import load_audio
+        from mgr.dsp import kernels as fastdsp
+        from mgr.audio.decode import load_audio
 
         y = load_audio(path, sr=audio["sample_rate"], offset_s=audio["offset_s"], duration_s=audio["duration_s"], pad=audio["pad"])
         # = librosa.feature.tempo(y=y, sr=sr)[0] (tested equal), without librosa's numba kernels:
@@ -792,11 +792,11 @@ def _tempo_job(args: tuple) -> tuple[str, float, str | None]:
 
 def tempo_baseline(tracks: Any, track_ids: Sequence[str], audio: dict, workers: int = 0) -> dict[str, Any]:
     """DSP tempo baseline: ``librosa.feature.tempo`` (default settings; computed by its NumPy
-    twin :func:`mgr.fastdsp.tempo`) on the tracks' audio, decoded with the pipeline's audio policy. Tracks without a reference tempo are not run.
+    twin :func:`mgr.dsp.kernels.tempo`) on the tracks' audio, decoded with the pipeline's audio policy. Tracks without a reference tempo are not run.
 
     Returns ``{"estimates": {track_id: bpm or NaN}, "failed": {track_id: reason}, "metrics": ...}``.
     """
-    from mgr.utils import n_workers, process_pool
+    from mgr.io import n_workers, process_pool
 
     t = tracks.set_index(tracks["track_id"].astype(str))
     ids = [i for i in track_ids if i in t.index and np.isfinite(t.at[i, "tempo_bpm"])]
@@ -962,7 +962,7 @@ def plot_confusion_png(cm: np.ndarray, labels: Sequence[str], path: Any, title: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mgr.utils import atomic_path
+    from mgr.io import atomic_path
 
     k = len(labels)
     fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 1.0 + 0.5 * k), dpi=100)
@@ -1036,7 +1036,7 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Seq
     import pandas as pd
 
     from mgr.errors import DataError
-    from mgr.utils import atomic_path, write_json
+    from mgr.io import atomic_path, write_json
 
     root = Path(root)
     ep = p.evaluate
@@ -1060,7 +1060,7 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Seq
     tracks = None
     ds_dir = root / "data" / "raw" / p.data.source
     if (ds_dir / "tracks.csv").is_file():
-        from mgr.datasets import load_tracks
+        from mgr.data.fetch import load_tracks
 
         tracks = load_tracks(ds_dir)
     baseline: dict[int | None, dict[str, Any]] = {}
@@ -1077,7 +1077,7 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Seq
     opened: dict[Path, Any] = {}
 
     def store_for(art: Any) -> Any:
-        from mgr.spectrogram import SpectrogramStore
+        from mgr.features.store import SpectrogramStore
 
         for sp in store_paths:
             if sp not in opened and sp.is_file():

@@ -2,7 +2,7 @@
 
 Front end
 ---------
-:mod:`mgr.frontend` (``frontend_config``, ``compute_spectrogram``, re-exported here): the store
+:mod:`mgr.dsp.frontend` (``frontend_config``, ``compute_spectrogram``, re-exported here): the store
 holds what that front end computes for every track.
 
 HDF5 layout (``data/spectrograms.h5``, format_version 1)
@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 
 from mgr.errors import DataError
-from mgr.split import fold_parts
-from mgr.frontend import (  # noqa: F401 - the front end, re-exported for the store's users
+from mgr.data.split import fold_parts
+from mgr.dsp.frontend import (  # noqa: F401 - the front end, re-exported for the store's users
     _frames_major,
     _mel_groups,
     compute_spectrogram,
@@ -85,8 +85,8 @@ def _tags_of(df: Any) -> tuple[list[str], np.ndarray]:
 def _spec_job(args: tuple) -> tuple:
     """Worker: decode one track and compute its frames-major spectrogram (or a failure reason)."""
     i, path, n_samples, audio_d, frontend = args
-    from mgr.audio import fix_length, load_audio
-    from mgr.extract import skip_on_failure
+    from mgr.audio.decode import fix_length, load_audio
+    from mgr.features.extract import skip_on_failure
 
     def work() -> np.ndarray:
         y = load_audio(
@@ -118,9 +118,9 @@ def build_store(
     """
     import h5py
 
-    from mgr.audio import describe, expected_samples
-    from mgr.extract import probe_files, run_parallel
-    from mgr.utils import atomic_path, library_versions, n_workers
+    from mgr.audio.decode import describe, expected_samples
+    from mgr.features.extract import probe_files, run_parallel
+    from mgr.io import atomic_path, library_versions, n_workers
 
     t0 = time.perf_counter()
     fe = frontend_config(audio_params, spectrogram_params)
@@ -277,7 +277,7 @@ def build_store(
 
 
 def _fold_mask(fold: np.ndarray, f: int, k: int, split: str) -> np.ndarray:
-    """Tracks of ``split`` in fold ``f``'s assignment (the one rule, :func:`mgr.split.fold_parts`)."""
+    """Tracks of ``split`` in fold ``f``'s assignment (the one rule, :func:`mgr.data.split.fold_parts`)."""
     if split not in ("train", "val", "test"):
         raise DataError(f"unknown split {split!r} (allowed: train, val, test)")
     return fold_parts(fold, f, k) == split
@@ -425,10 +425,10 @@ class SpectrogramStore:
         Windows start every ``round(window_frames * (1 - overlap))`` frames and the last one is
         aligned to the track's end; a track shorter than the window gives one padded window.
         """
-        from mgr.audio import _hop, window_starts
+        from mgr.audio.windows import hop_for, window_starts
 
         w = int(window_frames)
-        hop = _hop(w, None, overlap)
+        hop = hop_for(w, None, overlap)
         spec = self.track(i)
         n = spec.shape[1]
         if n < w:

@@ -19,7 +19,7 @@ the ``group`` strategy also keeps every artist in one part. Strategies:
     without one are left out of ``split.csv`` (counted in the metrics).
 
 Duplicates: tracks that fetch found to hold the same audio (``dup_group``, or else equal
-``fingerprint``; see :mod:`mgr.datasets`) always end up in one part / fold. ``group`` and
+``fingerprint``; see :mod:`mgr.data.fetch`) always end up in one part / fold. ``group`` and
 ``kfold`` treat a duplicate set like an artist (joined with the artist groups it touches);
 ``stratified`` (and ``kfold`` without artists) moves every member of a set to the part / fold
 its first member (by track id) drew; ``predefined`` cannot move anything and warns when an

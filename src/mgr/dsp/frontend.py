@@ -19,7 +19,7 @@ stage and ``mgr predict`` both call it, so training and inference see identical 
 The frontend dict's ``n_mels`` is the number of frequency rows for both kinds (for ``stft`` it
 equals ``n_bins = n_fft//2 + 1``); ``hop`` and ``hop_length`` are the same value.
 
-Used by the spectrogram store (:mod:`mgr.spectrogram`), the musicnn embeddings
+Used by the spectrogram store (:mod:`mgr.features.store`), the musicnn embeddings
 (:mod:`mgr.pretrained.builtin`) and ``mgr predict``, so training and inference see identical
 inputs. NumPy + scipy.fft only (no librosa at run time); equality with librosa is tested.
 """
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from mgr.fastdsp import mel_filterbank
+from mgr.dsp.kernels import mel_filterbank
 
 DB_REF = 1.0
 AMIN = 1e-10
@@ -272,7 +272,7 @@ def compute_spectrogram(y: np.ndarray, sr: int, frontend: dict) -> np.ndarray:
     if y.ndim != 1:
         raise ValueError(f"compute_spectrogram expects a mono 1-D signal, got shape {y.shape}")
     if int(sr) != int(frontend["sr"]):
-        from mgr.audio import resample
+        from mgr.audio.decode import resample
 
         y = resample(y.astype(np.float32, copy=False), int(sr), int(frontend["sr"]))
     return _frames_major(y, frontend).T

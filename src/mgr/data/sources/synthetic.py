@@ -100,7 +100,7 @@ def _row(plan: Plan, track_id: str, rel: str, tags: list[str]) -> dict[str, Any]
 def _write_audio(path: Path, audio: np.ndarray, sr: int, fmt: str) -> None:
     import soundfile as sf
 
-    from mgr.utils import atomic_path
+    from mgr.io import atomic_path
 
     container, subtype = FORMATS[fmt]
     if subtype == "PCM_16":  # quantise here (round to nearest), so every PCM format holds the same samples
@@ -121,7 +121,7 @@ def _one(job: tuple[Path, int, str, int, float, int, str]) -> dict[str, Any]:
 
 def _write_corrupt(out_dir: Path, k: int, seed: int, sr: int, fmt: str) -> dict[str, Any]:
     """Broken file number ``k``: its kind cycles through :data:`CORRUPT_KINDS`."""
-    from mgr.utils import atomic_path
+    from mgr.io import atomic_path
 
     kind = CORRUPT_KINDS[k % len(CORRUPT_KINDS)]
     genre = GENRES[k % len(GENRES)]
@@ -172,7 +172,7 @@ def generate(
     """
     import pandas as pd
 
-    from mgr.utils import n_workers, process_pool
+    from mgr.io import n_workers, process_pool
 
     _check(sp.format)
     out_dir = Path(out_dir)
@@ -201,7 +201,7 @@ def generate(
 def write_examples(out: Path, *, per_genre: int = 1, duration_s: float = 10.0, seed: int = 0, fmt: str = "wav") -> list[Path]:
     """Write ``per_genre`` clips per genre and their labels (``tracks.csv``) into ``out``."""
     from mgr.params import SyntheticParams
-    from mgr.utils import atomic_path
+    from mgr.io import atomic_path
 
     _check(fmt)
     out = Path(out)
@@ -220,7 +220,7 @@ def plot_genres(png_path: Path, *, seed: int = 0, duration_s: float = 10.0, sr: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mgr.utils import atomic_path
+    from mgr.io import atomic_path
 
     fig, axes = plt.subplots(2, 5, figsize=(18, 6.5), sharex=True, sharey=True)
     for ax, genre in zip(axes.ravel(), GENRES):

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mgr.datasets.candidates import AUDIO_EXTENSIONS, Candidates
+from mgr.data.candidates import AUDIO_EXTENSIONS, Candidates
 from mgr.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -114,7 +114,7 @@ def _from_manifest(manifest: Path) -> tuple[list[dict[str, Any]], list[dict[str,
         raise DataError(f"data.path {manifest}: the manifest lacks the column(s) {missing} (needs path, genre)")
     if df.empty:
         raise DataError(f"data.path {manifest}: the manifest has no rows")
-    from mgr.datasets.probe import file_kind
+    from mgr.data.probe import file_kind
 
     base = manifest.parent
     rows: list[dict[str, Any]] = []

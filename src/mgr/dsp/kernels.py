@@ -3,7 +3,7 @@
 Why: ``mgr predict`` with a classical model used to spend ~3 s importing librosa, JIT-compiling
 its numba kernels and running ``scipy.ndimage.median_filter`` for HPSS. Everything here is plain
 NumPy (no librosa, no numba, no scipy), and :func:`gtzan57` is the *one* implementation used by
-both the features stage and ``mgr predict`` (through :func:`mgr.features.extract_features`), so
+both the features stage and ``mgr predict`` (through :func:`mgr.features.tables.extract_features`), so
 training and prediction features are identical by construction. Each function names the librosa
 call it reproduces; the tests compare them with librosa on real-format clips.
 
@@ -431,7 +431,7 @@ def tempo(y: np.ndarray, sr: int) -> float:
 # ----------------------------------------------------------------------------- gtzan57
 def gtzan57(y: np.ndarray, sr: int) -> dict[str, float]:
     """The Kaggle GTZAN ``features_30_sec.csv`` features of one mono signal (see
-    :mod:`mgr.features`), as ``{name: value}`` (not yet in table order). ``y`` must hold at
+    :mod:`mgr.features.tables`), as ``{name: value}`` (not yet in table order). ``y`` must hold at
     least ``N_FFT`` samples (``extract_features`` pads shorter input)."""
     y = np.ascontiguousarray(y, dtype=np.float32)
     D = stft(y)

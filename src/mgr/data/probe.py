@@ -4,7 +4,7 @@ Used by every dataset source. A file that cannot be opened, does not decode to t
 holds no samples, or is shorter than the minimum duration gets a one-line reason instead.
 Anything that is not a regular file (a directory, FIFO, device or socket) is refused without
 being opened (reading a FIFO would block, a device could be endless). While decoding, the
-probe also computes the track's fingerprints (:mod:`mgr.datasets.fingerprint`), so duplicate
+probe also computes the track's fingerprints (:mod:`mgr.data.fingerprint`), so duplicate
 detection costs no second decode.
 Probing runs in a :class:`~concurrent.futures.ProcessPoolExecutor`; results come back in
 input order while the pool streams through the files.
@@ -31,7 +31,7 @@ class ProbeResult:
     sample_rate: int = 0
     channels: int = 0
     reason: str = ""
-    fingerprint: str = ""  # exact: hash of the decoded samples (see mgr.datasets.fingerprint)
+    fingerprint: str = ""  # exact: hash of the decoded samples (see mgr.data.fingerprint)
     near_fingerprint: str = ""  # coarse spectral key ("" when the envelope is flat)
 
 
@@ -45,7 +45,7 @@ def probe_file(path: str | os.PathLike, min_duration_s: float = 0.0) -> ProbeRes
     """Decode ``path`` completely with soundfile and report what it holds."""
     import soundfile as sf
 
-    from mgr.datasets.fingerprint import Fingerprinter
+    from mgr.data.fingerprint import Fingerprinter
 
     p = str(path)
     kind = file_kind(p)
@@ -139,7 +139,7 @@ def probe_files(
         else:
             n = min(workers, len(jobs))
             chunk = max(1, min(32, len(jobs) // (n * 4)))
-            from mgr.utils import process_pool  # workers die with the fetch, even on kill -9
+            from mgr.io import process_pool  # workers die with the fetch, even on kill -9
 
             with process_pool(n) as ex:
                 for r in ex.map(_probe_star, jobs, chunksize=chunk):

@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path
 
 from mgr.errors import DataError
-from mgr.utils import atomic_path
+from mgr.io import atomic_path
 
 
 def _bad_name(name: str) -> str | None:

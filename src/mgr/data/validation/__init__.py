@@ -11,7 +11,7 @@ report and raises) or when ``MGR_VALIDATION_ENGINE=ge``; the report it writes on
 GE's layout with ``meta.engine = "numpy"``.
 
 Suites here: :func:`validate_tracks` (``tracks.csv``) and :func:`validate_split`
-(``split.csv``); ``mgr.validation.features`` holds the feature-table and HDF5 suites.
+(``split.csv``); ``mgr.data.validation.features`` holds the feature-table and HDF5 suites.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mgr.errors import DataError
-from mgr.utils import atomic_path
+from mgr.io import atomic_path
 
 REPORT_DIR = Path("reports/validation")
 MAX_EXAMPLES = 5
@@ -304,7 +304,7 @@ def validate_split(
     With ``grouped`` (the ``group`` strategy), no artist may appear in two splits; in k-fold
     mode, no artist may appear in two folds. With ``duplicates`` (every strategy but
     ``predefined``), no duplicate set (``dup_group`` / ``fingerprint`` of ``tracks.csv``, see
-    :func:`mgr.split.duplicate_sets`) may appear in two splits (folds in k-fold mode). Tracks absent from ``split.csv`` are allowed only
+    :func:`mgr.data.split.duplicate_sets`) may appear in two splits (folds in k-fold mode). Tracks absent from ``split.csv`` are allowed only
     when the caller excluded them on purpose (a predefined split that leaves tracks out).
     """
     import pandas as pd
@@ -321,7 +321,7 @@ def validate_split(
     if "fold" in df.columns:
         exps.append(E.ExpectColumnValuesToNotBeNull(column="fold"))
     if duplicates:
-        from mgr.split import duplicate_sets
+        from mgr.data.split import duplicate_sets
 
         t = tracks.reset_index(drop=True)
         key = duplicate_sets(t)

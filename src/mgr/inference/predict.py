@@ -3,25 +3,25 @@
 Pipeline per input file
 -----------------------
 * **Deep models** (``kind: deep``): the file is decoded block by block
-  (:func:`mgr.audio.stream_blocks`, soxr stream resampling to the card's ``frontend.sr``) and
+  (:func:`mgr.audio.decode.stream_blocks`, soxr stream resampling to the card's ``frontend.sr``) and
   turned into log-mel frames incrementally with the card's front end (:class:`StreamingFrontEnd`,
   the same centred STFT / Slaney mel / fixed-reference dB as
-  :func:`mgr.spectrogram.compute_spectrogram`, checked equal in the tests). Model windows of
+  :func:`mgr.features.store.compute_spectrogram`, checked equal in the tests). Model windows of
   ``window_frames`` frames are cut from a ring of frames as they arrive and run in small batches,
   so memory is bounded by one block plus one segment whatever the file length. The network is
   the artifact's ``model.onnx`` on onnxruntime (:func:`mgr.models.deep.load`, the same object
   the evaluate stage scores); TensorFlow/Keras are never imported.
 * **Classical models** (``kind: classical``): the whole file is decoded with the training audio
-  policy (:func:`mgr.audio.load_audio`) and its handcrafted features
-  (:func:`mgr.features.extract_features`) go to the model, as in training. ``--window`` splits it
+  policy (:func:`mgr.audio.decode.load_audio`) and its handcrafted features
+  (:func:`mgr.features.tables.extract_features`) go to the model, as in training. ``--window`` splits it
   into segments whose predictions are aggregated instead.
 * **Aggregation** over segments: ``mean`` (mean probability) or ``vote`` (majority of segment
   argmaxes; the reported probabilities are then the vote fractions).
 * **Tempo**: the model's tempo head when it has one (probability-weighted bin centre), else
-  the DSP estimate ``librosa.feature.tempo`` as re-implemented in :mod:`mgr.fastdsp` (for
+  the DSP estimate ``librosa.feature.tempo`` as re-implemented in :mod:`mgr.dsp.kernels` (for
   ``gtzan57`` classical models, its ``tempo`` feature, which is exactly that estimate).
   Classical models run their ``model.onnx`` on onnxruntime too (:func:`mgr.models.classical.load`,
-  as evaluate does); the ``gtzan57`` features come from :mod:`mgr.fastdsp`, so a classical
+  as evaluate does); the ``gtzan57`` features come from :mod:`mgr.dsp.kernels`, so a classical
   prediction imports neither scikit-learn, XGBoost nor librosa. **Tags**: the tags head's mean scores above
   ``--tag-threshold``.
 
@@ -36,7 +36,7 @@ than :data:`MIN_DURATION_S` are refused (nothing meaningful to classify).
 Hostile inputs
 --------------
 A header must be plausible as well as valid (sample rate in
-:data:`mgr.audio.MIN_SAMPLE_RATE`..:data:`mgr.audio.MAX_SAMPLE_RATE` Hz, duration at most
+:data:`mgr.audio.decode.MIN_SAMPLE_RATE`..:data:`mgr.audio.decode.MAX_SAMPLE_RATE` Hz, duration at most
 ``max_duration_s``, also enforced while decoding), and ``time_limit_s`` bounds the time spent on
 one file. Every numeric option is checked (finite, in range) by :func:`check_options`. Names
 that are not valid UTF-8 are decoded and printed losslessly (:func:`path_fields`), error lines
@@ -47,7 +47,7 @@ components resolved inside ``models/`` (:func:`resolve_model`).
 Public API: :func:`discover_inputs`, :func:`resolve_model`, :func:`load_predictor`,
 :class:`Predictor` (``.predict_file(path)``), :class:`Prediction`, :class:`InputFailure`,
 :func:`predict_many`, :func:`list_models`, :func:`to_json_line`, :func:`csv_rows`,
-:class:`StreamingFrontEnd` (the streamed form of :mod:`mgr.frontend`, its kernel shared).
+:class:`StreamingFrontEnd` (the streamed form of :mod:`mgr.dsp.frontend`, its kernel shared).
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ import numpy as np
 
 from mgr.cards import read_card
 from mgr.errors import ArtifactError, AudioError, UserError
-from mgr.frontend import frames_rows
-from mgr import fastdsp as _fastdsp
+from mgr.dsp.frontend import frames_rows
+from mgr.dsp import kernels as _fastdsp
 
 #: Extensions picked up when a directory is given (explicit files are tried whatever their name).
 AUDIO_EXTS = (".wav", ".au", ".snd", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
@@ -246,9 +246,9 @@ def check_file(path: Path, max_duration_s: float | None = None) -> tuple[int, in
 
     libsndfile's header when it opens the file, else FFmpeg's (PyAV: AAC/ALAC, WMA, ...; its
     ``frames`` is an estimate, ``0`` when the container declares no duration). Beyond
-    decodable, the header must be plausible (:func:`mgr.audio.check_plausible`: sample rate in
+    decodable, the header must be plausible (:func:`mgr.audio.decode.check_plausible`: sample rate in
     1000..384000 Hz) and declare at most ``max_duration_s`` seconds."""
-    from mgr.audio import _sf_info, av_info, check_plausible
+    from mgr.audio.decode import _sf_info, av_info, check_plausible
 
     try:
         st = path.stat()
@@ -611,8 +611,8 @@ class Predictor:
 class StreamingFrontEnd:
     """The card's front end applied incrementally: ``push(samples)`` returns the new frames
     ``(k, rows)``; ``finish()`` the last ones. The frames equal those of
-    :func:`mgr.frontend.compute_spectrogram` on the whole signal (centring and padding are done
-    here, incrementally; each block of frames goes through :func:`mgr.frontend.frames_rows`).
+    :func:`mgr.dsp.frontend.compute_spectrogram` on the whole signal (centring and padding are done
+    here, incrementally; each block of frames goes through :func:`mgr.dsp.frontend.frames_rows`).
     """
 
     SUPPORTED = {"window": ("hann",), "center": (True,), "pad_mode": ("constant", "reflect"), "power": (2.0,),
@@ -629,7 +629,7 @@ class StreamingFrontEnd:
         self.n_fft = int(frontend["n_fft"])
         self.hop = int(frontend.get("hop", frontend.get("hop_length")))
         self.rows = int(frontend["n_mels"])
-        # complete the card's dict with mgr.frontend's defaults for keys older cards lack
+        # complete the card's dict with mgr.dsp.frontend's defaults for keys older cards lack
         top_db = frontend.get("top_db")
         self.fe = {"amin": 1e-10, "ref": 1.0, "top_db": None, "scale": "db", "kind": "logmel",
                    "floor_db": -top_db if top_db is not None else -100.0, **frontend}
@@ -645,7 +645,7 @@ class StreamingFrontEnd:
         )
         out = np.empty((n, self.rows), dtype=np.float32)
         for s in range(0, n, 1024):
-            # the one front end's kernel (mgr.frontend), on frames cut from the stream; huge sample
+            # the one front end's kernel (mgr.dsp.frontend), on frames cut from the stream; huge sample
             # values overflow to inf here: refused by the caller, without warnings on stderr
             with np.errstate(over="ignore", invalid="ignore"):
                 out[s : s + 1024] = frames_rows(frames[s : s + 1024], self.fe)
@@ -722,7 +722,7 @@ def spectrogram_frames(path: Path, frontend: dict, block_s: float = BLOCK_S, *,
     ``budget`` (duration and time limits) is charged for every decoded block; ``energy``
     (when given) sees every decoded sample; ``fe`` (when given) is the front end used (its
     ``n_samples`` tells how much was decoded)."""
-    from mgr.audio import stream_blocks
+    from mgr.audio.decode import stream_blocks
 
     fe = fe if fe is not None else StreamingFrontEnd(frontend)
     for block in stream_blocks(path, fe.sr, block_s):
@@ -756,7 +756,7 @@ def file_spectrogram(path: str | os.PathLike, frontend: dict) -> np.ndarray:
 # ------------------------------------------------------------------------------ windowing
 class WindowStream:
     """Cut windows of ``length`` frames every ``hop`` frames from frames that arrive in blocks;
-    the last window is end-aligned so the whole input is covered (as ``mgr.audio.window_starts``).
+    the last window is end-aligned so the whole input is covered (as ``mgr.audio.decode.window_starts``).
     Keeps at most ``length + block`` frames."""
 
     def __init__(self, length: int, hop: int, rows: int):
@@ -860,7 +860,7 @@ class DeepPredictor(Predictor):
         total = 0
 
         def run_segments(segs: list[np.ndarray]) -> None:
-            from mgr.audio import window_starts
+            from mgr.audio.windows import window_starts
 
             if not segs:
                 return
@@ -1067,8 +1067,9 @@ class ClassicalPredictor(Predictor):
         self.audio = audio
 
     def predict_file(self, path: Path) -> Prediction:
-        from mgr.audio import load_audio, window_starts, windows
-        from mgr.features import extract_features
+        from mgr.audio.decode import load_audio
+        from mgr.audio.windows import window_starts, windows
+        from mgr.features.tables import extract_features
 
         frames, file_sr, channels = check_file(path, self.max_duration_s)
         budget = self._budget()
@@ -1158,7 +1159,7 @@ class ClassicalPredictor(Predictor):
 
 
 def _decoder(path: Path) -> str:
-    from mgr.audio import _is_av
+    from mgr.audio.decode import _is_av
 
     return "av" if _is_av(path) else "sf"
 
@@ -1166,7 +1167,7 @@ def _decoder(path: Path) -> str:
 def _decode_whole(path: Path, sr: int, budget: _Budget, declared_s: float) -> np.ndarray:
     """A whole file FFmpeg decodes, streamed into one array: refused when it decodes to far more
     than its header declared (so "whole file" stays bounded by CLASSICAL_WHOLE_MAX_S)."""
-    from mgr.audio import stream_blocks
+    from mgr.audio.decode import stream_blocks
 
     cap = 2 * max(declared_s, 1.0) + 10.0
     parts, n = [], 0
@@ -1198,13 +1199,13 @@ def stream_segments(path: str | os.PathLike, sr: int, n: int, hop: int, block_s:
                     budget: _Budget | None = None, with_starts: bool = False) -> Iterator[Any]:
     """Segments of ``n`` samples every ``hop`` samples of a file decoded as a stream.
 
-    Same cover as :func:`mgr.audio.windows` (the last segment is aligned to the end; a file
+    Same cover as :func:`mgr.audio.decode.windows` (the last segment is aligned to the end; a file
     shorter than ``n`` gives one zero-padded segment), but only about one segment plus one
     decoded block is held in memory at a time. ``with_starts``: yield ``(start, segment,
     real)`` instead, ``real`` the number of samples of signal in it (less than ``n`` only
     for the zero-padded segment of a short file).
     """
-    from mgr.audio import stream_blocks
+    from mgr.audio.decode import stream_blocks
 
     buf = np.zeros(0, np.float32)
     base = nxt = last_end = 0  # absolute sample index of buf[0], of the next segment start, of the last end
@@ -1410,7 +1411,7 @@ def _run_pool(predictor: Predictor, items: list, on_result: Callable[[Any], None
               ctx: Any) -> list[Prediction | InputFailure]:
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    from mgr.utils import process_pool
+    from mgr.io import process_pool
 
     results: list[Any] = [None] * len(items)
     done_flags = [False] * len(items)

@@ -1,6 +1,6 @@
 """Audio fingerprints for duplicate detection at fetch time (decode once, in the probe).
 
-Two keys per track, both computed while :func:`mgr.datasets.probe.probe_file` decodes the file
+Two keys per track, both computed while :func:`mgr.data.probe.probe_file` decodes the file
 (no second decode, no resampling):
 
 ``fingerprint`` (exact)

@@ -1,0 +1,1 @@
+"""Dataset sources: each turns a params block into candidate tracks (synthetic, folder, gtzan, fma)."""

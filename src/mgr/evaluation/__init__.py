@@ -1,0 +1,1 @@
+"""Evaluation: metrics (a leaf), calibration, scoring (the evaluate protocol), report (leaderboard, figures) and compare."""
