@@ -62,7 +62,7 @@ def test_permutation_p_is_one_without_a_difference_and_small_for_a_large_one():
 
 
 def test_macro_f1_matches_the_evaluation_module():
-    from mgr.evaluation.scoring import macro_f1
+    from mgr.evaluation.metrics import macro_f1
 
     rng = np.random.default_rng(0)
     y, p = rng.integers(0, 5, 80), rng.integers(0, 5, 80)

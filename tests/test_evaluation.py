@@ -1,4 +1,5 @@
-"""Metric functions against hand-computed cases (mgr.evaluation.scoring)."""
+"""Metric functions against hand-computed cases (mgr.evaluation.metrics), the evaluate protocol
+(mgr.evaluation.scoring) and its reports (mgr.evaluation.report)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from mgr.evaluation import scoring as ev
+from mgr.evaluation import calibration as CAL
+from mgr.evaluation import metrics as M
+from mgr.evaluation import report as R
+from mgr.evaluation import scoring as S
+from _eval_helpers import eval_paths
 
 # y_true / y_pred used by several tests (3 classes)
 T = [0, 0, 0, 1, 1, 2]
@@ -15,26 +20,26 @@ P = [0, 0, 1, 1, 2, 2]
 
 
 def test_confusion_matrix_rows_actual_cols_predicted():
-    cm = ev.confusion_matrix(T, P, 3)
+    cm = M.confusion_matrix(T, P, 3)
     assert cm.tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
     # a class that never occurs still gets a row/column when n_classes says so
-    assert ev.confusion_matrix([0], [0], 2).tolist() == [[1, 0], [0, 0]]
+    assert M.confusion_matrix([0], [0], 2).tolist() == [[1, 0], [0, 0]]
     with pytest.raises(ValueError):
-        ev.confusion_matrix([3], [0], 2)
+        M.confusion_matrix([3], [0], 2)
 
 
 def test_accuracy_balanced_accuracy_f1_by_hand():
-    assert ev.accuracy(T, P) == pytest.approx(4 / 6)
+    assert M.accuracy(T, P) == pytest.approx(4 / 6)
     # recalls: 2/3, 1/2, 1/1
-    assert ev.balanced_accuracy(T, P, 3) == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
-    pr = ev.per_class_precision_recall(T, P, 3)
+    assert M.balanced_accuracy(T, P, 3) == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+    pr = M.per_class_precision_recall(T, P, 3)
     # precisions: 2/2, 1/2, 1/2
     assert pr["precision"].tolist() == pytest.approx([1.0, 0.5, 0.5])
     assert pr["recall"].tolist() == pytest.approx([2 / 3, 0.5, 1.0])
     assert pr["support"].tolist() == [3, 2, 1]
     f1 = [2 * 1 * (2 / 3) / (1 + 2 / 3), 0.5, 2 * 0.5 / 1.5]
     assert pr["f1"].tolist() == pytest.approx(f1)
-    assert ev.macro_f1(T, P, 3) == pytest.approx(sum(f1) / 3)
+    assert M.macro_f1(T, P, 3) == pytest.approx(sum(f1) / 3)
 
 
 @pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
@@ -45,10 +50,10 @@ def test_macro_averages_skip_absent_classes_like_sklearn():
     t = rng.integers(0, 5, 50)
     p = np.where(rng.random(50) < 0.6, t, rng.integers(0, 5, 50))
     t[t == 4] = 3  # class 4 absent from y_true, maybe present in y_pred
-    assert ev.balanced_accuracy(t, p, 6) == pytest.approx(balanced_accuracy_score(t, p))
-    assert ev.macro_f1(t, p, 6) == pytest.approx(f1_score(t, p, average="macro", zero_division=0))
+    assert M.balanced_accuracy(t, p, 6) == pytest.approx(balanced_accuracy_score(t, p))
+    assert M.macro_f1(t, p, 6) == pytest.approx(f1_score(t, p, average="macro", zero_division=0))
     # zero division -> 0, never NaN
-    pr = ev.per_class_precision_recall([0, 0], [1, 1], 2)
+    pr = M.per_class_precision_recall([0, 0], [1, 1], 2)
     assert pr["precision"].tolist() == [0.0, 0.0] and pr["recall"].tolist() == [0.0, 0.0]
 
 
@@ -62,15 +67,15 @@ def test_top_k_accuracy_by_hand_with_ties_to_lower_index():
         ]
     )
     y = [2, 0, 3, 2]
-    assert ev.top_k_accuracy(y, scores, 1) == 0.0
-    assert ev.top_k_accuracy(y, scores, 2) == 0.0
-    assert ev.top_k_accuracy(y, scores, 3) == pytest.approx(2 / 4)
-    assert ev.top_k_accuracy(y, scores, 4) == 1.0
+    assert M.top_k_accuracy(y, scores, 1) == 0.0
+    assert M.top_k_accuracy(y, scores, 2) == 0.0
+    assert M.top_k_accuracy(y, scores, 3) == pytest.approx(2 / 4)
+    assert M.top_k_accuracy(y, scores, 4) == 1.0
 
 
 def test_classification_metrics_bundle():
     scores = np.eye(3)[P] * 0.8 + 0.1
-    m = ev.classification_metrics(T, scores, ["a", "b", "c"])
+    m = M.classification_metrics(T, scores, ["a", "b", "c"])
     assert m["n"] == 6
     assert m["accuracy"] == pytest.approx(4 / 6)
     assert m["top3"] == 1.0
@@ -83,20 +88,20 @@ def test_mean_aggregation_differs_from_vote():
     # track 7: two weak votes for class 1, one confident window for class 0
     w = np.array([[0.45, 0.55], [0.45, 0.55], [1.0, 0.0], [0.2, 0.8]])
     tid = np.array([7, 7, 7, 3])
-    tracks, scores, pred = ev.aggregate_tracks(w, tid, "mean")
+    tracks, scores, pred = M.aggregate_tracks(w, tid, "mean")
     assert tracks.tolist() == [3, 7]
     assert scores[1] == pytest.approx([1.9 / 3, 1.1 / 3])
     assert pred.tolist() == [1, 0]
-    tracks, scores, pred = ev.aggregate_tracks(w, tid, "vote")
+    tracks, scores, pred = M.aggregate_tracks(w, tid, "vote")
     assert pred.tolist() == [1, 1]  # vote: 2 windows for class 1 beat 1 for class 0
     with pytest.raises(ValueError):
-        ev.aggregate_tracks(w, tid, "median")
+        M.aggregate_tracks(w, tid, "median")
 
 
 def test_vote_tie_broken_by_higher_mean_probability():
     # one vote each for class 0 and class 2; mean prob of class 2 is higher -> 2 wins
     w = np.array([[0.40, 0.30, 0.30], [0.00, 0.10, 0.90]])
-    pred, scores = ev.vote(w)
+    pred, scores = M.vote(w)
     assert pred == 2
     # the score row ranks by (votes, mean): 2 > 0 > 1
     assert np.argsort(-scores, kind="stable").tolist() == [2, 0, 1]
@@ -104,7 +109,7 @@ def test_vote_tie_broken_by_higher_mean_probability():
 
 def test_vote_tie_in_votes_and_mean_goes_to_lower_index():
     w = np.array([[0.0, 0.6, 0.4], [0.0, 0.4, 0.6]])  # one vote each for 1 and 2, equal means
-    pred, scores = ev.vote(w)
+    pred, scores = M.vote(w)
     assert pred == 1
     # equal scores rank the lower index first (stable sort), like argmax
     assert scores[1] == scores[2] > scores[0]
@@ -113,22 +118,22 @@ def test_vote_tie_in_votes_and_mean_goes_to_lower_index():
 
 def test_vote_more_votes_beat_higher_mean():
     w = np.array([[0.51, 0.49], [0.51, 0.49], [0.0, 1.0]])  # class 0: 2 votes, mean .34; class 1: mean .66
-    pred, scores = ev.vote(w)
+    pred, scores = M.vote(w)
     assert pred == 0 and scores[0] > scores[1]
-    _, agg_scores, agg_pred = ev.aggregate_tracks(w, ["x", "x", "x"], "vote")
+    _, agg_scores, agg_pred = M.aggregate_tracks(w, ["x", "x", "x"], "vote")
     assert agg_pred.tolist() == [0] and agg_scores[0] == pytest.approx(scores)
 
 
 # ------------------------------------------------------------------------- tempo
 def test_tempo_acc1_exactly_at_the_4_percent_boundary():
     # 4 % of 100 BPM = 4 BPM; 4 % of 125 = 5; boundary is inside, just beyond is outside
-    assert ev.tempo_acc1([104.0], [100.0]) == 1.0
-    assert ev.tempo_acc1([96.0], [100.0]) == 1.0
-    assert ev.tempo_acc1([130.0], [125.0]) == 1.0
-    assert ev.tempo_acc1([104.01], [100.0]) == 0.0
-    assert ev.tempo_acc1([95.99], [100.0]) == 0.0
-    assert ev.tempo_acc1([124.8], [120.0]) == 1.0  # 4.8 BPM, not exact in binary floating point
-    assert ev.tempo_acc1([124.81], [120.0]) == 0.0
+    assert M.tempo_acc1([104.0], [100.0]) == 1.0
+    assert M.tempo_acc1([96.0], [100.0]) == 1.0
+    assert M.tempo_acc1([130.0], [125.0]) == 1.0
+    assert M.tempo_acc1([104.01], [100.0]) == 0.0
+    assert M.tempo_acc1([95.99], [100.0]) == 0.0
+    assert M.tempo_acc1([124.8], [120.0]) == 1.0  # 4.8 BPM, not exact in binary floating point
+    assert M.tempo_acc1([124.81], [120.0]) == 0.0
 
 
 def test_tempo_acc2_octave_and_third_errors_at_the_boundary():
@@ -136,43 +141,20 @@ def test_tempo_acc2_octave_and_third_errors_at_the_boundary():
     # x2: tolerance is 4 % of 200 = 8 BPM; x1/2: 2 BPM; x3: 12 BPM; x1/3: 4/3 BPM
     cases = {208.0: 1, 208.1: 0, 52.0: 1, 52.1: 0, 312.0: 1, 312.1: 0, 100 / 3 + 4 / 3: 1, 100 / 3 + 1.4: 0, 150.0: 0}
     for est, ok in cases.items():
-        assert ev.tempo_acc2([est], [ref]) == ok, est
-        assert ev.tempo_acc1([est], [ref]) == 0.0, est
-    assert ev.tempo_acc2([104.0], [ref]) == 1.0  # Acc1 implies Acc2
+        assert M.tempo_acc2([est], [ref]) == ok, est
+        assert M.tempo_acc1([est], [ref]) == 0.0, est
+    assert M.tempo_acc2([104.0], [ref]) == 1.0  # Acc1 implies Acc2
 
 
 def test_tempo_metrics_counts_missing_and_mae():
     est = [100.0, 200.0, np.nan, 90.0]
     ref = [100.0, 100.0, 120.0, np.nan]
-    m = ev.tempo_metrics(est, ref)
+    m = M.tempo_metrics(est, ref)
     assert m["n"] == 3 and m["n_no_reference"] == 1 and m["n_no_estimate"] == 1
     assert m["acc1"] == pytest.approx(1 / 3)  # the missing estimate counts as wrong
     assert m["acc2"] == pytest.approx(2 / 3)
     assert m["mae_bpm"] == pytest.approx((0 + 100) / 2)
-    assert math.isnan(ev.tempo_acc1([1.0], [np.nan]))
-
-
-def test_tempo_from_probs():
-    centres = [80.0, 100.0, 120.0]
-    p = np.array([[0.2, 0.5, 0.3], [0.5, 0.5, 0.0]])
-    assert ev.tempo_from_probs(p, centres).tolist() == [100.0, 80.0]
-    assert ev.tempo_from_probs(p, centres, "weighted").tolist() == pytest.approx([102.0, 90.0])
-    with pytest.raises(ValueError):
-        ev.tempo_from_probs(p, [1.0, 2.0])
-
-
-# -------------------------------------------------------------------------- tags
-def test_roc_auc_and_average_precision_by_hand():
-    y = [1, 0, 1, 0]
-    s = [0.9, 0.8, 0.7, 0.1]
-    # pairs (pos, neg): (0.9>0.8)(0.9>0.1)(0.7<0.8)(0.7>0.1) -> 3/4
-    assert ev.roc_auc(y, s) == pytest.approx(0.75)
-    # ranked: + - + -  -> AP = 1/2 * 1 + 1/2 * 2/3
-    assert ev.average_precision(y, s) == pytest.approx(0.5 + 1 / 3)
-    # ties count 1/2 in ROC-AUC and form one threshold in AP
-    assert ev.roc_auc([1, 0], [0.5, 0.5]) == pytest.approx(0.5)
-    assert ev.average_precision([1, 0], [0.5, 0.5]) == pytest.approx(0.5)
-    assert math.isnan(ev.roc_auc([1, 1], [0.2, 0.3]))
+    assert math.isnan(M.tempo_acc1([1.0], [np.nan]))
 
 
 def test_roc_and_pr_match_sklearn_on_random_data():
@@ -181,24 +163,24 @@ def test_roc_and_pr_match_sklearn_on_random_data():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 200)
     s = np.round(rng.random(200) + 0.3 * y, 1)  # rounded -> many ties
-    assert ev.roc_auc(y, s) == pytest.approx(roc_auc_score(y, s))
-    assert ev.average_precision(y, s) == pytest.approx(average_precision_score(y, s))
+    assert M.roc_auc(y, s) == pytest.approx(roc_auc_score(y, s))
+    assert M.average_precision(y, s) == pytest.approx(average_precision_score(y, s))
 
 
 def test_tag_metrics_skips_single_class_tags_and_says_so():
     y = np.array([[1, 0, 1], [0, 0, 1], [1, 0, 1], [0, 0, 1]])
     s = np.array([[0.9, 0.1, 0.5], [0.8, 0.2, 0.5], [0.7, 0.3, 0.5], [0.1, 0.4, 0.5]])
-    m = ev.tag_metrics(y, s, ["rock", "never", "always"])
+    m = M.tag_metrics(y, s, ["rock", "never", "always"])
     assert m["tags_skipped"] == ["never", "always"]
     assert m["n_tags_used"] == 1
     assert m["roc_auc"] == pytest.approx(0.75) and m["pr_auc"] == pytest.approx(0.5 + 1 / 3)
-    m = ev.tag_metrics(y[:, 1:], s[:, 1:])
+    m = M.tag_metrics(y[:, 1:], s[:, 1:])
     assert m["n_tags_used"] == 0 and math.isnan(m["roc_auc"])
 
 
 def test_mean_std():
-    assert ev.mean_std([0.5, 0.7, float("nan")]) == {"mean": pytest.approx(0.6), "std": pytest.approx(0.1), "n": 2}
-    assert ev.mean_std([])["n"] == 0
+    assert M.mean_std([0.5, 0.7, float("nan")]) == {"mean": pytest.approx(0.6), "std": pytest.approx(0.1), "n": 2}
+    assert M.mean_std([])["n"] == 0
 
 
 # ================================================================ the evaluate stage
@@ -283,7 +265,7 @@ def test_evaluate_deep_windows_mean_vote_and_skipped():
     ]
     store = FakeStore(specs, [0, 1, 0], labels)
     art = FakeDeep(labels, 4, store.frontend)
-    res = ev.evaluate_deep(art, store, ["t0", "t1", "t2", "gone"], window_s=0.4, overlap=0.5)
+    res = S.evaluate_deep(art, store, ["t0", "t1", "t2", "gone"], window_s=0.4, overlap=0.5)
     assert res["n_tracks"] == 4 and res["n_skipped"] == 1 and "gone" in res["skipped"]
     assert res["window"]["n_windows"] == 12  # 4 windows (starts 0, 2, 4, 6) x 3 tracks
     # t1 windows: [1,1,1,1]->b, [1,1,1,1]->b, [1,1,2,2]->1.5 rounds to 2 (c), [2,2,2,2]->c
@@ -301,12 +283,12 @@ def test_evaluate_deep_tiles_long_segments_with_model_windows():
     art = FakeDeep(labels, 4, store.frontend)
     # 0.8 s segments = 8 frames over a 10-frame track: starts 0, 2 -> 2 segments;
     # each tiled by 4-frame model windows at 0, 2, 4 -> 6 model windows, 2 segment rows
-    res = ev.evaluate_deep(art, store, ["t0"], window_s=0.8, overlap=0.5)
+    res = S.evaluate_deep(art, store, ["t0"], window_s=0.8, overlap=0.5)
     assert sum(art.seen) == 6
     assert res["window"]["n_windows"] == 2
     assert res["protocol"]["segment_frames"] == 8
     # a segment shorter than the model window falls back to the model window
-    res = ev.evaluate_deep(FakeDeep(labels, 4, store.frontend), store, ["t0"], window_s=0.2, overlap=0.5)
+    res = S.evaluate_deep(FakeDeep(labels, 4, store.frontend), store, ["t0"], window_s=0.2, overlap=0.5)
     assert res["protocol"]["segment_frames"] == 4 and res["window"]["n_windows"] == 4
 
 
@@ -317,7 +299,7 @@ def test_evaluate_deep_tempo_and_tags():
     tags = [[1], [0], [1]]
     store = FakeStore(specs, [0, 1, 1], labels, tempo_bpm=[96.0, 100.0, np.nan], tags=tags, tag_vocab=["x"])
     art = FakeDeep(labels, 4, store.frontend, tempo_centres=centres, tag_vocab=["x"])
-    res = ev.evaluate_deep(art, store, ["t0", "t1", "t2"], window_s=0.4, overlap=0.5)
+    res = S.evaluate_deep(art, store, ["t0", "t1", "t2"], window_s=0.4, overlap=0.5)
     t = res["tempo"]
     # t0: 95 vs 96 within 4 %; t1: 115 vs 100 is not (nor x2 etc.); t2 has no reference
     assert t["n"] == 2 and t["n_no_reference"] == 1
@@ -333,9 +315,9 @@ def test_evaluate_deep_refuses_a_foreign_front_end_or_labels():
 
     store = FakeStore([_spec([0] * 8)], [0], ["a", "b"])
     with pytest.raises(ArtifactError, match="front end"):
-        ev.evaluate_deep(FakeDeep(["a", "b"], 4, {**store.frontend, "hop": 50}), store, ["t0"], window_s=0.4, overlap=0.5)
+        S.evaluate_deep(FakeDeep(["a", "b"], 4, {**store.frontend, "hop": 50}), store, ["t0"], window_s=0.4, overlap=0.5)
     with pytest.raises(ArtifactError, match="lack"):
-        ev.evaluate_deep(FakeDeep(["a", "z"], 4, store.frontend), store, ["t0"], window_s=0.4, overlap=0.5)
+        S.evaluate_deep(FakeDeep(["a", "z"], 4, store.frontend), store, ["t0"], window_s=0.4, overlap=0.5)
 
 
 def test_leaderboard_is_sorted_best_first():
@@ -345,7 +327,7 @@ def test_leaderboard_is_sorted_best_first():
         "m3": {"accuracy": 0.5, "balanced_accuracy": 0.5, "macro_f1": 0.45, "top3": 0.9, "n_tracks": 10, "n_skipped": 0,
                "tempo_acc1": 0.3, "tempo_acc2": 0.6},
     }
-    md = ev.leaderboard_markdown(s, {"m1": "classical", "m2": "classical", "m3": "deep"}, protocol="p", missing=["m9"])
+    md = R.leaderboard_markdown(s, {"m1": "classical", "m2": "classical", "m3": "deep"}, protocol="p", missing=["m9"])
     rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| #")]
     assert [r.split(" | ")[1] for r in rows] == ["m2", "m3", "m1"]  # ties on accuracy -> macro-F1
     assert "10 (1)" in rows[0] and "0.300" in rows[1] and "`m9`" in md
@@ -400,7 +382,7 @@ def test_run_evaluate_holdout_outputs_and_determinism(tmp_path):
     (tmp_path / "metrics" / "xgboost.json").write_text("{}")  # stale: xgboost is no longer listed
     (tmp_path / "metrics" / "fetch.json").write_text("{}")  # another stage's file: untouched
     logs = []
-    summary = ev.run_evaluate(p, root=tmp_path, log=logs.append)
+    summary = S.run_evaluate(p, eval_paths(tmp_path), log=logs.append)
     assert set(summary) == {"logreg", "random_forest"}
     for name, s in summary.items():
         assert {"accuracy", "macro_f1", "top3", "balanced_accuracy"} <= set(s)
@@ -421,7 +403,7 @@ def test_run_evaluate_holdout_outputs_and_determinism(tmp_path):
     files = ["metrics/logreg.json", "metrics/random_forest.json", "metrics/summary.json", "reports/leaderboard.md",
              "reports/confusion/logreg.csv", "reports/figures/confusion_logreg.png"]
     before = {f: (tmp_path / f).read_bytes() for f in files}
-    ev.run_evaluate(p, root=tmp_path, log=lambda s: None)
+    S.run_evaluate(p, eval_paths(tmp_path), log=lambda s: None)
     assert {f: (tmp_path / f).read_bytes() for f in files} == before
 
 
@@ -429,7 +411,7 @@ def test_run_evaluate_kfold_reports_the_mean_over_folds(tmp_path):
     import json
 
     p, _ = _classical_project(tmp_path, folds=3, models=("logreg",))
-    summary = ev.run_evaluate(p, root=tmp_path, log=lambda s: None)
+    summary = S.run_evaluate(p, eval_paths(tmp_path), log=lambda s: None)
     m = json.loads((tmp_path / "metrics" / "logreg.json").read_text())
     assert m["n_folds"] == 3 and m["folds"] == [0, 1, 2]
     assert m["per_fold"]["0"]["source"] == "evaluate"  # the saved artifact is fold 0's
@@ -466,7 +448,7 @@ def test_tempo_baseline_on_click_tracks_counts_broken_files(tmp_path):
     rows.append(("noref", str(tmp_path / "c120.wav"), np.nan))
     tracks = pd.DataFrame(rows, columns=["track_id", "path", "tempo_bpm"])
     audio = {"sample_rate": sr, "offset_s": 0.0, "duration_s": None, "pad": True}
-    out = ev.tempo_baseline(tracks, ["c120", "c100", "bad", "noref", "not-in-tracks"], audio, workers=1)
+    out = S.tempo_baseline(tracks, ["c120", "c100", "bad", "noref", "not-in-tracks"], audio, workers=1)
     assert set(out["estimates"]) == {"c120", "c100", "bad"}  # no reference -> not run
     assert set(out["failed"]) == {"bad"} and np.isnan(out["estimates"]["bad"])
     m = out["metrics"]
@@ -479,16 +461,16 @@ def test_ece_and_brier_hand_computed():
     probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.8, 0.2]])
     y = np.array([0, 1, 1, 0])
     # four different bins: mean |correct - confidence| = (0.1 + 0.6 + 0.3 + 0.2) / 4
-    assert ev.expected_calibration_error(y, probs) == pytest.approx(0.3)
+    assert CAL.expected_calibration_error(y, probs) == pytest.approx(0.3)
     # (0.01 + 0.01) + (0.36 + 0.36) + (0.09 + 0.09) + (0.04 + 0.04), over 4 rows
-    assert ev.brier_score(y, probs) == pytest.approx(0.25)
+    assert CAL.brier_score(y, probs) == pytest.approx(0.25)
     # one bin (0.933, 1]: accuracy 1/2, mean confidence 0.955
     same_bin = np.array([[0.95, 0.05], [0.04, 0.96]])
-    assert ev.expected_calibration_error([0, 0], same_bin) == pytest.approx(0.455)
+    assert CAL.expected_calibration_error([0, 0], same_bin) == pytest.approx(0.455)
     onehot = np.eye(3)[[0, 2, 1]]
-    assert ev.expected_calibration_error([0, 2, 1], onehot) == 0.0 and ev.brier_score([0, 2, 1], onehot) == 0.0
-    assert ev.brier_score([1, 0], np.eye(2)) == pytest.approx(2.0)  # confidently wrong: the maximum
-    assert np.isnan(ev.expected_calibration_error([], np.zeros((0, 3))))
+    assert CAL.expected_calibration_error([0, 2, 1], onehot) == 0.0 and CAL.brier_score([0, 2, 1], onehot) == 0.0
+    assert CAL.brier_score([1, 0], np.eye(2)) == pytest.approx(2.0)  # confidently wrong: the maximum
+    assert np.isnan(CAL.expected_calibration_error([], np.zeros((0, 3))))
 
 
 def test_run_evaluate_writes_calibration_and_per_track_predictions(tmp_path):
@@ -497,7 +479,7 @@ def test_run_evaluate_writes_calibration_and_per_track_predictions(tmp_path):
     import pandas as pd
 
     p, lost = _classical_project(tmp_path)
-    summary = ev.run_evaluate(p, root=tmp_path, log=lambda s: None)
+    summary = S.run_evaluate(p, eval_paths(tmp_path), log=lambda s: None)
     for name in ("logreg", "random_forest"):
         s = summary[name]
         assert 0.0 <= s["ece"] <= 1.0 and 0.0 <= s["brier"] <= 2.0
@@ -512,7 +494,7 @@ def test_run_evaluate_writes_calibration_and_per_track_predictions(tmp_path):
         # the file holds what the metrics say
         P = df[["p_blues", "p_jazz", "p_metal"]].to_numpy()
         y = df["true"].map({"blues": 0, "jazz": 1, "metal": 2}).to_numpy()
-        assert ev.brier_score(y, P) == pytest.approx(s["brier"], abs=1e-5)
+        assert CAL.brier_score(y, P) == pytest.approx(s["brier"], abs=1e-5)
     md = (tmp_path / "reports" / "leaderboard.md").read_text()
     assert "| ECE | Brier |" in md
 
@@ -521,7 +503,7 @@ def test_predictions_file_in_kfold_mode_has_one_row_per_scored_fold_track(tmp_pa
     import pandas as pd
 
     p, _ = _classical_project(tmp_path, folds=3, models=("logreg",))
-    ev.run_evaluate(p, root=tmp_path, log=lambda s: None)
+    S.run_evaluate(p, eval_paths(tmp_path), log=lambda s: None)
     df = pd.read_csv(tmp_path / "reports" / "predictions" / "logreg.csv", dtype={"track_id": str})
     assert set(df["fold"]) == {0}  # only fold 0 has an artifact; folds 1, 2 come from train-ml's numbers
     assert len(df) == 19  # fold 0's 20 test tracks, less the one without a feature row

@@ -233,13 +233,13 @@ def test_hdf5_wrapped_enospc_is_recognised(tmp_path):
 
 
 def test_a_writer_that_loses_the_errno_on_a_full_disk_is_recognised(tmp_path, monkeypatch):
-    import mgr.errors
+    import mgr.io
 
     flac_error = RuntimeError("Error : problem with initialization of the flac decoder.")  # libsndfile, real
     with pytest.raises(RuntimeError):  # plenty of space: a genuine failure stays a failure
         with atomic_path(tmp_path / "a.flac"):
             raise flac_error
-    monkeypatch.setattr(mgr.errors, "free_bytes_if_nearly_full", lambda p: 0)
+    monkeypatch.setattr(mgr.io, "free_bytes_if_nearly_full", lambda p: 0)
     with pytest.raises(StorageError, match=f"disk full .*cannot write {tmp_path / 'a.flac'} .*0 bytes were left"):
         with atomic_path(tmp_path / "a.flac"):
             raise flac_error

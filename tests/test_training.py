@@ -400,6 +400,8 @@ def test_kfold_models_evaluate_reports_mean_over_folds(tmp_path):
     """train-dl's per-fold models -> the evaluate stage scores every fold with its own model."""
     import shutil
 
+    from _eval_helpers import eval_paths
+
     from mgr.evaluation.scoring import run_evaluate
     from mgr.models.training import run_train_dl
 
@@ -411,7 +413,7 @@ def test_kfold_models_evaluate_reports_mean_over_folds(tmp_path):
                             evaluate=dataclasses.replace(p.evaluate, window_s=1.0, tempo_baseline=False))
     run_train_dl("cnn2d", p, store_path=tmp_path / "data" / "spectrograms.h5", models_dir=tmp_path / "models",
                  metrics_dir=tmp_path / "metrics" / "train-dl", live_root=None, log=None)
-    summary = run_evaluate(p, root=tmp_path, log=lambda s: None)
+    summary = run_evaluate(p, eval_paths(tmp_path), log=lambda s: None)
     m = json.loads((tmp_path / "metrics" / "cnn2d.json").read_text())
     assert m["n_folds"] == 3 and m["folds"] == [0, 1, 2]
     assert all(m["per_fold"][f]["source"] == "evaluate" for f in "012")

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mgr.errors import StorageError, UserError, free_bytes_if_nearly_full, storage_error
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, is_dir: bool = False, clean_stale: bool = True) -> Iterator[Path]:
@@ -29,7 +31,6 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False, clean_stale: b
     read-only or permission error in the block becomes a one-line
     :class:`mgr.errors.StorageError` naming ``path``.
     """
-    from mgr.errors import StorageError, UserError, free_bytes_if_nearly_full, storage_error
 
     path = Path(path)
     prefix = f".{path.name}.tmp-{os.getpid()}-"

@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mgr.io import write_json
+
 RUNS_DIR = Path("reports") / "runs"
 # keys (at any depth) that describe a run, not a result
 RUN_KEYS = frozenset({
@@ -61,7 +63,6 @@ def write_run_facts(stage: str, facts: dict[str, Any], root: str | Path = ".") -
     """Write ``reports/runs/<stage>.json`` (``stage`` may hold a ``/``, e.g. ``train-dl/cnn2d``)
     with the host facts and the peak memory added. Never raises for an unwritable folder: run
     facts are informative only."""
-    from mgr.io import write_json
 
     path = Path(root) / RUNS_DIR / f"{stage}.json"
     out = {"stage": stage, "host": host_facts(), "peak_rss_mb": peak_rss_mb(), **facts}

@@ -36,7 +36,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mgr.data.candidates import AUDIO_EXTENSIONS, Candidates  # noqa: F401 - re-exported
+from mgr.data.fingerprint import find_duplicates
+from mgr.data import probe
+from mgr.data.sources import fma, folder, gtzan, synthetic
 from mgr.errors import DataError
+from mgr.io import atomic_path, clean_stale_temps, n_workers
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -87,15 +91,12 @@ def dataset_dir(params: Params, root: str | Path = DEFAULT_ROOT) -> Path:
 def _collect(params: Params, work_dir: Path, progress: bool) -> Candidates:
     source = params.data.source
     if source == "folder":
-        from mgr.data.sources import folder
 
         return folder.collect(params, work_dir)
     if source == "gtzan":
-        from mgr.data.sources import gtzan
 
         return gtzan.collect(params, work_dir, progress=progress)
     if source == "fma":
-        from mgr.data.sources import fma
 
         return fma.collect(params, work_dir, progress=progress)
     if source == "synthetic":
@@ -104,8 +105,6 @@ def _collect(params: Params, work_dir: Path, progress: bool) -> Candidates:
 
 
 def _collect_synthetic(params: Params, work_dir: Path) -> Candidates:
-    from mgr.data.sources import synthetic
-    from mgr.io import n_workers
 
     df = synthetic.generate(
         work_dir,
@@ -121,7 +120,6 @@ def _collect_synthetic(params: Params, work_dir: Path) -> Candidates:
 def _clean_stale(root: Path, source: str) -> None:
     """Remove temporary directories left by an earlier fetch that was killed (and only those:
     a fetch still running in another process owns its temporary, named by its PID)."""
-    from mgr.io import clean_stale_temps
 
     clean_stale_temps(root / source)
 
@@ -137,8 +135,6 @@ def finalize(work_dir: Path, cand: Candidates, *, min_duration_s: float, workers
     ["duplicates"]`` holds the duplicate counts for ``metrics/fetch.json``."""
     import pandas as pd
 
-    from mgr.data.probe import probe_files
-
     rows = list(cand.rows)
     for r in rows:
         for key in ("track_id", "path", "genre"):
@@ -150,7 +146,7 @@ def finalize(work_dir: Path, cand: Candidates, *, min_duration_s: float, workers
         raise DataError(f"fetch: duplicate track_id(s) {dup[:5]} in the source")
 
     abs_paths = [Path(r["path"]) if Path(r["path"]).is_absolute() else work_dir / r["path"] for r in rows]
-    results = probe_files(abs_paths, min_duration_s=min_duration_s, workers=workers, progress=progress)
+    results = probe.probe_files(abs_paths, min_duration_s=min_duration_s, workers=workers, progress=progress)
 
     accepted: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = [
@@ -200,7 +196,6 @@ def _apply_duplicates(
     """Find exact / near duplicates among ``accepted``, apply ``policy`` (dropped tracks are
     appended to ``rejected``); return the kept tracks (with ``dup_group``), the rows of
     ``duplicates.csv`` and the counts for ``metrics/fetch.json``."""
-    from mgr.data.fingerprint import find_duplicates
 
     if policy not in DUPLICATE_POLICIES:
         raise DataError(f"data.duplicates {policy!r} is not one of {', '.join(DUPLICATE_POLICIES)}")
@@ -259,7 +254,6 @@ def _apply_duplicates(
 
 def fetch(params: Params, root: str | Path = DEFAULT_ROOT, *, progress: bool = True) -> FetchResult:
     """Build ``root/<data.source>/`` for ``params.data`` (see the module docstring)."""
-    from mgr.io import atomic_path, n_workers
 
     root = Path(root)
     source = params.data.source

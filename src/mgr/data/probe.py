@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mgr.data.fingerprint import Fingerprinter
+
 BLOCK_FRAMES = 1 << 16
 
 
@@ -44,8 +46,6 @@ def _one_line(e: BaseException) -> str:
 def probe_file(path: str | os.PathLike, min_duration_s: float = 0.0) -> ProbeResult:
     """Decode ``path`` completely with soundfile and report what it holds."""
     import soundfile as sf
-
-    from mgr.data.fingerprint import Fingerprinter
 
     p = str(path)
     kind = file_kind(p)
@@ -139,7 +139,9 @@ def probe_files(
         else:
             n = min(workers, len(jobs))
             chunk = max(1, min(32, len(jobs) // (n * 4)))
-            from mgr.io import process_pool  # workers die with the fetch, even on kill -9
+            from mgr.io import (
+                process_pool,  # workers die with the fetch, even on kill -9
+            )
 
             with process_pool(n) as ex:
                 for r in ex.map(_probe_star, jobs, chunksize=chunk):

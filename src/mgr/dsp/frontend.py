@@ -32,7 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from mgr.audio.decode import resample
 from mgr.dsp.kernels import mel_filterbank
+from mgr.errors import ParamsError
 
 DB_REF = 1.0
 AMIN = 1e-10
@@ -58,7 +60,6 @@ def frontend_config(audio_params: Any, spectrogram_params: Any) -> dict:
     fmax = float(sr) / 2 if sp.fmax is None else min(float(sp.fmax), float(sr) / 2)
     fmin = float(sp.fmin)
     if sp.kind == "logmel" and fmin >= fmax:
-        from mgr.errors import ParamsError
 
         raise ParamsError(f"params: spectrogram.fmin ({fmin:g}) must be below fmax ({fmax:g} Hz)")
     n_bins = n_fft // 2 + 1
@@ -272,7 +273,6 @@ def compute_spectrogram(y: np.ndarray, sr: int, frontend: dict) -> np.ndarray:
     if y.ndim != 1:
         raise ValueError(f"compute_spectrogram expects a mono 1-D signal, got shape {y.shape}")
     if int(sr) != int(frontend["sr"]):
-        from mgr.audio.decode import resample
 
         y = resample(y.astype(np.float32, copy=False), int(sr), int(frontend["sr"]))
     return _frames_major(y, frontend).T

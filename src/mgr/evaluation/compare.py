@@ -2,7 +2,7 @@
 
 ``dvc metrics diff`` says that accuracy moved from 0.62 to 0.68; on 50 test tracks that is
 three tracks and may be noise. This module pairs two versions of
-``reports/predictions/<model>.csv`` (written by :func:`mgr.evaluation.scoring.write_predictions`:
+``reports/predictions/<model>.csv`` (written by :func:`mgr.evaluation.report.write_predictions`:
 ``track_id, fold, true, predicted, p_<label>...``) track by track and reports, per model:
 
 - the change of **accuracy**, **macro-F1** and **top-3** with a **paired bootstrap** 95 %
@@ -69,7 +69,7 @@ def accuracy_of(y: np.ndarray, pred: np.ndarray) -> float:
 
 def macro_f1_of(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
     """Macro F1 over the classes present in ``y`` or ``pred`` (a class with neither has no F1);
-    the same as :func:`mgr.evaluation.scoring.macro_f1` on the classes that occur."""
+    the same as :func:`mgr.evaluation.metrics.macro_f1` on the classes that occur."""
     cm = np.bincount(y * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
     tp = np.diag(cm).astype(float)
     support = cm.sum(axis=1)

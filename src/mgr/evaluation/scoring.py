@@ -1,39 +1,7 @@
-"""Metric functions and track-level aggregation: one protocol for every model.
+"""Scoring: every trained model evaluated the same way on the same test tracks.
 
-Everything here is a pure function of numpy arrays (numpy only at import time), so the
-train-ml / train-dl stages use the same functions for their validation metrics as the
-evaluate stage does for test metrics.
-
-Conventions
------------
-* Labels are integer class indices ``0..n_classes-1`` (index into a model card's ``labels``).
-* ``probs`` are ``(n, n_classes)`` arrays of class probabilities (rows need not sum to 1).
-* **argmax ties** are broken by the lower class index (``np.argmax`` semantics); the same rule
-  orders classes for top-k (a stable sort on ``-probs``).
-* **Track-level aggregation** (:func:`aggregate_tracks`) turns window-level probabilities into
-  one row per track, two ways:
-
-  - ``mean``: the mean of the window probabilities; the prediction is its argmax.
-  - ``vote``: each window votes for its argmax class; the class with most votes wins.
-    **Tie rule**: among classes with the same number of votes, the one with the higher mean
-    window probability wins; if that also ties, the lower class index wins. The score row used
-    for top-k under ``vote`` ranks classes by (votes, mean probability, -index) in that order.
-
-* **Macro averages** (balanced accuracy, macro-F1) are taken over the classes present in
-  ``y_true`` (balanced accuracy, as scikit-learn) or in ``y_true`` or ``y_pred`` (macro-F1, as
-  scikit-learn's ``f1_score(average="macro")``); precision/recall/F1 with a zero denominator are 0.
-* **Tempo** (``tempo_metrics``): Acc1 = estimate within 4 % of the reference
-  (``|est - ref| <= 0.04 * ref``, the boundary counts as correct); Acc2 = Acc1 against any of
-  ``ref * {1, 2, 3, 1/2, 1/3}`` with the 4 % tolerance relative to the scaled reference;
-  MAE in BPM. Tracks without a reference (NaN) are left out and counted (``n_no_reference``);
-  tracks without an estimate (NaN) count as wrong for Acc1/Acc2 and are left out of the MAE
-  (``n_no_estimate``).
-* **Tags** (``tag_metrics``): macro ROC-AUC and PR-AUC (average precision) over tags; a tag
-  whose ground truth holds a single class over the evaluated tracks has no defined AUC and is
-  skipped; skipped tags are listed in the result (``tags_skipped``), never silently dropped.
-
-The evaluate stage (:func:`run_evaluate`)
------------------------------------------
+The evaluate protocol (:func:`run_evaluate`)
+--------------------------------------------
 * Every model of ``ml.models`` + ``dl.models`` with an artifact is scored on the **test tracks
   of split.csv** (val and train are never used); a listed model without an artifact is named
   in the leaderboard and the log, not ranked.
@@ -70,402 +38,62 @@ The evaluate stage (:func:`run_evaluate`)
   (:mod:`mgr.evaluation.compare`, ``mgr compare``).
 * Deterministic: floats are rounded to 6 decimals and nothing time-dependent is written, so
   ``dvc repro --force -s evaluate`` rewrites identical files.
+* Paths arrive from the stage (:class:`EvaluatePaths`, filled from ``dvc.yaml``'s ``cmd``); the
+  outputs are written by :mod:`mgr.evaluation.report`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mgr.evaluation.calibration import ECE_BINS, brier_score, expected_calibration_error
+from mgr.audio.decode import load_audio
+from mgr.audio.windows import hop_for, window_starts
+from mgr.data.fetch import load_tracks
+from mgr.data.split import fold_split
+from mgr.dsp import kernels
+from mgr.errors import ArtifactError, DataError
+from mgr.evaluation import report
+from mgr.evaluation.calibration import brier_score, expected_calibration_error
+from mgr.evaluation.metrics import (
+    accuracy,
+    aggregate_tracks,
+    classification_metrics,
+    confusion_matrix,
+    mean_std,
+    tag_f1_at_threshold,
+    tag_metrics,
+    tempo_metrics,
+)
+from mgr.evaluation.report import ROUND, prediction_rows
+from mgr.features.store import SpectrogramStore
+from mgr.io import n_workers, process_pool
+from mgr.models import classical, deep
+from mgr.models.deep import bpm_from_probs, bpm_to_class
+from mgr.params import classical_models
 
-TEMPO_TOLERANCE = 0.04
-TEMPO_FACTORS = (1.0, 2.0, 3.0, 1.0 / 2.0, 1.0 / 3.0)
-_REL_EPS = 1e-9  # float slack so that "exactly 4 %" stays inside the tolerance
-
-__all__ = [
-    "accuracy",
-    "aggregate_tracks",
-    "balanced_accuracy",
-    "classification_metrics",
-    "confusion_matrix",
-    "macro_f1",
-    "mean_std",
-    "per_class_precision_recall",
-    "roc_auc",
-    "average_precision",
-    "brier_score",
-    "expected_calibration_error",
-    "tag_metrics",
-    "tempo_acc1",
-    "tempo_acc2",
-    "tempo_from_probs",
-    "tempo_mae",
-    "tempo_metrics",
-    "top_k_accuracy",
-    "vote",
-]
-
-
-# ------------------------------------------------------------------------------ basics
-def _labels(y: Any) -> np.ndarray:
-    a = np.asarray(y)
-    if a.ndim != 1:
-        raise ValueError(f"labels must be 1-D, got shape {a.shape}")
-    return a.astype(np.int64, copy=False)
-
-
-def _pair(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
-    t, p = _labels(y_true), _labels(y_pred)
-    if t.shape != p.shape:
-        raise ValueError(f"y_true and y_pred differ in length ({t.size} vs {p.size})")
-    return t, p
-
-
-def _n_classes(n_classes: int | None, *arrays: np.ndarray) -> int:
-    top = max((int(a.max()) + 1 for a in arrays if a.size), default=0)
-    if n_classes is None:
-        return top
-    if top > n_classes:
-        raise ValueError(f"label {top - 1} out of range for {n_classes} classes")
-    return int(n_classes)
-
-
-def accuracy(y_true: Any, y_pred: Any) -> float:
-    """Fraction of exact matches (NaN for empty input)."""
-    t, p = _pair(y_true, y_pred)
-    return float(np.mean(t == p)) if t.size else float("nan")
-
-
-def confusion_matrix(y_true: Any, y_pred: Any, n_classes: int | None = None) -> np.ndarray:
-    """``(n_classes, n_classes)`` int counts: rows = actual class, columns = predicted class."""
-    t, p = _pair(y_true, y_pred)
-    k = _n_classes(n_classes, t, p)
-    cm = np.zeros((k, k), dtype=np.int64)
-    np.add.at(cm, (t, p), 1)
-    return cm
-
-
-def per_class_precision_recall(
-    y_true: Any, y_pred: Any, n_classes: int | None = None
-) -> dict[str, np.ndarray]:
-    """Per-class ``precision``, ``recall``, ``f1`` (0 where undefined) and ``support`` (true count)."""
-    cm = confusion_matrix(y_true, y_pred, n_classes)
-    tp = np.diag(cm).astype(float)
-    pred_n = cm.sum(axis=0).astype(float)
-    true_n = cm.sum(axis=1).astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(pred_n > 0, tp / pred_n, 0.0)
-        recall = np.where(true_n > 0, tp / true_n, 0.0)
-        denom = precision + recall
-        f1 = np.where(denom > 0, 2 * precision * recall / denom, 0.0)
-    return {"precision": precision, "recall": recall, "f1": f1, "support": true_n.astype(np.int64)}
-
-
-def balanced_accuracy(y_true: Any, y_pred: Any, n_classes: int | None = None) -> float:
-    """Mean recall over the classes present in ``y_true``."""
-    t, _ = _pair(y_true, y_pred)
-    if not t.size:
-        return float("nan")
-    pr = per_class_precision_recall(y_true, y_pred, n_classes)
-    present = pr["support"] > 0
-    return float(pr["recall"][present].mean())
-
-
-def macro_f1(y_true: Any, y_pred: Any, n_classes: int | None = None) -> float:
-    """Unweighted mean F1 over the classes present in ``y_true`` or ``y_pred``."""
-    t, p = _pair(y_true, y_pred)
-    if not t.size:
-        return float("nan")
-    pr = per_class_precision_recall(t, p, n_classes)
-    k = pr["f1"].size
-    present = np.zeros(k, dtype=bool)
-    present[np.unique(t)] = True
-    present[np.unique(p)] = True
-    return float(pr["f1"][present].mean())
-
-
-def _ranking(scores: np.ndarray) -> np.ndarray:
-    """Class indices per row, best first; ties -> lower class index first (stable sort)."""
-    return np.argsort(-scores, axis=1, kind="stable")
-
-
-def top_k_accuracy(y_true: Any, scores: Any, k: int = 3) -> float:
-    """Fraction of rows whose true class is among the ``k`` best-scored classes.
-
-    Classes are ranked by score, ties broken by the lower class index, so exactly ``k`` classes
-    count per row (a tie at the boundary is not resolved in the model's favour).
-    """
-    t = _labels(y_true)
-    s = np.asarray(scores, dtype=float)
-    if s.ndim != 2 or s.shape[0] != t.size:
-        raise ValueError(f"scores must be (n, n_classes) with n = {t.size}, got {s.shape}")
-    if not t.size:
-        return float("nan")
-    top = _ranking(s)[:, : max(1, int(k))]
-    return float(np.mean(np.any(top == t[:, None], axis=1)))
-
-
-def classification_metrics(
-    y_true: Any, scores: Any, labels: Sequence[str], *, k: int = 3, y_pred: Any | None = None
-) -> dict[str, Any]:
-    """All classification metrics for one set of predictions, as plain JSON-able values.
-
-    ``y_pred`` defaults to the argmax of ``scores`` (ties -> lower index). Returns ``n``,
-    ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``top{k}``, ``per_class``
-    (label -> precision/recall/f1/support) and ``confusion`` (list of rows; actual x predicted).
-    """
-    t = _labels(y_true)
-    s = np.asarray(scores, dtype=float)
-    n_classes = len(labels)
-    if s.ndim != 2 or s.shape != (t.size, n_classes):
-        raise ValueError(f"scores must be ({t.size}, {n_classes}), got {s.shape}")
-    p = _labels(y_pred) if y_pred is not None else (s.argmax(axis=1) if t.size else np.zeros(0, np.int64))
-    pr = per_class_precision_recall(t, p, n_classes)
-    return {
-        "n": int(t.size),
-        "accuracy": accuracy(t, p),
-        "balanced_accuracy": balanced_accuracy(t, p, n_classes),
-        "macro_f1": macro_f1(t, p, n_classes),
-        f"top{k}": top_k_accuracy(t, s, k),
-        "per_class": {
-            str(lab): {
-                "precision": float(pr["precision"][i]),
-                "recall": float(pr["recall"][i]),
-                "f1": float(pr["f1"][i]),
-                "support": int(pr["support"][i]),
-            }
-            for i, lab in enumerate(labels)
-        },
-        "confusion": confusion_matrix(t, p, n_classes).tolist(),
-    }
-
-
-# ----------------------------------------------------------------------- calibration
-
-
-# ----------------------------------------------------------------------- aggregation
-def vote(window_probs: Any) -> tuple[int, np.ndarray]:
-    """Majority vote over the windows of one track.
-
-    Returns ``(predicted class, scores)``. Each window votes for its argmax (ties -> lower
-    index). Tie rule between classes with equal votes: higher mean window probability, then
-    lower class index. ``scores`` ranks the classes in that exact order (usable for top-k):
-    ``votes / n + mean_prob / (2 n)`` — one vote outweighs any difference in mean probability.
-    """
-    w = np.asarray(window_probs, dtype=float)
-    if w.ndim != 2 or w.shape[0] == 0:
-        raise ValueError(f"window_probs must be (n_windows >= 1, n_classes), got {w.shape}")
-    n, k = w.shape
-    votes = np.bincount(w.argmax(axis=1), minlength=k).astype(float)
-    mean = w.mean(axis=0)
-    # lexicographic (votes desc, mean desc, index asc)
-    order = np.lexsort((np.arange(k), -mean, -votes))
-    pred = int(order[0])
-    scores = votes / n + np.clip(mean, 0.0, 1.0) / (2.0 * n)
-    # the score row must rank exactly as the lexicographic order (guard float edge cases)
-    if int(_ranking(scores[None, :])[0, 0]) != pred:  # pragma: no cover - only for probs > 1
-        scores = np.zeros(k)
-        scores[order] = np.linspace(1.0, 0.0, k, endpoint=False)
-    return pred, scores
-
-
-def aggregate_tracks(
-    window_probs: Any, track_index: Any, how: str = "mean"
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Window-level probabilities -> one row per track.
-
-    Parameters
-    ----------
-    window_probs : (n_windows, n_classes) probabilities.
-    track_index : (n_windows,) track identifier of each window (any sortable values).
-    how : ``"mean"`` (mean probability) or ``"vote"`` (majority vote, tie rule in :func:`vote`).
-
-    Returns
-    -------
-    tracks : unique track identifiers, sorted.
-    scores : (n_tracks, n_classes) mean probabilities (``mean``) or vote scores (``vote``).
-    pred : (n_tracks,) predicted class per track.
-    """
-    w = np.asarray(window_probs, dtype=float)
-    idx = np.asarray(track_index)
-    if w.ndim != 2 or idx.shape != (w.shape[0],):
-        raise ValueError(f"window_probs {w.shape} and track_index {idx.shape} do not match")
-    tracks, inv = np.unique(idx, return_inverse=True)
-    k = w.shape[1]
-    if how == "mean":
-        sums = np.zeros((tracks.size, k))
-        np.add.at(sums, inv, w)
-        counts = np.bincount(inv, minlength=tracks.size).astype(float)
-        scores = sums / counts[:, None]
-        return tracks, scores, scores.argmax(axis=1) if tracks.size else np.zeros(0, np.int64)
-    if how == "vote":
-        scores = np.zeros((tracks.size, k))
-        pred = np.zeros(tracks.size, dtype=np.int64)
-        order = np.argsort(inv, kind="stable")
-        bounds = np.searchsorted(inv[order], np.arange(tracks.size + 1))
-        for j in range(tracks.size):
-            pred[j], scores[j] = vote(w[order[bounds[j] : bounds[j + 1]]])
-        return tracks, scores, pred
-    raise ValueError(f"unknown aggregation {how!r} (mean | vote)")
-
-
-# ------------------------------------------------------------------------------ tempo
-def _tempo_arrays(est: Any, ref: Any) -> tuple[np.ndarray, np.ndarray]:
-    e = np.asarray(est, dtype=float).ravel()
-    r = np.asarray(ref, dtype=float).ravel()
-    if e.shape != r.shape:
-        raise ValueError(f"tempo estimates and references differ in length ({e.size} vs {r.size})")
-    keep = np.isfinite(r) & (r > 0)
-    return e[keep], r[keep]
-
-
-def _within(e: np.ndarray, r: np.ndarray, tol: float) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        return np.abs(e - r) <= tol * r * (1.0 + _REL_EPS) + 1e-12
-
-
-def tempo_acc1(est: Any, ref: Any, tol: float = TEMPO_TOLERANCE) -> float:
-    """Accuracy1: ``|est - ref| <= tol * ref`` (boundary included); NaN refs left out."""
-    e, r = _tempo_arrays(est, ref)
-    return float(np.mean(_within(e, r, tol))) if r.size else float("nan")
-
-
-def tempo_acc2(est: Any, ref: Any, tol: float = TEMPO_TOLERANCE, factors: Sequence[float] = TEMPO_FACTORS) -> float:
-    """Accuracy2: Acc1 against any of ``ref * factor`` (x1, x2, x3, x1/2, x1/3 by default)."""
-    e, r = _tempo_arrays(est, ref)
-    if not r.size:
-        return float("nan")
-    ok = np.zeros(r.size, dtype=bool)
-    for f in factors:
-        ok |= _within(e, r * f, tol)
-    return float(np.mean(ok))
-
-
-def tempo_mae(est: Any, ref: Any) -> float:
-    """Mean absolute error in BPM over tracks with both a reference and an estimate."""
-    e, r = _tempo_arrays(est, ref)
-    ok = np.isfinite(e)
-    return float(np.mean(np.abs(e[ok] - r[ok]))) if ok.any() else float("nan")
-
-
-def tempo_metrics(est: Any, ref: Any, tol: float = TEMPO_TOLERANCE) -> dict[str, Any]:
-    """Acc1, Acc2, MAE and the counts behind them."""
-    e_all = np.asarray(est, dtype=float).ravel()
-    r_all = np.asarray(ref, dtype=float).ravel()
-    e, r = _tempo_arrays(e_all, r_all)
-    return {
-        "n": int(r.size),
-        "n_no_reference": int(r_all.size - r.size),
-        "n_no_estimate": int(np.sum(~np.isfinite(e))),
-        "acc1": tempo_acc1(e, r, tol),
-        "acc2": tempo_acc2(e, r, tol),
-        "mae_bpm": tempo_mae(e, r),
-    }
-
-
-def tempo_from_probs(probs: Any, centres: Any, how: str = "argmax") -> np.ndarray:
-    """BPM read-out of tempo-class probabilities: the centre of the argmax class (``argmax``)
-    or the probability-weighted mean of the centres (``weighted``)."""
-    p = np.atleast_2d(np.asarray(probs, dtype=float))
-    c = np.asarray(centres, dtype=float).ravel()
-    if p.shape[1] != c.size:
-        raise ValueError(f"tempo probs have {p.shape[1]} classes but {c.size} bin centres")
-    if how == "argmax":
-        return c[p.argmax(axis=1)]
-    if how == "weighted":
-        s = p.sum(axis=1, keepdims=True)
-        return (p @ c[:, None]).ravel() / np.where(s > 0, s, 1.0).ravel()
-    raise ValueError(f"unknown tempo read-out {how!r} (argmax | weighted)")
-
-
-# ------------------------------------------------------------------------------- tags
-def roc_auc(y_true: Any, scores: Any) -> float:
-    """Binary ROC-AUC (Mann-Whitney; tied scores count 1/2). NaN if only one class present."""
-    y = np.asarray(y_true).ravel().astype(bool)
-    s = np.asarray(scores, dtype=float).ravel()
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    # average ranks (1-based) handle ties
-    order = np.argsort(s, kind="stable")
-    ranks = np.empty(s.size, dtype=float)
-    sorted_s = s[order]
-    _, first, counts = np.unique(sorted_s, return_index=True, return_counts=True)
-    avg = first + (counts + 1) / 2.0
-    ranks[order] = np.repeat(avg, counts)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def average_precision(y_true: Any, scores: Any) -> float:
-    """PR-AUC as average precision: ``sum_n (R_n - R_{n-1}) P_n`` over distinct score
-    thresholds, highest first (scikit-learn's definition). NaN if there is no positive."""
-    y = np.asarray(y_true).ravel().astype(bool)
-    s = np.asarray(scores, dtype=float).ravel()
-    n_pos = int(y.sum())
-    if n_pos == 0:
-        return float("nan")
-    order = np.argsort(-s, kind="stable")
-    s_sorted, y_sorted = s[order], y[order]
-    # last index of each group of equal scores
-    last = np.r_[np.nonzero(np.diff(s_sorted))[0], s_sorted.size - 1]
-    tp = np.cumsum(y_sorted)[last].astype(float)
-    precision = tp / (last + 1)
-    recall = tp / n_pos
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-
-
-def tag_metrics(y_true: Any, scores: Any, tag_vocab: Sequence[str] | None = None) -> dict[str, Any]:
-    """Macro ROC-AUC and PR-AUC over tags (n_tracks x n_tags arrays).
-
-    A tag with only positives or only negatives among the evaluated tracks is skipped (its AUC
-    is undefined) and listed in ``tags_skipped``; the macro means are over ``n_tags_used``.
-    """
-    y = np.asarray(y_true)
-    s = np.asarray(scores, dtype=float)
-    if y.ndim != 2 or s.shape != y.shape:
-        raise ValueError(f"tag truth {y.shape} and scores {s.shape} must be equal (n, n_tags) arrays")
-    names = list(tag_vocab) if tag_vocab is not None else [str(i) for i in range(y.shape[1])]
-    rocs, prs, skipped, per_tag = [], [], [], {}
-    for j, name in enumerate(names):
-        col = y[:, j].astype(bool)
-        if col.all() or not col.any():
-            skipped.append(name)
-            continue
-        a, ap = roc_auc(col, s[:, j]), average_precision(col, s[:, j])
-        rocs.append(a)
-        prs.append(ap)
-        per_tag[name] = {"roc_auc": a, "pr_auc": ap, "n_pos": int(col.sum())}
-    return {
-        "n": int(y.shape[0]),
-        "roc_auc": float(np.mean(rocs)) if rocs else float("nan"),
-        "pr_auc": float(np.mean(prs)) if prs else float("nan"),
-        "n_tags_used": len(rocs),
-        "tags_skipped": skipped,
-        "per_tag": per_tag,
-    }
-
-
-# ------------------------------------------------------------------------------ folds
-def mean_std(values: Sequence[float]) -> dict[str, float]:
-    """Mean and population std (ddof=0) of per-fold values, ignoring NaN; NaN if none."""
-    v = np.asarray([x for x in values if x is not None], dtype=float)
-    v = v[np.isfinite(v)]
-    if not v.size:
-        return {"mean": float("nan"), "std": float("nan"), "n": 0}
-    return {"mean": float(v.mean()), "std": float(v.std()), "n": int(v.size)}
-
-
-# ====================================================================================
-# The evaluate stage: every trained model scored the same way on the same test tracks.
-# Heavy imports (pandas, keras via the model loaders, librosa, matplotlib) stay inside.
-# ====================================================================================
 HEADLINE_KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "top3")
 # track-level calibration of the mean probabilities (classical: the row's probabilities)
 CALIBRATION_KEYS = ("ece", "brier")
-_ROUND = 6  # decimals written to metrics files (stable bytes across reruns)
+
+
+@dataclass(frozen=True)
+class EvaluatePaths:
+    """Where evaluate reads and writes (given by the stage, from ``dvc.yaml``'s ``cmd``)."""
+
+    split: Path  # split.csv
+    tracks_dir: Path  # the dataset directory holding tracks.csv (reference tempo, audio paths)
+    features: Path  # the feature table (classical models)
+    models: Path  # models/<name>/...
+    train_metrics: Path  # metrics/train-ml/<name>.json (classical folds without their own artifact)
+    stores: tuple[Path, ...]  # spectrogram stores, one per front end
+    metrics: Path  # metrics/<model>.json, summary.json, tempo_baseline.json
+    reports: Path  # leaderboard.md, confusion/, predictions/, figures/
 
 
 def _r(x: Any) -> Any:
@@ -476,7 +104,7 @@ def _r(x: Any) -> Any:
         return [_r(v) for v in x]
     if isinstance(x, (float, np.floating)):
         f = float(x)
-        return None if not np.isfinite(f) else round(f, _ROUND)
+        return None if not np.isfinite(f) else round(f, ROUND)
     if isinstance(x, np.integer):
         return int(x)
     return x
@@ -488,8 +116,6 @@ def _headline(m: dict[str, Any]) -> dict[str, Any]:
 
 def split_test_ids(split: Any, fold: int | None) -> list[str]:
     """Test track ids of ``split.csv`` (of fold ``fold``'s assignment in k-fold mode), sorted."""
-    from mgr.data.split import fold_split
-
     part = split if fold is None else fold_split(split, fold)
     return sorted(part.loc[part["split"] == "test", "track_id"].astype(str))
 
@@ -512,9 +138,6 @@ def find_artifacts(models_dir: str | Any, name: str, folds: list[int | None]) ->
       without folds it scores the ``test`` part of the split.
     Empty when the model has no artifact.
     """
-    import json
-    from pathlib import Path
-
     base = Path(models_dir) / name
     if folds != [None]:
         per = {f: base / f"fold_{f}" for f in folds if (base / f"fold_{f}" / "model.json").is_file()}
@@ -536,8 +159,6 @@ def find_artifacts(models_dir: str | Any, name: str, folds: list[int | None]) ->
 
 def _label_map(model_labels: Sequence[str], data_labels: Sequence[str], name: str) -> np.ndarray:
     """Index map data label -> model label; an unknown data label is an ArtifactError."""
-    from mgr.errors import ArtifactError
-
     pos = {lab: i for i, lab in enumerate(model_labels)}
     missing = [lab for lab in data_labels if lab not in pos]
     if missing:
@@ -569,8 +190,6 @@ def evaluate_classical(art: Any, table: Any, test_ids: Sequence[str]) -> dict[st
     skipped and listed with their reason. Features are per track, so there is no window level.
     Returns ``{"n_tracks", "n_skipped", "skipped", "track", "predictions"}``.
     """
-    from mgr.errors import ArtifactError
-
     labels = list(art.labels)
     rows = table[table["track_id"].astype(str).isin(set(test_ids))]
     have = set(rows["track_id"].astype(str))
@@ -619,17 +238,12 @@ def _segment_windows(store: Any, i: int, seg_frames: int, model_frames: int, ove
         X = store.track_windows(i, model_frames, overlap)
         return X, np.arange(len(X))
     segs = store.track_windows(i, seg_frames, overlap)
-    hop = max(1, int(round(model_frames * (1.0 - overlap))))
-    starts = list(range(0, seg_frames - model_frames + 1, hop))
-    if starts[-1] + model_frames < seg_frames:
-        starts.append(seg_frames - model_frames)
+    starts = window_starts(seg_frames, model_frames, hop_for(model_frames, None, overlap))
     X = np.stack([s[:, a : a + model_frames] for s in segs for a in starts])
     return X, np.repeat(np.arange(len(segs)), len(starts))
 
 
 def _same_frontend(a: dict, b: dict) -> list[str]:
-    import json
-
     norm = lambda d: {k: json.loads(json.dumps(v)) for k, v in d.items()}  # noqa: E731
     a, b = norm(a), norm(b)
     return sorted(k for k in set(a) & set(b) if a[k] != b[k])
@@ -653,9 +267,6 @@ def evaluate_deep(
     in :func:`vote`). Tempo (tempo head + reference BPM) and tags (tags head + tag truth) use the
     mean over segments. Test tracks missing from the store are skipped and listed.
     """
-    from mgr.errors import ArtifactError
-    from mgr.models.deep import bpm_from_probs, bpm_to_class
-
     diff = _same_frontend(dict(art.frontend), dict(store.frontend))
     if diff:
         raise ArtifactError(
@@ -758,33 +369,19 @@ def evaluate_deep(
         tscore = np.stack([s.mean(axis=0) for s in seg_tags])[:, common]
         truth = np.asarray(store.tags)[idx][:, [spos[vocab[j]] for j in common]]
         tg = tag_metrics(truth, tscore, [vocab[j] for j in common])
-        tg["f1_at_threshold"] = _tag_f1(truth, tscore, tag_threshold, tg["tags_skipped"], [vocab[j] for j in common])
+        tg["f1_at_threshold"] = tag_f1_at_threshold(truth, tscore, tag_threshold, tg["tags_skipped"], [vocab[j] for j in common])
         tg["threshold"] = float(tag_threshold)
         res["tags"] = tg
     return res
 
 
-def _tag_f1(truth: np.ndarray, scores: np.ndarray, threshold: float, skipped: list[str], names: list[str]) -> float:
-    """Macro F1 over the used tags with ``score >= threshold`` as positive."""
-    f1s = []
-    for j, n in enumerate(names):
-        if n in skipped:
-            continue
-        pr = per_class_precision_recall(truth[:, j].astype(int), (scores[:, j] >= threshold).astype(int), 2)
-        f1s.append(pr["f1"][1])
-    return float(np.mean(f1s)) if f1s else float("nan")
-
-
 def _tempo_job(args: tuple) -> tuple[str, float, str | None]:
     track_id, path, audio = args
     try:
-        from mgr.dsp import kernels as fastdsp
-        from mgr.audio.decode import load_audio
-
         y = load_audio(path, sr=audio["sample_rate"], offset_s=audio["offset_s"], duration_s=audio["duration_s"], pad=audio["pad"])
         # = librosa.feature.tempo(y=y, sr=sr)[0] (tested equal), without librosa's numba kernels:
         # workers compiling those concurrently can corrupt numba's on-disk cache (numba #10128)
-        bpm = fastdsp.tempo(y, audio["sample_rate"])
+        bpm = kernels.tempo(y, audio["sample_rate"])
         return track_id, bpm, None
     except Exception as e:  # a broken file is counted, never a crash of the stage
         return track_id, float("nan"), f"{type(e).__name__}: {e}"
@@ -796,8 +393,6 @@ def tempo_baseline(tracks: Any, track_ids: Sequence[str], audio: dict, workers: 
 
     Returns ``{"estimates": {track_id: bpm or NaN}, "failed": {track_id: reason}, "metrics": ...}``.
     """
-    from mgr.io import n_workers, process_pool
-
     t = tracks.set_index(tracks["track_id"].astype(str))
     ids = [i for i in track_ids if i in t.index and np.isfinite(t.at[i, "tempo_bpm"])]
     jobs = [(i, str(t.at[i, "path"]), audio) for i in ids]
@@ -814,7 +409,6 @@ def tempo_baseline(tracks: Any, track_ids: Sequence[str], audio: dict, workers: 
     return {"estimates": est, "failed": failed, "metrics": m}
 
 
-# ------------------------------------------------------------------------ the stage
 def _fold_record(res: dict[str, Any], how: str) -> dict[str, Any]:
     """The JSON record of one evaluated fold (no private keys)."""
     rec: dict[str, Any] = {"source": "evaluate", "n_tracks": res["n_tracks"], "n_skipped": res["n_skipped"]}
@@ -885,171 +479,26 @@ def summary_entry(m: dict[str, Any]) -> dict[str, Any]:
     return e
 
 
-def _fmt(x: Any, std: Any = None) -> str:
-    if x is None or (isinstance(x, float) and not np.isfinite(x)):
-        return "–"
-    s = f"{x:.3f}"
-    return s + (f" ± {std:.3f}" if isinstance(std, (int, float)) and std is not None else "")
+def run_evaluate(p: Any, paths: EvaluatePaths, *, log: Any = print) -> dict[str, Any]:
+    """Score every model of ``ml.models`` (+ embedding models) and ``dl.models`` that has an
+    artifact on the test split and write the metrics and reports (:mod:`mgr.evaluation.report`):
+    ``<metrics>/<model>.json``, ``<metrics>/summary.json``, ``<metrics>/tempo_baseline.json``, and
+    under ``<reports>``: ``leaderboard.md``, ``confusion/<model>.csv``, ``predictions/<model>.csv``,
+    ``figures/confusion_<model>.png``. Returns the summary.
 
-
-def leaderboard_markdown(
-    summary: dict[str, dict[str, Any]], kinds: dict[str, str], *, protocol: str, missing: Sequence[str] = (),
-    baseline: dict[str, Any] | None = None,
-) -> str:
-    """``reports/leaderboard.md``: a row per model, best first (accuracy, then macro-F1, then name)."""
-    order = sorted(summary, key=lambda n: (-(summary[n]["accuracy"] or 0.0), -(summary[n]["macro_f1"] or 0.0), n))
-    has_tempo = any("tempo_acc1" in summary[n] for n in order) or baseline is not None
-    has_tags = any("tags_roc_auc" in summary[n] for n in order)
-    has_folds = any("n_folds" in summary[n] for n in order)
-    head = ["#", "model", "kind", "accuracy", "balanced acc.", "macro-F1", "top-3", "ECE", "Brier", "tracks (skipped)"]
-    if has_folds:
-        head.insert(4, "folds")
-    if has_tempo:
-        head += ["tempo Acc1", "tempo Acc2"]
-    if has_tags:
-        head += ["tags ROC-AUC", "tags PR-AUC"]
-    lines = [
-        "# Leaderboard",
-        "",
-        f"Test split, track level. {protocol}",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join("---" for _ in head) + "|",
-    ]
-    for rank, n in enumerate(order, 1):
-        s = summary[n]
-        std = s.get("accuracy_std") if s.get("n_folds", 1) > 1 else None
-        row = [str(rank), n, kinds.get(n, "?"), _fmt(s["accuracy"], std), _fmt(s["balanced_accuracy"]),
-               _fmt(s["macro_f1"]), _fmt(s["top3"]), _fmt(s.get("ece")), _fmt(s.get("brier")),
-               f"{s['n_tracks']} ({s['n_skipped']})"]
-        if has_folds:
-            row.insert(4, str(s.get("n_folds", 1)))
-        if has_tempo:
-            row += [_fmt(s.get("tempo_acc1")), _fmt(s.get("tempo_acc2"))]
-        if has_tags:
-            row += [_fmt(s.get("tags_roc_auc")), _fmt(s.get("tags_pr_auc"))]
-        lines.append("| " + " | ".join(row) + " |")
-    if baseline is not None:
-        lines += ["", f"Tempo baseline (`librosa.feature.tempo`, same test tracks): Acc1 {_fmt(baseline.get('acc1'))}, "
-                  f"Acc2 {_fmt(baseline.get('acc2'))}, MAE {_fmt(baseline.get('mae_bpm'))} BPM "
-                  f"over {baseline.get('n', 0)} tracks."]
-    if missing:
-        lines += ["", "Listed in params but without a trained artifact (not ranked): " + ", ".join(f"`{m}`" for m in missing) + "."]
-    lines += [
-        "",
-        "accuracy = headline track-level accuracy (± std over folds in k-fold mode); per-model detail",
-        "(window level, mean vs vote, per-class precision/recall) is in `metrics/<model>.json`.",
-        f"ECE = top-label expected calibration error ({ECE_BINS} bins), Brier = multiclass Brier score, both",
-        "on the track-level (mean) probabilities: lower is better. Per-track predictions:",
-        "`reports/predictions/<model>.csv`; `mgr compare` tests differences between commits.",
-    ]
-    if has_folds:
-        lines += [
-            "`folds` = test folds a row averages over: a model is scored on every fold it has an artifact",
-            "for (classical models: refitted per fold by train-ml; deep models: `models/<name>/fold_<f>/`,",
-            "one per fold, or only `train.fold` when `train.all_folds` is false).",
-        ]
-    lines += [
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def plot_confusion_png(cm: np.ndarray, labels: Sequence[str], path: Any, title: str) -> None:
-    """A confusion-matrix PNG (rows actual, columns predicted), written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from mgr.io import atomic_path
-
-    k = len(labels)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 1.0 + 0.5 * k), dpi=100)
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(k), labels, rotation=45, ha="right")
-    ax.set_yticks(range(k), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("actual")
-    ax.set_title(title)
-    top = cm.max() if cm.size else 0
-    for i in range(k):
-        for j in range(k):
-            if cm[i, j]:
-                ax.text(j, i, str(int(cm[i, j])), ha="center", va="center",
-                        color="white" if cm[i, j] > top / 2 else "black", fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", metadata={"Software": None})
-    plt.close(fig)
-
-
-PREDICTION_COLUMNS = ("track_id", "fold", "true", "predicted")
-
-
-def prediction_rows(pairs: Sequence[tuple], probs: Any, labels: Sequence[str], fold: int | None) -> list[dict[str, Any]]:
-    """Rows of ``reports/predictions/<model>.csv`` for one scored fold: ``pairs`` are
-    ``(track_id, true label, predicted label)`` aligned with the rows of ``probs`` (track-level
-    mean probabilities, one column per label)."""
-    P = np.asarray(probs, dtype=float)
-    out = []
-    for j, (t, a, b) in enumerate(pairs):
-        row: dict[str, Any] = {"track_id": str(t), "fold": "" if fold is None else int(fold), "true": a, "predicted": b}
-        for i, lab in enumerate(labels):
-            row[f"p_{lab}"] = round(float(P[j, i]), _ROUND)
-        out.append(row)
-    return out
-
-
-def write_predictions(rows: Sequence[dict[str, Any]], path: Any) -> None:
-    """``track_id, fold, true, predicted, p_<label>...`` (sorted by fold, then track), the per-track
-    file that ``mgr compare`` pairs across commits. Labels missing from a fold's model are 0."""
-    import pandas as pd
-
-    labels: list[str] = []
-    for r in rows:
-        labels += [k for k in r if k.startswith("p_") and k not in labels]
-    cols = list(PREDICTION_COLUMNS) + labels
-    df = pd.DataFrame(list(rows), columns=cols)
-    for c in labels:
-        df[c] = df[c].fillna(0.0)
-    if len(df):
-        df = df.sort_values(["fold", "track_id"], kind="stable", key=lambda c: c.map(
-            lambda v: -1 if v == "" else int(v)) if c.name == "fold" else c.astype(str))
-    df.to_csv(path, index=False, float_format="%.6g")
-
-
-def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Sequence[str] | None = None) -> dict[str, Any]:
-    """The evaluate stage: score every model of ``ml.models`` + ``dl.models`` that has an
-    artifact on the test split, write ``metrics/<model>.json``, ``metrics/summary.json``,
-    ``reports/leaderboard.md``, ``reports/confusion/<model>.csv`` (plot data),
-    ``reports/predictions/<model>.csv`` (per test track: truth, prediction, probabilities; see
-    :func:`write_predictions`) and ``reports/figures/confusion_<model>.png``. Returns the summary.
-
-    ``stores`` are the spectrogram stores (relative to ``root``; default
-    ``data/spectrograms.h5`` and ``data/spectrograms_musicnn.h5``): each deep model is scored on
-    the one whose front end equals its card's (one store per front end).
+    Each deep model is scored on the spectrogram store (``paths.stores``) whose front end equals
+    its card's (one store per front end).
     """
-    import json
-    from pathlib import Path
-
     import pandas as pd
 
-    from mgr.errors import DataError
-    from mgr.io import atomic_path, write_json
-
-    root = Path(root)
     ep = p.evaluate
-    split_path = root / "data" / "split.csv"
+    split_path = paths.split
     if not split_path.is_file():
         raise DataError(f"{split_path} not found (run the split stage first: dvc repro split)")
     split = pd.read_csv(split_path, dtype={"track_id": str})
     folds = split_folds(split)
     test_ids = {f: split_test_ids(split, f) for f in folds}
-    models_dir = root / "models"
-    from mgr.errors import ParamsError
-    from mgr.params import DL_MODELS, classical_models, ml_instance
-
+    models_dir = paths.models
     names = [("classical", n) for n in classical_models(p)] + [("deep", n) for n in p.dl.models]
     found = {n: find_artifacts(models_dir, n, folds) for _, n in names}
     missing = [n for _, n in names if not found[n]]
@@ -1058,11 +507,8 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Seq
 
     # the reference tempo and the DSP baseline (model independent, once per fold)
     tracks = None
-    ds_dir = root / "data" / "raw" / p.data.source
-    if (ds_dir / "tracks.csv").is_file():
-        from mgr.data.fetch import load_tracks
-
-        tracks = load_tracks(ds_dir)
+    if (paths.tracks_dir / "tracks.csv").is_file():
+        tracks = load_tracks(paths.tracks_dir)
     baseline: dict[int | None, dict[str, Any]] = {}
     if ep.tempo_baseline and tracks is not None and "tempo_bpm" in tracks and tracks["tempo_bpm"].notna().any():
         audio = {"sample_rate": p.audio.sample_rate, "offset_s": p.audio.offset_s,
@@ -1073,12 +519,10 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Seq
             log(f"evaluate: tempo baseline{'' if f is None else f' fold {f}'}: Acc1 {m['acc1']:.3f} Acc2 {m['acc2']:.3f} ({m['n']} tracks)")
 
     table = None
-    store_paths = [root / s for s in (stores or ("data/spectrograms.h5", "data/spectrograms_musicnn.h5"))]
+    store_paths = list(paths.stores)
     opened: dict[Path, Any] = {}
 
     def store_for(art: Any) -> Any:
-        from mgr.features.store import SpectrogramStore
-
         for sp in store_paths:
             if sp not in opened and sp.is_file():
                 opened[sp] = SpectrogramStore(sp)
@@ -1105,17 +549,13 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Seq
             labels: list[str] = []
             for f, d in sorted(found[name].items(), key=lambda kv: -1 if kv[0] is None else kv[0]):
                 if kind == "classical":
-                    from mgr.models import classical
-
                     if table is None:
-                        table = classical.load_table(root / "data" / "features.parquet")
+                        table = classical.load_table(paths.features)
                     art = classical.load(d)
                     res = evaluate_classical(art, table, test_ids[f])
                     y_pred_pairs = res["predictions"]
                     cm = res["confusion"]
                 else:
-                    from mgr.models import deep
-
                     art = deep.load(d)
                     res = evaluate_deep(art, store_for(art), test_ids[f], window_s=ep.window_s, overlap=ep.overlap,
                                         tag_threshold=ep.tag_threshold)
@@ -1139,7 +579,7 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Seq
             if kind == "classical" and folds != [None]:
                 # folds without their own artifact: train-ml scored fold f's model on fold f's test
                 # part with these same functions (same tracks, same rule); take those numbers.
-                tm = root / "metrics" / "train-ml" / f"{name}.json"
+                tm = paths.train_metrics / f"{name}.json"
                 per = json.loads(tm.read_text()).get("per_fold", {}) if tm.is_file() else {}
                 for f in folds:
                     if f in recs:
@@ -1161,32 +601,9 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Seq
             st.close()
 
     # ---- outputs
-    metrics_dir = root / "metrics"
-    keep = set(results)
-    for old in metrics_dir.glob("*.json") if metrics_dir.is_dir() else []:
-        # a model's metrics file from an earlier run (models no longer listed): it holds "kind"
-        if old.stem not in keep and old.stem != "summary":
-            try:
-                ml_instance(old.stem)
-                stale = True
-            except ParamsError:
-                stale = old.stem in DL_MODELS
-            if not stale:
-                try:
-                    stale = json.loads(old.read_text()).get("kind") in ("classical", "deep")
-                except (OSError, ValueError, AttributeError):
-                    stale = False
-            if stale:
-                old.unlink()
-    for name, m in results.items():
-        write_json(metrics_dir / f"{name}.json", m)
     summary = {n: summary_entry(results[n]) for n in sorted(results)}
-    write_json(metrics_dir / "summary.json", summary)
-    bl_path = metrics_dir / "tempo_baseline.json"
     bl_summary = None
     if baseline:
-        recs = {f: {"n_tracks": len(test_ids[f]), "n_skipped": len(b["failed"]), "track": {},
-                    "tempo": b["metrics"]} for f, b in baseline.items()}
         bl = {"method": "librosa.feature.tempo (defaults) on the test tracks' audio",
               "failed": {t: r for b in baseline.values() for t, r in b["failed"].items()}}
         if folds == [None]:
@@ -1194,28 +611,13 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Seq
         else:
             bl.update({k: mean_std([b["metrics"][k] for b in baseline.values()])["mean"] for k in ("acc1", "acc2", "mae_bpm")})
             bl["n"] = sum(b["metrics"]["n"] for b in baseline.values())
-            bl["per_fold"] = {str(f): r["tempo"] for f, r in recs.items()}
-        bl = _r(bl)
-        write_json(bl_path, bl)
-        bl_summary = bl
-    elif bl_path.exists():
-        bl_path.unlink()
-
+            bl["per_fold"] = {str(f): b["metrics"] for f, b in baseline.items()}
+        bl_summary = _r(bl)
+    report.write_metrics(paths.metrics, results, summary, bl_summary)
     agg = "mean of window probabilities" if ep.aggregate == "mean" else "majority vote over windows"
     fold_txt = "holdout test split" if folds == [None] else f"{len(folds)}-fold cross-validation (mean ± std over the folds evaluated)"
     protocol = (f"Protocol: {fold_txt}; deep models: {ep.window_s:g} s segments with {ep.overlap:.0%} overlap, "
                 f"track prediction = {agg}; classical models: one feature row per track.")
-    with atomic_path(root / "reports" / "leaderboard.md") as tmp:
-        tmp.write_text(leaderboard_markdown(summary, kinds, protocol=protocol, missing=missing, baseline=bl_summary))
-    with atomic_path(root / "reports" / "confusion", is_dir=True) as tmp:
-        for name, rows in preds.items():
-            df = pd.DataFrame(rows, columns=["track_id", "fold", "actual", "predicted"])
-            df.to_csv(tmp / f"{name}.csv", index=False)
-    with atomic_path(root / "reports" / "predictions", is_dir=True) as tmp:
-        for name, prow in probas.items():
-            write_predictions(prow, tmp / f"{name}.csv")
-    with atomic_path(root / "reports" / "figures", is_dir=True) as tmp:
-        for name, (cm, labels) in cms.items():
-            if cm is not None:
-                plot_confusion_png(cm, labels, tmp / f"confusion_{name}.png", f"{name} (test, track level)")
+    report.write_reports(paths.reports, summary, kinds, protocol=protocol, missing=missing, baseline=bl_summary,
+                         confusion_rows=preds, prediction_rows=probas, confusion=cms)
     return summary

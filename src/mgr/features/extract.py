@@ -16,8 +16,10 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 from typing import Any
 
+from mgr.audio.decode import audio_info
 from mgr.data.fetch import load_tracks
 from mgr.errors import AudioError, DataError
+from mgr.io import process_pool
 
 __all__ = ["load_inputs", "probe_files", "run_parallel", "skip_on_failure"]
 
@@ -77,7 +79,6 @@ def _limit_threads() -> None:
 
 
 def _probe(path: str) -> tuple[int, int] | str:
-    from mgr.audio.decode import audio_info
 
     try:
         frames, sr, _ = audio_info(path)
@@ -131,7 +132,6 @@ def probe_files(paths: list[str], workers: int) -> list[tuple[int, int] | str]:
     import multiprocessing as mp
 
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    from mgr.io import process_pool
 
     with process_pool(workers, mp_context=ctx) as ex:
         return list(ex.map(_probe, paths, chunksize=64))

@@ -42,7 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from mgr.errors import DataError
+from mgr.audio.decode import describe, expected_samples, fix_length, load_audio
+from mgr.audio.windows import hop_for, window_starts
 from mgr.data.split import fold_parts
 from mgr.dsp.frontend import (  # noqa: F401 - the front end, re-exported for the store's users
     _frames_major,
@@ -52,6 +53,9 @@ from mgr.dsp.frontend import (  # noqa: F401 - the front end, re-exported for th
     mel_filterbank,
     musicnn_frontend,
 )
+from mgr.errors import DataError
+from mgr.features.extract import probe_files, run_parallel, skip_on_failure
+from mgr.io import atomic_path, library_versions, n_workers
 
 FORMAT_VERSION = 1
 STATS_EPS = 1e-6
@@ -85,8 +89,6 @@ def _tags_of(df: Any) -> tuple[list[str], np.ndarray]:
 def _spec_job(args: tuple) -> tuple:
     """Worker: decode one track and compute its frames-major spectrogram (or a failure reason)."""
     i, path, n_samples, audio_d, frontend = args
-    from mgr.audio.decode import fix_length, load_audio
-    from mgr.features.extract import skip_on_failure
 
     def work() -> np.ndarray:
         y = load_audio(
@@ -117,10 +119,6 @@ def build_store(
     ``content_hash``.
     """
     import h5py
-
-    from mgr.audio.decode import describe, expected_samples
-    from mgr.features.extract import probe_files, run_parallel
-    from mgr.io import atomic_path, library_versions, n_workers
 
     t0 = time.perf_counter()
     fe = frontend_config(audio_params, spectrogram_params)
@@ -425,7 +423,6 @@ class SpectrogramStore:
         Windows start every ``round(window_frames * (1 - overlap))`` frames and the last one is
         aligned to the track's end; a track shorter than the window gives one padded window.
         """
-        from mgr.audio.windows import hop_for, window_starts
 
         w = int(window_frames)
         hop = hop_for(w, None, overlap)

@@ -395,8 +395,8 @@ def onnx_proba(model: Any, X: np.ndarray) -> np.ndarray:
 def track_metrics(
     probs: np.ndarray, y: np.ndarray, track_ids: Sequence[str], labels: Sequence[str]
 ) -> dict[str, Any]:
-    """Track-level metrics (rows of one track averaged) via :mod:`mgr.evaluation.scoring`."""
-    from mgr.evaluation.scoring import aggregate_tracks, classification_metrics
+    """Track-level metrics (rows of one track averaged) via :mod:`mgr.evaluation.metrics`."""
+    from mgr.evaluation.metrics import aggregate_tracks, classification_metrics
 
     tids = np.asarray(track_ids).astype(str)
     tracks, scores, pred = aggregate_tracks(probs, tids, "mean")
@@ -514,7 +514,7 @@ def train(
     metrics: dict[str, Any] = {"folds": len(results), "n_train": art.n_train, "val": headline(art.val)}
     cv: dict[str, Any] | None = None
     if kfold:
-        from mgr.evaluation.scoring import mean_std
+        from mgr.evaluation.metrics import mean_std
 
         cv = {"k": len(results)}
         for part in ("val", "test"):

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from mgr.errors import ArtifactError
+from mgr.inference.runtime import OnnxModel
+from mgr.io import atomic_path
 
 KERAS_OPSET = 17
 ML_OPSET = 3  # ai.onnx.ml
@@ -66,8 +68,6 @@ def _dynamic_batch(model_proto: Any) -> None:
 def _write(model_proto: Any, path: str | Path) -> Path:
     import onnx
 
-    from mgr.io import atomic_path
-
     onnx.checker.check_model(model_proto)
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -76,7 +76,6 @@ def _write(model_proto: Any, path: str | Path) -> Path:
 
 
 def _check_parity(path: Path, feeds: dict[str, np.ndarray], want: dict[str, np.ndarray], atol: float, what: str) -> float:
-    from mgr.inference.runtime import OnnxModel
 
     m = OnnxModel(path, threads=1)
     got = m.run_feeds(feeds)
@@ -105,7 +104,9 @@ def export_keras(model: Any, path: str | Path, *, sample: Any = None, atol: floa
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
     import tf2onnx
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
 
     tf2onnx.logging.set_level(logging.ERROR)
     inputs = list(model.inputs)
@@ -177,7 +178,9 @@ def _register_xgboost() -> None:
         return
     from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
     from skl2onnx import update_registered_converter
-    from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+    )
     from xgboost import XGBClassifier
 
     update_registered_converter(

@@ -53,10 +53,17 @@ from typing import Any
 import numpy as np
 
 from mgr import cards
+from mgr.errors import DataError, ParamsError
+from mgr.evaluation import scoring as ev
 from mgr.evaluation.calibration import calibration_record
-from mgr.errors import DataError
+from mgr.evaluation.scoring import mean_std
+from mgr.features.store import SpectrogramStore
+from mgr.io import atomic_path, library_versions, write_json
 from mgr.models import deep
+from mgr.models.deep import bpm_from_probs, bpm_to_class, tempo_bins, write_artifact
+from mgr.params import DL_MODELS
 from mgr.pretrained import musicnn
+from mgr.runs import split_run_facts, write_run_facts
 
 VERSION_PACKAGES = ("keras", "tensorflow", "tensorflow-cpu", "numpy", "h5py", "dvclive")
 
@@ -84,7 +91,6 @@ def has_tempo(store: Any, indices: np.ndarray) -> bool:
 
 def make_targets(store: Any, train_idx: np.ndarray, tp: Any, *, tempo: bool, tags: bool) -> Targets:
     """One-hot genre (+ tempo classes, + tags) per track and the weights that go with them."""
-    from mgr.models.deep import bpm_to_class, tempo_bins
 
     labels = list(store.labels)
     g = np.asarray(store.genre_idx, dtype=np.int64)
@@ -257,7 +263,6 @@ def val_metrics(
     probs: dict[str, np.ndarray], track_index: np.ndarray, store, targets: Targets, labels: list[str]
 ) -> dict[str, Any]:
     """Window-level val loss and track-level metrics (mean of window probabilities per track)."""
-    from mgr.evaluation import scoring as ev
 
     out: dict[str, Any] = {}
     loss = 0.0
@@ -277,7 +282,6 @@ def val_metrics(
     if "tempo" in probs and targets.tempo_bins:
         _, tscores, tpred = ev.aggregate_tracks(probs["tempo"], track_index, "mean")
         ref = np.asarray(store.tempo_bpm, dtype=float)[tracks]
-        from mgr.models.deep import bpm_from_probs, bpm_to_class
 
         est = bpm_from_probs(tscores, targets.tempo_bins["centres"], log=targets.tempo_bins["kind"] == "log")
         known = np.isfinite(ref)
@@ -543,13 +547,11 @@ def _runs_root(metrics_dir: Path) -> Path:
 
 
 def _versions() -> dict:
-    from mgr.io import library_versions
 
     return library_versions(*VERSION_PACKAGES)
 
 
 def make_card(name, store, tp, mp, *, window_frames, mean, std, targets, n_tags, val, fold, input_shape) -> dict:
-    from mgr.io import library_versions
 
     frontend = dict(store.frontend)
     audio_keys = ("sample_rate", "sr", "duration_s", "offset_s", "pad", "mono")
@@ -587,8 +589,6 @@ def make_card(name, store, tp, mp, *, window_frames, mean, std, targets, n_tags,
 def save_artifact(model, card: dict, model_dir: str | Path) -> Path:
     """Write ``model.keras`` + ``model.onnx`` + ``model.json`` into ``model_dir`` atomically (dir
     renamed at the end); see :func:`mgr.models.deep.write_artifact`."""
-    from mgr.models.deep import write_artifact
-    from mgr.io import atomic_path
 
     model_dir = Path(model_dir)
     with atomic_path(model_dir, is_dir=True) as tmp:
@@ -606,7 +606,6 @@ def _mean_std_tree(trees: list[dict]) -> tuple[dict, dict]:
     """Mean and std (ddof=0, NaN ignored) of every numeric leaf of per-fold metric dicts.
 
     Counts (``n``, ``n_*``) and non-numeric leaves are left out; the nesting is kept."""
-    from mgr.evaluation.scoring import mean_std
 
     mean: dict[str, Any] = {}
     std: dict[str, Any] = {}
@@ -644,7 +643,6 @@ def kfold_metrics(per_fold: dict[int, dict], main_fold: int) -> dict:
 
 
 def _write_artifact(model, card: dict, d: Path) -> None:
-    from mgr.models.deep import write_artifact
 
     write_artifact(model, card, d)
 
@@ -671,11 +669,6 @@ def run_train_dl(
     mean / std over folds (:func:`kfold_metrics`). Holdout split, or ``all_folds: false``: one
     model (fold ``train.fold`` in k-fold mode) at the top level, no ``fold_<f>/``."""
     import shutil
-
-    from mgr.errors import ParamsError
-    from mgr.params import DL_MODELS
-    from mgr.features.store import SpectrogramStore
-    from mgr.io import atomic_path, write_json
 
     if name not in DL_MODELS:
         raise ParamsError(f"train-dl: unknown model {name!r} (known: {', '.join(DL_MODELS)})")
@@ -718,7 +711,6 @@ def run_train_dl(
                     shutil.copy2(tmp / f"fold_{main_fold}" / fn, tmp / fn)
             metrics = kfold_metrics(per_fold, main_fold)
     # metrics = results only; durations (and versions, host) go to reports/runs/train-dl/<name>.json
-    from mgr.runs import split_run_facts, write_run_facts
 
     quality, facts = split_run_facts(metrics)
     write_json(Path(metrics_dir) / f"{name}.json", quality)

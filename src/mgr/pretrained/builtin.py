@@ -27,7 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mgr.audio.decode import resample
 from mgr.errors import ArtifactError
+from mgr.inference.runtime import OnnxModel
+from mgr.io import file_hash
 from mgr.pretrained import musicnn
 
 BUILTIN = {"musicnn_msd": "MSD_musicnn", "musicnn_mtt": "MTT_musicnn"}
@@ -65,7 +68,6 @@ def _card(d: Path) -> dict:
 
 
 def _complete(d: Path) -> bool:
-    from mgr.io import file_hash
 
     try:
         card = _card(d)
@@ -116,8 +118,6 @@ _SESSIONS: dict[str, object] = {}
 
 def track_embedding(feature_set: str, y: np.ndarray, sr: int) -> np.ndarray:
     """``(400,)`` embedding of a mono signal at any sample rate (resampled to 16 kHz)."""
-    from mgr.audio.decode import resample
-    from mgr.inference.runtime import OnnxModel
 
     if feature_set not in _SESSIONS:
         d = ensure_builtin(feature_set)

@@ -88,6 +88,8 @@ from typing import Any
 import numpy as np
 
 from mgr.dsp.frontend import compute_spectrogram, musicnn_frontend
+from mgr.errors import ArtifactError
+from mgr.io import atomic_path, file_hash, library_versions, write_json
 
 __all__ = [
     "ARTIFACT_NAMES",
@@ -637,7 +639,6 @@ ONNX_ATOL = 1e-3
 def _onnx_parity(model: Any, onnx_path: Path) -> dict[str, float]:
     """Max abs difference per output between Keras and the ONNX file on fixed sample patches;
     :class:`~mgr.errors.ArtifactError` above :data:`ONNX_ATOL`."""
-    from mgr.errors import ArtifactError
 
     X = np.random.default_rng(0).uniform(0.0, 4.0, (3, PATCH_FRAMES, N_MELS)).astype(np.float32)
     want = keras_runner(model)(X)
@@ -654,7 +655,6 @@ def _onnx_parity(model: Any, onnx_path: Path) -> dict[str, float]:
 def provenance(name: str) -> dict[str, Any]:
     """Where backbone ``name``'s weights come from, for every card built on them: the wheel
     (package, version, sha256 of each checkpoint file), its ISC licence notice and the citation."""
-    from mgr.io import file_hash
 
     name = _canon(name)
     ck = checkpoint_dir(name)
@@ -687,8 +687,6 @@ def save_backbone(name: str, out_dir: str | Path, *, onnx: bool | None = None) -
     ``False`` skips it.
     """
     import datetime as _dt
-
-    from mgr.io import atomic_path, file_hash, library_versions, write_json
 
     name = _canon(name)
     art = ARTIFACT_NAMES[name]

@@ -26,9 +26,9 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from mgr.data.archive import safe_extract
 from mgr.data.candidates import Candidates
 from mgr.data.download import download, url_basename, verify_checksum
-from mgr.data.archive import safe_extract
 from mgr.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover

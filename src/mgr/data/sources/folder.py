@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mgr.data.candidates import AUDIO_EXTENSIONS, Candidates
+from mgr.data.probe import file_kind
 from mgr.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -114,7 +115,6 @@ def _from_manifest(manifest: Path) -> tuple[list[dict[str, Any]], list[dict[str,
         raise DataError(f"data.path {manifest}: the manifest lacks the column(s) {missing} (needs path, genre)")
     if df.empty:
         raise DataError(f"data.path {manifest}: the manifest has no rows")
-    from mgr.data.probe import file_kind
 
     base = manifest.parent
     rows: list[dict[str, Any]] = []

@@ -26,9 +26,9 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mgr.data.archive import archive_kind, safe_extract
 from mgr.data.candidates import Candidates
 from mgr.data.download import download, is_url, url_basename, verify_checksum
-from mgr.data.archive import archive_kind, safe_extract
 from mgr.errors import DataError
 from mgr.params import GENRES_GTZAN, GtzanParams
 

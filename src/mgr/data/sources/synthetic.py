@@ -23,7 +23,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mgr.errors import ParamsError
-from mgr.synth.styles import GENRES, TAG_VOCAB, Plan
+from mgr.io import atomic_path, n_workers, process_pool
+from mgr.params import SyntheticParams
+from mgr.synth.render import render
+from mgr.synth.render import render_click as _click
+from mgr.synth.styles import GENRES, TAG_VOCAB, Plan, sample_plan
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -59,7 +63,6 @@ def _rngs(seed: int, genre: str, index: int) -> tuple[np.random.Generator, np.ra
 
 def make_plan(seed: int, genre: str, index: int) -> Plan:
     """The song plan of clip ``index`` of ``genre`` (deterministic)."""
-    from mgr.synth.styles import sample_plan
 
     if genre not in GENRES:
         raise ParamsError(f"synthetic: unknown genre {genre!r} (allowed: {', '.join(GENRES)})")
@@ -70,7 +73,6 @@ def render_clip(
     seed: int, genre: str, index: int, *, duration_s: float, sr: int = 22050, keep_stems: bool = False
 ) -> tuple[Plan, Rendered]:
     """Plan and render one clip: ``(plan, Rendered(audio, tags, stems))``."""
-    from mgr.synth.render import render
 
     plan = make_plan(seed, genre, index)
     out = render(plan, sr, duration_s, _rngs(seed, genre, index)[1], keep_stems=keep_stems)
@@ -79,7 +81,6 @@ def render_clip(
 
 def render_click(seed: int, genre: str, index: int, *, duration_s: float, sr: int = 22050) -> np.ndarray:
     """Only the metronome of clip (seed, genre, index): one click per labelled beat."""
-    from mgr.synth.render import render_click as _click
 
     return _click(make_plan(seed, genre, index), sr, duration_s)
 
@@ -100,8 +101,6 @@ def _row(plan: Plan, track_id: str, rel: str, tags: list[str]) -> dict[str, Any]
 def _write_audio(path: Path, audio: np.ndarray, sr: int, fmt: str) -> None:
     import soundfile as sf
 
-    from mgr.io import atomic_path
-
     container, subtype = FORMATS[fmt]
     if subtype == "PCM_16":  # quantise here (round to nearest), so every PCM format holds the same samples
         audio = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
@@ -121,7 +120,6 @@ def _one(job: tuple[Path, int, str, int, float, int, str]) -> dict[str, Any]:
 
 def _write_corrupt(out_dir: Path, k: int, seed: int, sr: int, fmt: str) -> dict[str, Any]:
     """Broken file number ``k``: its kind cycles through :data:`CORRUPT_KINDS`."""
-    from mgr.io import atomic_path
 
     kind = CORRUPT_KINDS[k % len(CORRUPT_KINDS)]
     genre = GENRES[k % len(GENRES)]
@@ -172,8 +170,6 @@ def generate(
     """
     import pandas as pd
 
-    from mgr.io import n_workers, process_pool
-
     _check(sp.format)
     out_dir = Path(out_dir)
     (out_dir / "audio").mkdir(parents=True, exist_ok=True)
@@ -200,8 +196,6 @@ def generate(
 
 def write_examples(out: Path, *, per_genre: int = 1, duration_s: float = 10.0, seed: int = 0, fmt: str = "wav") -> list[Path]:
     """Write ``per_genre`` clips per genre and their labels (``tracks.csv``) into ``out``."""
-    from mgr.params import SyntheticParams
-    from mgr.io import atomic_path
 
     _check(fmt)
     out = Path(out)
@@ -219,8 +213,6 @@ def plot_genres(png_path: Path, *, seed: int = 0, duration_s: float = 10.0, sr: 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from mgr.io import atomic_path
 
     fig, axes = plt.subplots(2, 5, figsize=(18, 6.5), sharex=True, sharey=True)
     for ax, genre in zip(axes.ravel(), GENRES):

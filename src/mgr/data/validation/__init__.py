@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mgr.errors import DataError
+from mgr.data.split import duplicate_sets
+from mgr.errors import DataError, StorageError, storage_error
 from mgr.io import atomic_path
 
 REPORT_DIR = Path("reports/validation")
@@ -233,7 +234,6 @@ def run_checks(
 
 def _write_report(path: Path, report: dict) -> None:
     """Write a JSON report; an unwritable place (read-only, full, no permission) is one line."""
-    from mgr.errors import StorageError, storage_error
 
     try:
         with atomic_path(path) as tmp:
@@ -321,7 +321,6 @@ def validate_split(
     if "fold" in df.columns:
         exps.append(E.ExpectColumnValuesToNotBeNull(column="fold"))
     if duplicates:
-        from mgr.data.split import duplicate_sets
 
         t = tracks.reset_index(drop=True)
         key = duplicate_sets(t)
