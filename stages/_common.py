@@ -24,24 +24,25 @@ def peak_rss_mb() -> dict:
     return _peak()
 
 
-def write_metrics(name: str, report: dict, *, extra_facts: dict | None = None) -> dict:
-    """Write ``metrics/<name>.json`` with the results of ``report`` only, and the run facts in it
-    (durations, workers, memory; :data:`mgr.runs.RUN_KEYS`) plus ``extra_facts`` to
-    ``reports/runs/<name>.json``. ``report`` is not modified; returns the metrics written."""
+def write_metrics(path: str | Path, report: dict, *, extra_facts: dict | None = None) -> dict:
+    """Write the metrics file ``path`` (e.g. ``metrics/split.json``) with the results of ``report``
+    only, and the run facts in it (durations, workers, memory; :data:`mgr.runs.RUN_KEYS`) plus
+    ``extra_facts`` to ``reports/runs/<stem>.json``. ``report`` is not modified; returns the
+    metrics written."""
     from mgr.runs import split_run_facts, write_run_facts
     from mgr.io import write_json
 
     quality, facts = split_run_facts(report)
-    write_json(f"metrics/{name}.json", quality)
-    write_run_facts(name, {**facts, **(extra_facts or {})})
+    write_json(path, quality)
+    write_run_facts(Path(path).stem, {**facts, **(extra_facts or {})})
     return quality
 
 
-def finish_extraction(name: str, report: dict, out: str) -> None:
-    """Write ``metrics/<name>.json`` (results and the output path; the duration, workers and peak
-    RSS go to ``reports/runs/<name>.json``) and warn about skipped tracks."""
+def finish_extraction(metrics: str | Path, report: dict, out: str) -> None:
+    """Write the metrics file ``metrics`` (results and the output path; the duration, workers and
+    peak RSS go to ``reports/runs/<stem>.json``) and warn about skipped tracks."""
     report["output"] = out
-    write_metrics(name, report)
+    write_metrics(metrics, report)
     for s in report["skipped"]:
         print(f"warning: skipped {s['track_id']}: {s['reason']}", file=sys.stderr)
 

@@ -1,32 +1,46 @@
-"""features stage: audio + data/split.csv -> data/features.parquet (+ metrics/features.json)."""
+"""features stage: audio + data/split.csv -> data/features.parquet (+ metrics/features.json).
+
+Usage (dvc.yaml names the paths): ``python stages/features.py --tracks data/raw/<source>/tracks.csv
+--split data/split.csv --out data/features.parquet --metrics metrics/features.json
+--validation-reports reports/validation``.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import finish_extraction, run  # noqa: E402
 
-OUT = "data/features.parquet"
 
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     from mgr.features.tables import build_feature_table, feature_names, read_feature_table
     from mgr.params import feature_sets_needed, load_params
     from mgr.features.extract import load_inputs
     from mgr.data.validation.features import validate_feature_table
 
-    p = load_params()
-    tracks = load_inputs(Path("data/raw") / p.data.source / "tracks.csv", "data/split.csv")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    ap.add_argument("--tracks", default=None, help="tracks.csv (default: data/raw/<data.source>/tracks.csv)")
+    ap.add_argument("--split", default="data/split.csv", help="split file (default: %(default)s)")
+    ap.add_argument("--out", default="data/features.parquet", help="feature table (default: %(default)s)")
+    ap.add_argument("--metrics", default="metrics/features.json", help="metrics file (default: %(default)s)")
+    ap.add_argument("--validation-reports", default="reports/validation",
+                    help="data-validation reports (default: %(default)s)")
+    args = ap.parse_args(argv)
+    OUT = args.out
+    p = load_params(args.params)
+    tracks = load_inputs(Path(args.tracks or f"data/raw/{p.data.source}/tracks.csv"), args.split)
     # features.set plus the sets that `<model>-<set>` entries of ml.models name, in one table
     feature_set = "+".join(feature_sets_needed(p))
     report = build_feature_table(tracks, p.audio, feature_set, OUT, workers=p.features.workers,
                                  progress=sys.stderr.isatty())
     validate_feature_table(read_feature_table(OUT), feature_names(feature_set),
-                           sample_rate=p.audio.sample_rate, expected_tracks=tracks["track_id"].tolist())
-    finish_extraction("features", report, OUT)
+                           sample_rate=p.audio.sample_rate, expected_tracks=tracks["track_id"].tolist(),
+                           report_dir=Path(args.validation_reports))
+    finish_extraction(args.metrics, report, OUT)
     print(f"features: {report['n_tracks']} tracks x {report['n_features']} {feature_set} features, "
           f"{report['n_skipped']} skipped, {report['seconds']:.1f} s -> {OUT}", file=sys.stderr)
 

@@ -1,7 +1,12 @@
-"""fetch stage: data.source -> data/raw/<source>/ (tracks.csv, rejected.csv) + metrics/fetch.json."""
+"""fetch stage: data.source -> data/raw/<source>/ (tracks.csv, rejected.csv) + metrics/fetch.json.
+
+Usage (dvc.yaml names the paths): ``python stages/fetch.py --out data/raw --metrics metrics/fetch.json
+--validation-reports reports/validation``.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -56,5 +61,16 @@ def main(
     return metrics
 
 
+def cli(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    ap.add_argument("--out", default="data/raw", help="datasets root: <out>/<source>/ (default: %(default)s)")
+    ap.add_argument("--metrics", default="metrics/fetch.json", help="metrics file (default: %(default)s)")
+    ap.add_argument("--validation-reports", default="reports/validation",
+                    help="data-validation reports (default: %(default)s)")
+    args = ap.parse_args(argv)
+    main(args.params, args.out, args.metrics, args.validation_reports, progress=sys.stderr.isatty())
+
+
 if __name__ == "__main__":
-    run(main)
+    run(cli)

@@ -1,6 +1,8 @@
 """spectrogram stage: audio + data/split.csv -> an HDF5 spectrogram store (+ its metrics file).
 
-Usage: ``python stages/spectrogram.py [--preset NAME] [--out PATH] [--metrics NAME]``. Without
+Usage (dvc.yaml names the paths): ``python stages/spectrogram.py --tracks data/raw/<source>/tracks.csv
+--split data/split.csv --out data/spectrograms.h5 --metrics metrics/spectrogram.json
+--validation-reports reports/validation [--preset NAME]``. Without
 ``--preset`` the front end is the ``spectrogram`` params' (``data/spectrograms.h5``, what the
 from-scratch deep models train on); ``--preset musicnn`` writes the store of musicnn's own front
 end (``data/spectrograms_musicnn.h5``, what ``musicnn_transfer`` trains on). One store per front
@@ -49,15 +51,20 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default=None, help="front-end preset overriding spectrogram.preset (e.g. musicnn)")
     ap.add_argument("--out", default="data/spectrograms.h5", help="the store (default: %(default)s)")
-    ap.add_argument("--metrics", default="spectrogram", help="metrics/<name>.json (default: %(default)s)")
+    ap.add_argument("--metrics", default="metrics/spectrogram.json", help="metrics file (default: %(default)s)")
+    ap.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    ap.add_argument("--tracks", default=None, help="tracks.csv (default: data/raw/<data.source>/tracks.csv)")
+    ap.add_argument("--split", default="data/split.csv", help="split file (default: %(default)s)")
+    ap.add_argument("--validation-reports", default="reports/validation",
+                    help="data-validation reports (default: %(default)s)")
     args = ap.parse_args(argv)
 
-    p = load_params()
+    p = load_params(args.params)
     sp = p.spectrogram if args.preset is None else dataclasses.replace(p.spectrogram, preset=args.preset)
-    tracks = load_inputs(Path("data/raw") / p.data.source / "tracks.csv", "data/split.csv")
+    tracks = load_inputs(Path(args.tracks or f"data/raw/{p.data.source}/tracks.csv"), args.split)
     report = build_store(tracks, p.audio, sp, args.out, workers=p.spectrogram.workers,
                          progress=sys.stderr.isatty())
-    validate_store(args.out)
+    validate_store(args.out, report_dir=Path(args.validation_reports))
     finish_extraction(args.metrics, report, args.out)
     print(f"spectrogram ({sp.preset}): {report['n_tracks']} tracks, {report['n_skipped']} skipped, "
           f"{report['seconds']:.1f} s -> {args.out}", file=sys.stderr)

@@ -1,7 +1,12 @@
-"""split stage: data/raw/<source>/tracks.csv -> data/split.csv (+ metrics/split.json)."""
+"""split stage: data/raw/<source>/tracks.csv -> data/split.csv (+ metrics/split.json).
+
+Usage (dvc.yaml names the paths): ``python stages/split.py --tracks data/raw/<source>/tracks.csv
+--out data/split.csv --metrics metrics/split.json --validation-reports reports/validation``.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 import warnings
 from pathlib import Path
@@ -10,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import run, write_metrics  # noqa: E402
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     import pandas as pd
 
     from mgr.params import load_params
@@ -18,8 +23,16 @@ def main() -> None:
     from mgr.io import atomic_path
     from mgr.data.validation import validate_split
 
-    p = load_params()
-    tracks_csv = Path("data/raw") / p.data.source / "tracks.csv"
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    ap.add_argument("--tracks", default=None, help="tracks.csv (default: data/raw/<data.source>/tracks.csv)")
+    ap.add_argument("--out", default="data/split.csv", help="split file (default: %(default)s)")
+    ap.add_argument("--metrics", default="metrics/split.json", help="metrics file (default: %(default)s)")
+    ap.add_argument("--validation-reports", default="reports/validation",
+                    help="data-validation reports (default: %(default)s)")
+    args = ap.parse_args(argv)
+    p = load_params(args.params)
+    tracks_csv = Path(args.tracks or f"data/raw/{p.data.source}/tracks.csv")
     if not tracks_csv.exists():
         from mgr.errors import DataError
 
@@ -32,12 +45,12 @@ def main() -> None:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     validate_split(split, tracks, grouped=p.split.strategy in ("group", "kfold"),
-                   duplicates=p.split.strategy != "predefined")
-    with atomic_path("data/split.csv") as tmp:
+                   duplicates=p.split.strategy != "predefined", report_dir=Path(args.validation_reports))
+    with atomic_path(args.out) as tmp:
         split.to_csv(tmp, index=False)
     stats = summary(split, tracks)
     stats["strategy"] = p.split.strategy
-    write_metrics("split", stats)  # counts only (run facts: reports/runs/split.json)
+    write_metrics(args.metrics, stats)  # counts only (run facts: reports/runs/split.json)
     print(f"split: {stats['parts']} ({stats['n_excluded']} excluded)", file=sys.stderr)
 
 

@@ -102,8 +102,12 @@ def test_dvc_stage_fans_out_over_ml_models():
     st = dvc["stages"]["train-ml"]
     assert st["foreach"] == "${ml.models}"
     do = st["do"]
-    assert do["cmd"] == "python stages/train_ml.py ${item}"
-    assert {"stages/train_ml.py", "src/mgr/models/classical.py", "data/features.parquet"} <= set(do["deps"])
+    # every path the stage reads or writes is named in the cmd, and is a dep / out
+    assert do["cmd"] == ("python stages/train_ml.py ${item} --features data/features.parquet --models-dir models "
+                         "--metrics-dir metrics/train-ml")
+    deps = set(do["deps"])
+    assert {"stages/train_ml.py", "data/features.parquet"} <= deps
+    assert "src/mgr/models/classical.py" in deps or "src/mgr/models" in deps
     assert "ml.${item}" in do["params"] and "ml.seed" in do["params"]
     assert do["outs"] == ["models/${item}"]
     assert list(do["metrics"][0]) == ["metrics/train-ml/${item}.json"]

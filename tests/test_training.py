@@ -299,9 +299,9 @@ def test_stage_entry_user_errors(tmp_path):
     from mgr.models.training import run_train_dl
 
     with pytest.raises(ParamsError, match="unknown model"):
-        run_train_dl("resnet", Params(), store_path=tmp_path / "s.h5")
+        run_train_dl("resnet", Params(), store_path=tmp_path / "s.h5", models_dir=tmp_path / "m", metrics_dir=tmp_path / "x")
     with pytest.raises(DataError, match="spectrogram stage"):
-        run_train_dl("cnn2d", Params(), store_path=tmp_path / "s.h5")
+        run_train_dl("cnn2d", Params(), store_path=tmp_path / "s.h5", models_dir=tmp_path / "m", metrics_dir=tmp_path / "x")
     assert not (tmp_path / "models").exists()
 
 

@@ -47,7 +47,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from mgr.params import Params
 
-DEFAULT_ROOT = Path("data/raw")
 TRACKS_FILE = "tracks.csv"
 REJECTED_FILE = "rejected.csv"
 BASE_COLUMNS = ["track_id", "path", "genre", "duration_s", "sample_rate", "channels"]
@@ -83,7 +82,7 @@ class FetchResult:
         }
 
 
-def dataset_dir(params: Params, root: str | Path = DEFAULT_ROOT) -> Path:
+def dataset_dir(params: Params, root: str | Path) -> Path:
     """Where ``fetch`` puts the dataset: ``root/<data.source>``."""
     return Path(root) / params.data.source
 
@@ -252,7 +251,7 @@ def _apply_duplicates(
     return kept, rows, stats
 
 
-def fetch(params: Params, root: str | Path = DEFAULT_ROOT, *, progress: bool = True) -> FetchResult:
+def fetch(params: Params, root: str | Path, *, progress: bool = True) -> FetchResult:
     """Build ``root/<data.source>/`` for ``params.data`` (see the module docstring)."""
 
     root = Path(root)

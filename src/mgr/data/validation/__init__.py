@@ -28,7 +28,6 @@ from mgr.data.split import duplicate_sets
 from mgr.errors import DataError, StorageError, storage_error
 from mgr.io import atomic_path
 
-REPORT_DIR = Path("reports/validation")
 MAX_EXAMPLES = 5
 
 
@@ -39,7 +38,7 @@ def _gx():
     return gx
 
 
-def run_suite(name: str, df: Any, expectations: list, report_dir: Path | None = REPORT_DIR) -> dict:
+def run_suite(name: str, df: Any, expectations: list, report_dir: Path | None) -> dict:
     """Validate ``df`` against ``expectations`` (great_expectations Expectation objects).
 
     Returns the JSON report. Raises DataError listing every failed expectation on failure.
@@ -165,7 +164,7 @@ def run_checks(
     name: str,
     columns: dict,
     checks: list[tuple[str, dict]],
-    report_dir: Path | None = REPORT_DIR,
+    report_dir: Path | None,
     *,
     engine: str | None = None,
 ) -> dict:
@@ -267,7 +266,7 @@ def validate_tracks(
     genres: Sequence[str] | None = None,
     min_duration_s: float = 0.0,
     max_duration_s: float = 24 * 3600.0,
-    report_dir: Path | None = REPORT_DIR,
+    report_dir: Path | None,
 ) -> dict:
     """The ``tracks.csv`` suite: unique ids, known genres, plausible audio, tempo in 30-300 BPM."""
     gx = _gx()
@@ -297,7 +296,7 @@ def validate_split(
     *,
     grouped: bool = False,
     duplicates: bool = True,
-    report_dir: Path | None = REPORT_DIR,
+    report_dir: Path | None,
 ) -> dict:
     """The ``split.csv`` suite: every listed track exists and is in exactly one split.
 

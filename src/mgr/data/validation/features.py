@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mgr.errors import DataError
-from mgr.data.validation import REPORT_DIR, _gx, run_checks, run_suite
+from mgr.data.validation import _gx, run_checks, run_suite
 
 BIG = 1e12  # a finite bound: "between -BIG and BIG" rejects inf, and null rejects NaN
 
@@ -60,7 +60,7 @@ def validate_feature_table(
     *,
     sample_rate: float,
     expected_tracks: list[str] | None = None,
-    report_dir: Path | None = REPORT_DIR,
+    report_dir: Path | None,
 ) -> dict:
     """The feature-table suite (see the module docstring)."""
     gx = _gx()
@@ -94,7 +94,7 @@ def validate_feature_table(
 
 
 def validate_store(
-    path: str | Path, *, report_dir: Path | None = REPORT_DIR, engine: str | None = None
+    path: str | Path, *, report_dir: Path | None, engine: str | None = None
 ) -> dict:
     """The HDF5 metadata suite: attributes complete, shapes agree, per-track table consistent.
 
