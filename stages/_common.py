@@ -29,8 +29,8 @@ def write_metrics(path: str | Path, report: dict, *, extra_facts: dict | None = 
     only, and the run facts in it (durations, workers, memory; :data:`mgr.runs.RUN_KEYS`) plus
     ``extra_facts`` to ``reports/runs/<stem>.json``. ``report`` is not modified; returns the
     metrics written."""
-    from mgr.runs import split_run_facts, write_run_facts
     from mgr.io import write_json
+    from mgr.runs import split_run_facts, write_run_facts
 
     quality, facts = split_run_facts(report)
     write_json(path, quality)

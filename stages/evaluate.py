@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     with Timer() as t:
         summary = run_evaluate(p, paths, log=lambda s: print(s, flush=True))
-    from mgr.runs import write_run_facts
     from mgr.io import n_workers
+    from mgr.runs import write_run_facts
 
     # run facts, not metrics (metrics/ holds results only)
     write_run_facts("evaluate", {"seconds": t.seconds, "workers": n_workers(p.evaluate.workers)}, root=args.root)

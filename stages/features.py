@@ -16,10 +16,14 @@ from _common import finish_extraction, run  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
-    from mgr.features.tables import build_feature_table, feature_names, read_feature_table
-    from mgr.params import feature_sets_needed, load_params
-    from mgr.features.extract import load_inputs
     from mgr.data.validation.features import validate_feature_table
+    from mgr.features.extract import load_inputs
+    from mgr.features.tables import (
+        build_feature_table,
+        feature_names,
+        read_feature_table,
+    )
+    from mgr.params import feature_sets_needed, load_params
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")

@@ -21,10 +21,11 @@ def main(
     report_dir: str | Path = "reports/validation",
     progress: bool = True,
 ) -> dict:
-    from mgr.data.fetch import fetch, load_tracks
+    from mgr.data.fetch import fetch
+    from mgr.data.tracks import load_tracks
+    from mgr.io import n_workers, write_json
     from mgr.params import load_params
     from mgr.runs import split_run_facts, write_run_facts
-    from mgr.io import n_workers, write_json
 
     p = load_params(params_file)
     with Timer() as t:

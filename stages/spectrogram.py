@@ -43,10 +43,10 @@ def keep_freed_memory() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     keep_freed_memory()
-    from mgr.features.extract import load_inputs
-    from mgr.params import load_params
-    from mgr.features.store import build_store
     from mgr.data.validation.features import validate_store
+    from mgr.features.extract import load_inputs
+    from mgr.features.store import build_store
+    from mgr.params import load_params
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default=None, help="front-end preset overriding spectrogram.preset (e.g. musicnn)")

@@ -18,10 +18,10 @@ from _common import run, write_metrics  # noqa: E402
 def main(argv: list[str] | None = None) -> None:
     import pandas as pd
 
-    from mgr.params import load_params
     from mgr.data.split import SplitWarning, make_split, summary
-    from mgr.io import atomic_path
     from mgr.data.validation import validate_split
+    from mgr.io import atomic_path
+    from mgr.params import load_params
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")

@@ -23,9 +23,9 @@ FEATURES = Path("data/features.parquet")
 
 def main(argv: list[str] | None = None) -> None:
     from mgr.errors import ParamsError
+    from mgr.io import write_json
     from mgr.models import classical
     from mgr.params import classical_models, load_params
-    from mgr.io import write_json
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("name", help="model name (one of ml.models)")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mgr.dsp import kernels as fd
 from mgr.audio.decode import load_audio
+from mgr.dsp import kernels as fd
 
 SR = 22050
 

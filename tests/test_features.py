@@ -9,9 +9,14 @@ import soundfile as sf
 
 from mgr.audio.decode import load_audio
 from mgr.errors import DataError
-from mgr.features.tables import build_feature_table, extract_features, feature_names, read_feature_table
-from mgr.params import AudioParams
 from mgr.features.extract import load_inputs
+from mgr.features.tables import (
+    build_feature_table,
+    extract_features,
+    feature_names,
+    read_feature_table,
+)
+from mgr.params import AudioParams
 
 SR = 22050
 
@@ -188,7 +193,12 @@ def test_musicnn_embedding_features_in_the_table(tmp_path):
 
 def test_classical_models_on_the_embedding_and_the_feature_sets_needed():
     from mgr.errors import ParamsError
-    from mgr.params import classical_models, feature_sets_needed, ml_instance, params_from_dict
+    from mgr.params import (
+        classical_models,
+        feature_sets_needed,
+        ml_instance,
+        params_from_dict,
+    )
 
     assert ml_instance("svm", "gtzan57") == ("svm", "gtzan57")
     assert ml_instance("logreg-musicnn_mtt", "gtzan57") == ("logreg", "musicnn_mtt")

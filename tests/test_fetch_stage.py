@@ -17,7 +17,8 @@ import yaml
 from _fetch_helpers import write_corrupt, write_tone
 
 import mgr.data.probe as probe_mod
-from mgr.data.fetch import fetch, load_tracks
+from mgr.data.fetch import fetch
+from mgr.data.tracks import load_tracks
 from mgr.params import params_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,8 +9,14 @@ import pandas as pd
 import pytest
 from _fetch_helpers import serve, sha1, write_corrupt, write_tone
 
-from mgr.data.fetch import fetch, load_rejected, load_tracks
-from mgr.data.sources.fma import audio_relpath, known_bad, parse_metadata, read_tracks_csv
+from mgr.data.fetch import fetch
+from mgr.data.sources.fma import (
+    audio_relpath,
+    known_bad,
+    parse_metadata,
+    read_tracks_csv,
+)
+from mgr.data.tracks import load_rejected, load_tracks
 from mgr.errors import DataError
 from mgr.params import params_from_dict
 

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from _fetch_helpers import write_corrupt, write_tone
 
-from mgr.data.fetch import dataset_dir, fetch, load_rejected, load_tracks
+from mgr.data.fetch import dataset_dir, fetch
+from mgr.data.tracks import load_rejected, load_tracks
 from mgr.errors import DataError
 from mgr.params import params_from_dict
 

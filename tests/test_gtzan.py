@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from _fetch_helpers import md5, serve, write_corrupt, write_tone
 
-from mgr.data.fetch import fetch, load_rejected, load_tracks
+from mgr.data.fetch import fetch
 from mgr.data.sources.gtzan import fault_filtered_split
+from mgr.data.tracks import load_rejected, load_tracks
 from mgr.errors import DataError
 from mgr.params import params_from_dict
 

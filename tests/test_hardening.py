@@ -14,13 +14,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from _fetch_helpers import write_tone
-from mgr.data.fetch import fetch, load_rejected, load_tracks
-from mgr.errors import DataError, ParamsError, StorageError, run_reporting_user_errors, storage_error
-from mgr.params import params_from_dict
+
+from mgr.data.fetch import fetch
 from mgr.data.split import make_split
+from mgr.data.tracks import load_rejected, load_tracks
+from mgr.errors import (
+    DataError,
+    ParamsError,
+    StorageError,
+    run_reporting_user_errors,
+    storage_error,
+)
 from mgr.io import atomic_path, clean_stale_temps, pid_alive
+from mgr.params import params_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -54,8 +54,8 @@ import numpy as np
 
 from mgr.audio.decode import load_audio
 from mgr.audio.windows import hop_for, window_starts
-from mgr.data.fetch import load_tracks
 from mgr.data.split import fold_split
+from mgr.data.tracks import load_tracks
 from mgr.dsp import kernels
 from mgr.errors import ArtifactError, DataError
 from mgr.evaluation import report

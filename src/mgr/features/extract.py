@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mgr.audio.decode import audio_info
-from mgr.data.fetch import load_tracks
+from mgr.data.tracks import load_tracks
 from mgr.errors import AudioError, DataError
 from mgr.io import process_pool
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from mgr.errors import DataError
 from mgr.data.validation import _gx, run_checks, run_suite
+from mgr.errors import DataError
 
 BIG = 1e12  # a finite bound: "between -BIG and BIG" rejects inf, and null rejects NaN
 
