@@ -71,6 +71,7 @@ def cluster_address(tmp_path_factory):
                                                          os.environ.get("PYTHONPATH", "")])}
     bindir = Path(sys.executable).parent
     scratch = tmp_path_factory.mktemp("dask-workers")
+    env["DASK_TEMPORARY_DIRECTORY"] = str(scratch)  # no dask-scratch-space left in /tmp
     sched = subprocess.Popen([str(bindir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
                               "--no-dashboard", "--no-show"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
@@ -127,7 +128,7 @@ def test_inline_map_needs_no_cluster():
 def test_sharded_store_equals_the_one_file_store(tracks, tmp_path):
     one = build_store(tracks, AUDIO, SPEC, tmp_path / "one.h5", workers=1, progress=False)
     rep = build_sharded_store(tracks, AUDIO, SPEC, tmp_path / "sh.h5", shard_tracks=4, workers=1)
-    assert rep["n_shards"] == 3 and rep["shards_computed"] == 3
+    assert rep["n_shards"] == 3 and rep["workers"]["shards_computed"] == 3
     assert rep["content_hash"] == one["content_hash"]
     assert rep["n_skipped"] == 1 and rep["skipped"][0]["track_id"] == "t05x"
     with SpectrogramStore(tmp_path / "one.h5") as a, SpectrogramStore(tmp_path / "sh.h5") as b:
@@ -171,7 +172,7 @@ def test_failed_shard_is_recomputed_alone(tracks, tmp_path):
     (shard_dir(out) / "shard-00001.h5").unlink()  # a lost / failed shard
     (shard_dir(out) / "shard-00002.h5").write_bytes(b"half a file")  # a torn one
     rep = build_sharded_store(tracks, AUDIO, SPEC, out, shard_tracks=4, workers=1)
-    assert rep["shards_computed"] == 2
+    assert rep["workers"]["shards_computed"] == 2
     assert _digest(out) == before
 
 
@@ -182,8 +183,9 @@ def test_byte_identical_for_1_and_2_workers_and_a_cluster(tracks, tmp_path, clus
     r2 = build_sharded_store(tracks, AUDIO, SPEC, tmp_path / "w2" / "s.h5", shard_tracks=3, workers=2)
     monkeypatch.setenv(SCHEDULER_ENV, cluster_address)
     rc = build_sharded_store(tracks, AUDIO, SPEC, tmp_path / "cl" / "s.h5", shard_tracks=3, workers=1)
-    assert (r1["engine"], r2["engine"], rc["engine"]) == ("inline", "local", "remote")
-    assert r2["workers"] == 2 and rc["workers"] == 2
+    facts = [r["workers"] for r in (r1, r2, rc)]
+    assert [f["engine"] for f in facts] == ["inline", "local", "remote"]
+    assert [f["workers"] for f in facts] == [1, 2, 2]
     d1, d2, dc = (_digest(tmp_path / w / "s.h5") for w in ("w1", "w2", "cl"))
     assert len(d1) == 1 + 4 and d1 == d2 == dc
     # feature tables (the gtzan57 set) too, and equal in content to the one-process table
@@ -200,3 +202,15 @@ def test_byte_identical_for_1_and_2_workers_and_a_cluster(tracks, tmp_path, clus
     build_feature_table(tracks, AUDIO, "gtzan57", tmp_path / "one.parquet", workers=1, progress=False)
     pd.testing.assert_frame_equal(read_feature_table(tmp_path / "w1" / "f.parquet"),
                                   read_feature_table(tmp_path / "one.parquet"))
+
+
+def test_feeder_reads_the_sharded_store_like_one_file(tracks, tmp_path):
+    from mgr.training import window_feeder
+
+    build_store(tracks, AUDIO, SPEC, tmp_path / "one.h5", workers=1, progress=False)
+    build_sharded_store(tracks, AUDIO, SPEC, tmp_path / "sh.h5", shard_tracks=2, workers=1)
+    with SpectrogramStore(tmp_path / "one.h5") as a, SpectrogramStore(tmp_path / "sh.h5") as b:
+        kw = dict(window_frames=6, batch_size=8, steps=3, seed=5)
+        fa, fb = window_feeder(a, a.indices("train"), **kw), window_feeder(b, b.indices("train"), **kw)
+        for k in range(3):
+            np.testing.assert_array_equal(fa[k], fb[k])

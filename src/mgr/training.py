@@ -428,17 +428,20 @@ def train_model(
     deterministic_ops()  # same machine, same inputs -> bit-identical weights and metrics
     batch = int(mp.batch_size or tp.batch_size)
     lr = float(mp.learning_rate or tp.learning_rate)
-    model = deep.build(
-        name,
-        (n_mels, window_frames, 1),
-        len(labels),
-        n_tempo_classes=len(targets.tempo_bins["centres"]) if tempo else 0,
-        n_tags=n_tags,
-        params=mp,
-        mean=mean,
-        std=std,
-    )
-    deep.compile_model(model, lr, targets.outputs)
+    from mgr.distributed.strategy import train_scope  # train.distribution / mixed_precision
+
+    with train_scope(tp):
+        model = deep.build(
+            name,
+            (n_mels, window_frames, 1),
+            len(labels),
+            n_tempo_classes=len(targets.tempo_bins["centres"]) if tempo else 0,
+            n_tags=n_tags,
+            params=mp,
+            mean=mean,
+            std=std,
+        )
+        deep.compile_model(model, lr, targets.outputs)
     steps = tp.steps_per_epoch or max(1, math.ceil(train_idx.size * tp.windows_per_track / batch))
     feeder = window_feeder(
         store,
@@ -472,7 +475,8 @@ def train_model(
         if finetune:  # then end to end at a low rate (BatchNorm statistics stay the pretrained ones)
             done = len(hist.history.get("loss", []))
             musicnn.set_backbone_trainable(model, True)
-            deep.compile_model(model, float(mp.finetune_learning_rate), targets.outputs)
+            with train_scope(tp):
+                deep.compile_model(model, float(mp.finetune_learning_rate), targets.outputs)
             more = model.fit(
                 feeder, initial_epoch=done, epochs=done + finetune, verbose=verbose,
                 callbacks=_callbacks(model, Xv, tv, store, targets, labels, tp, live, state),

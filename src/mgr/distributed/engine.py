@@ -20,15 +20,19 @@ alone, and a rerun after a crash recomputes only the shards that are missing.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 SCHEDULER_ENV = "MGR_SCHEDULER"
 
-__all__ = ["SCHEDULER_ENV", "client", "map_tasks", "scheduler_address", "worker_peak_rss_mb"]
+__all__ = ["SCHEDULER_ENV", "client", "map_tasks", "scheduler_address", "shard_dir", "shard_ranges",
+           "worker_peak_rss_mb"]
 
 
 def scheduler_address(configured: str | None = None) -> str | None:
@@ -65,7 +69,7 @@ def client(workers: int, scheduler: str | None = None) -> Iterator[Any]:
         return
     with contextlib.ExitStack() as stack:
         scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="mgr-dask-"))
-        stack.enter_context(dask.config.set({"distributed.admin.tick.limit": "60s"}))
+        stack.enter_context(dask.config.set({"distributed.admin.tick.limit": "60s", "temporary-directory": scratch}))
         cluster = stack.enter_context(LocalCluster(
             n_workers=int(workers), threads_per_worker=1, processes=True, host="127.0.0.1",
             dashboard_address=None, local_directory=scratch, silence_logs=logging.ERROR,
@@ -120,3 +124,35 @@ def _peak_rss_mb() -> float:
 def worker_peak_rss_mb(c: Any) -> dict[str, float]:
     """Peak resident memory (MiB) of each worker process of client ``c``."""
     return {str(k): float(v) for k, v in c.run(_peak_rss_mb).items()}
+
+
+# ------------------------------------------------------------------ shard layout (track ranges)
+def shard_dir(out_path: str | os.PathLike) -> Path:
+    """``data/spectrograms.h5`` -> ``data/spectrograms.shards/`` (beside the index)."""
+    p = Path(out_path)
+    return p.with_name(p.stem + ".shards")
+
+
+def shard_ranges(n: int, shard_tracks: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` of ``shard_tracks`` consecutive items covering ``range(n)``."""
+    if shard_tracks < 1:
+        raise ValueError("shard_tracks must be >= 1")
+    return [(s, min(s + shard_tracks, n)) for s in range(0, n, shard_tracks)]
+
+
+def _job_key(kind: str, spec: dict, ids: list[str], paths: list[str]) -> str:
+    h = hashlib.sha256(kind.encode() + b"\0" + json.dumps(spec, sort_keys=True).encode())
+    for t, p in zip(ids, paths):
+        h.update(f"{t}\0{p}\0".encode())
+    return h.hexdigest()
+
+
+def _atomic_write(final: Path, write: Any) -> None:
+    """``write(tmp)`` then rename onto ``final`` (a killed worker leaves no half shard)."""
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

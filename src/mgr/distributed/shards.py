@@ -41,42 +41,12 @@ from typing import Any
 
 import numpy as np
 
+from mgr.distributed.engine import _atomic_write, _job_key, shard_dir, shard_ranges
 from mgr.errors import DataError
 
 __all__ = ["build_sharded_store", "shard_dir", "shard_ranges", "spectrogram_shard"]
 
 SHARD_FMT = "shard-{:05d}.h5"
-
-
-def shard_dir(out_path: str | os.PathLike) -> Path:
-    """``data/spectrograms.h5`` -> ``data/spectrograms.shards/`` (beside the index)."""
-    p = Path(out_path)
-    return p.with_name(p.stem + ".shards")
-
-
-def shard_ranges(n: int, shard_tracks: int) -> list[tuple[int, int]]:
-    """``[(start, stop), ...]`` of ``shard_tracks`` consecutive items covering ``range(n)``."""
-    if shard_tracks < 1:
-        raise ValueError("shard_tracks must be >= 1")
-    return [(s, min(s + shard_tracks, n)) for s in range(0, n, shard_tracks)]
-
-
-def _job_key(kind: str, spec: dict, ids: list[str], paths: list[str]) -> str:
-    h = hashlib.sha256(kind.encode() + b"\0" + json.dumps(spec, sort_keys=True).encode())
-    for t, p in zip(ids, paths):
-        h.update(f"{t}\0{p}\0".encode())
-    return h.hexdigest()
-
-
-def _atomic_write(final: Path, write: Any) -> None:
-    """``write(tmp)`` then rename onto ``final`` (a killed worker leaves no half shard)."""
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # ------------------------------------------------------------------------ spectrogram shards
@@ -184,7 +154,8 @@ def build_sharded_store(
     """The sharded counterpart of :func:`mgr.spectrogram.build_store` (module doc).
 
     Returns the same report (``n_tracks``, ``n_skipped``, ``skipped``, ``total_frames``,
-    ``content_hash``, ...) plus ``n_shards``, ``shards_computed`` and the engine's run facts.
+    ``content_hash``, ...) plus ``n_shards``; ``workers`` holds the run facts (``engine``,
+    ``workers``, ``worker_peak_rss_mb``, ``shards_computed``).
     """
     import h5py
 
@@ -256,6 +227,7 @@ def build_sharded_store(
     return {
         "n_tracks": int(keep.size), "n_skipped": len(skipped), "skipped": skipped, "total_frames": total,
         "n_mels": rows, "labels": labels, "content_hash": content_hash, "n_shards": len(ranges),
-        "shards_computed": sum(1 for r in results.values() if r["computed"]),
-        "seconds": round(time.perf_counter() - t0, 3), **facts,
+        "seconds": round(time.perf_counter() - t0, 3),
+        # run facts (mgr.runs.RUN_KEYS: kept out of the metrics): what ran the shards, and how many
+        "workers": {**facts, "shards_computed": sum(1 for r in results.values() if r["computed"])},
     }

@@ -1,6 +1,6 @@
 """Sharded feature extraction: one Parquet part per fixed range of tracks, concatenated in order.
 
-The same ranges as the spectrogram shards (:func:`mgr.distributed.shards.shard_ranges`,
+The same ranges as the spectrogram shards (:func:`mgr.distributed.engine.shard_ranges`,
 ``distributed.shard_tracks`` tracks each): each task computes its tracks' features (handcrafted
 sets and the pretrained embeddings alike, :func:`mgr.features.extract_features`) and writes
 ``<table>.shards/part-<kkkkk>.parquet`` (its rows in track order, its job key and skipped tracks in
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mgr.distributed.shards import _atomic_write, _job_key, shard_dir, shard_ranges
+from mgr.distributed.engine import _atomic_write, _job_key, shard_dir, shard_ranges
 from mgr.errors import DataError
 
 __all__ = ["build_sharded_feature_table", "feature_shard"]
@@ -138,6 +138,7 @@ def build_sharded_feature_table(
     return {
         "n_tracks": n_written, "n_skipped": len(skipped), "skipped": skipped, "n_features": len(names),
         "feature_set": feature_set, "format": "parquet", "n_shards": len(ranges),
-        "shards_computed": sum(1 for r in results.values() if r["computed"]),
-        "seconds": round(time.perf_counter() - t0, 3), **facts,
+        "seconds": round(time.perf_counter() - t0, 3),
+        # run facts (mgr.runs.RUN_KEYS: kept out of the metrics): what ran the shards, and how many
+        "workers": {**facts, "shards_computed": sum(1 for r in results.values() if r["computed"])},
     }
