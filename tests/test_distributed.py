@@ -214,3 +214,46 @@ def test_feeder_reads_the_sharded_store_like_one_file(tracks, tmp_path):
         fa, fb = window_feeder(a, a.indices("train"), **kw), window_feeder(b, b.indices("train"), **kw)
         for k in range(3):
             np.testing.assert_array_equal(fa[k], fb[k])
+
+
+_HOLD = """
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+from mgr.distributed.engine import client
+if __name__ == "__main__":
+    with client(2) as c:
+        print(" ".join(str(p) for p in c.run(os.getpid).values()), flush=True)
+        time.sleep(120)
+"""
+
+
+def test_local_workers_die_with_their_parent(tmp_path):
+    """A kill -9 of the stage leaves no worker running (PR_SET_PDEATHSIG). (Its few-KiB scratch
+    folder, ``$TMPDIR/mgr-dask-*``, removed on any normal or failed exit, cannot be removed after a
+    kill -9: here it goes to this test's tmp_path.)"""
+    import signal
+
+    script = tmp_path / "hold.py"
+    script.write_text(_HOLD)
+    p = subprocess.Popen([sys.executable, str(script), str(Path(__file__).parents[1] / "src")],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                         env={**os.environ, "TMPDIR": str(tmp_path)})
+    try:
+        pids = [int(x) for x in p.stdout.readline().split()]
+        assert len(pids) == 2
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    deadline = time.time() + 20
+    alive = pids
+    while alive and time.time() < deadline:
+        time.sleep(0.2)
+        alive = [q for q in pids if Path(f"/proc/{q}").exists() and "Z" not in _state(q)]
+    assert not alive, f"workers {alive} outlived their parent"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"

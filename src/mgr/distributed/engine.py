@@ -19,11 +19,13 @@ alone, and a rerun after a crash recomputes only the shards that are missing.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -67,16 +69,21 @@ def client(workers: int, scheduler: str | None = None) -> Iterator[Any]:
         finally:
             c.close()
         return
-    with contextlib.ExitStack() as stack:
-        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="mgr-dask-"))
-        stack.enter_context(dask.config.set({"distributed.admin.tick.limit": "60s", "temporary-directory": scratch}))
-        cluster = stack.enter_context(LocalCluster(
-            n_workers=int(workers), threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None, local_directory=scratch, silence_logs=logging.ERROR,
-        ))
-        c = stack.enter_context(Client(cluster))
-        c.run(_worker_setup)
-        yield c
+    scratch = tempfile.mkdtemp(prefix="mgr-dask-")
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(dask.config.set({"distributed.admin.tick.limit": "60s", "temporary-directory": scratch}))
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=int(workers), threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address=None, local_directory=scratch, silence_logs=logging.ERROR,
+            ))
+            c = stack.enter_context(Client(cluster))
+            c.run(_worker_setup)
+            yield c
+    finally:
+        # the scheduler's closing can still touch its work dir: remove now and again at exit
+        shutil.rmtree(scratch, ignore_errors=True)
+        atexit.register(shutil.rmtree, scratch, True)
 
 
 def map_tasks(
