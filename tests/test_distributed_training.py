@@ -52,3 +52,16 @@ def test_mirrored_over_two_logical_cpus_matches_one_device(tmp_path):
         np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4)
     assert one["val_accuracy"] == pytest.approx(two["val_accuracy"], abs=1e-9)
     assert res["none"]["loss"][0] == pytest.approx(one["loss"][0], rel=0.1)
+
+
+def test_mixed_precision_scope_builds_float16_layers_and_restores_the_policy():
+    import keras
+
+    from mgr.distributed.strategy import train_scope
+    from mgr.params import TrainParams
+
+    with train_scope(TrainParams(mixed_precision=True)):
+        layer = keras.layers.Dense(4)
+        layer.build((None, 3))
+    assert layer.compute_dtype == "float16" and layer.variable_dtype == "float32"
+    assert keras.mixed_precision.global_policy().name == "float32"

@@ -29,6 +29,10 @@ attrs: ``format_version``, ``frontend`` (JSON) and each frontend key as ``fe_<ke
     ``n_tracks``, ``n_folds``.
 
 Reader: :class:`SpectrogramStore` (see ``docs/ARCHITECTURE.md`` for the contract).
+
+Sharded store (``distributed.shard_tracks > 0``, :mod:`mgr.distributed.shards`): the same file,
+whose ``/spec`` is an HDF5 virtual dataset over ``<store>.shards/shard-*.h5``; the reader
+memory-maps each shard (:class:`mgr.distributed.reader.ShardRows`). See docs/SCALE.md.
 """
 
 from __future__ import annotations
