@@ -73,7 +73,7 @@ def cluster_address(tmp_path_factory):
     scratch = tmp_path_factory.mktemp("dask-workers")
     env["DASK_TEMPORARY_DIRECTORY"] = str(scratch)  # no dask-scratch-space left in /tmp
     sched = subprocess.Popen([str(bindir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-                              "--no-dashboard", "--no-show"],
+                              "--dashboard-address", "127.0.0.1:0", "--no-show"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     procs = [sched]
     try:
@@ -99,7 +99,7 @@ def cluster_address(tmp_path_factory):
             p.terminate()
         for p in reversed(procs):
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 p.kill()
 

@@ -9,7 +9,7 @@ completion order (callers that need a fixed order sort by the shard index they p
 - otherwise ``workers > 1`` -> a :class:`distributed.LocalCluster` of ``workers`` single-threaded
   processes on 127.0.0.1 (the same code path as a real cluster, on this machine's cores). Its
   worker processes die with this process (``PR_SET_PDEATHSIG``), its scratch space is a
-  temporary directory removed on exit, its dashboard is off.
+  temporary directory removed on exit, its HTTP endpoints on a free loopback port.
 - otherwise (``workers <= 1``) -> inline in this process, no Dask import at all.
 
 A task that raises is retried (``retries`` times, possibly on another worker); shard writers are
@@ -73,9 +73,10 @@ def client(workers: int, scheduler: str | None = None) -> Iterator[Any]:
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(dask.config.set({"distributed.admin.tick.limit": "60s", "temporary-directory": scratch}))
+            # the scheduler's HTTP endpoints (/health, /metrics) on a free loopback port, never 8787
             cluster = stack.enter_context(LocalCluster(
                 n_workers=int(workers), threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=None, local_directory=scratch, silence_logs=logging.ERROR,
+                dashboard_address="127.0.0.1:0", local_directory=scratch, silence_logs=logging.ERROR,
             ))
             c = stack.enter_context(Client(cluster))
             c.run(_worker_setup)
