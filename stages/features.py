@@ -39,8 +39,15 @@ def main(argv: list[str] | None = None) -> None:
     tracks = load_inputs(Path(args.tracks or f"data/raw/{p.data.source}/tracks.csv"), args.split)
     # features.set plus the sets that `<model>-<set>` entries of ml.models name, in one table
     feature_set = "+".join(feature_sets_needed(p))
-    report = build_feature_table(tracks, p.audio, feature_set, OUT, workers=p.features.workers,
-                                 progress=sys.stderr.isatty())
+    if p.distributed.shard_tracks:  # parts on Dask (local cluster or distributed.scheduler; docs/SCALE.md)
+        from mgr.distributed.tables import build_sharded_feature_table
+        from mgr.io import n_workers
+
+        report = build_sharded_feature_table(tracks, p.audio, feature_set, OUT, shard_tracks=p.distributed.shard_tracks,
+                                             workers=n_workers(p.features.workers), scheduler=p.distributed.scheduler)
+    else:
+        report = build_feature_table(tracks, p.audio, feature_set, OUT, workers=p.features.workers,
+                                     progress=sys.stderr.isatty())
     validate_feature_table(read_feature_table(OUT), feature_names(feature_set),
                            sample_rate=p.audio.sample_rate, expected_tracks=tracks["track_id"].tolist(),
                            report_dir=Path(args.validation_reports))

@@ -62,8 +62,15 @@ def main(argv: list[str] | None = None) -> None:
     p = load_params(args.params)
     sp = p.spectrogram if args.preset is None else dataclasses.replace(p.spectrogram, preset=args.preset)
     tracks = load_inputs(Path(args.tracks or f"data/raw/{p.data.source}/tracks.csv"), args.split)
-    report = build_store(tracks, p.audio, sp, args.out, workers=p.spectrogram.workers,
-                         progress=sys.stderr.isatty())
+    if p.distributed.shard_tracks:  # shards on Dask (local cluster or distributed.scheduler; docs/SCALE.md)
+        from mgr.distributed.shards import build_sharded_store
+        from mgr.io import n_workers
+
+        report = build_sharded_store(tracks, p.audio, sp, args.out, shard_tracks=p.distributed.shard_tracks,
+                                     workers=n_workers(p.spectrogram.workers), scheduler=p.distributed.scheduler)
+    else:
+        report = build_store(tracks, p.audio, sp, args.out, workers=p.spectrogram.workers,
+                             progress=sys.stderr.isatty())
     validate_store(args.out, report_dir=Path(args.validation_reports))
     finish_extraction(args.metrics, report, args.out)
     print(f"spectrogram ({sp.preset}): {report['n_tracks']} tracks, {report['n_skipped']} skipped, "

@@ -99,13 +99,18 @@ class GtzanParams:
 class FmaParams:
     """FMA (Defferrard et al. 2017): metadata zip plus one audio subset zip."""
 
-    subset: Literal["small", "medium"] = "small"
+    # large: all 106,574 tracks as 30 s clips; full: the same tracks untrimmed (audio.* crops them)
+    subset: Literal["small", "medium", "large", "full"] = "small"
     metadata_url: str = "https://os.unil.cloud.switch.ch/fma/fma_metadata.zip"
     metadata_sha1: str | None = "f0df49ffe5f2a6008d7dc83c6915b31835dfe733"
     small_url: str = "https://os.unil.cloud.switch.ch/fma/fma_small.zip"
     small_sha1: str | None = "ade154f733639d52e35e32f5593efe5be76c6d70"
     medium_url: str = "https://os.unil.cloud.switch.ch/fma/fma_medium.zip"
     medium_sha1: str | None = "c67b69ea232021025fca9231fc1c7c1a063ab50b"
+    large_url: str = "https://os.unil.cloud.switch.ch/fma/fma_large.zip"
+    large_sha1: str | None = "497109f4dd721066b5ce5e5f250ec604dc78939e"
+    full_url: str = "https://os.unil.cloud.switch.ch/fma/fma_full.zip"
+    full_sha1: str | None = "0f0ace23fbe9ba30ecb7e95f763e435ea802b8ab"
 
 
 @dataclass(frozen=True)
@@ -255,6 +260,10 @@ class TrainParams:
     # false trains train.fold only
     all_folds: bool = True
     val_windows_per_track: int = num(8, 1, 10_000)  # evenly spaced val windows per track (cap)
+    # tf.distribute (mgr.distributed.strategy): none | mirrored (every local GPU, or CPU) |
+    # multi_worker (MultiWorkerMirroredStrategy, hosts from TF_CONFIG); the global batch is batch_size
+    distribution: Literal["none", "mirrored", "multi_worker"] = "none"
+    mixed_precision: bool = False  # Keras mixed_float16 policy (float32 variables and outputs)
 
 
 @dataclass(frozen=True)
@@ -300,6 +309,20 @@ class DlParams:
     )
 
 
+# -------------------------------------------------------------------------------- distributed
+@dataclass(frozen=True)
+class DistributedParams:
+    """Sharded extraction (mgr.distributed; docs/SCALE.md)."""
+
+    # 0: one store file / one table written by this machine's process pool (the default);
+    # N > 0: shards of N tracks computed as Dask tasks, read as one store (changes the files: tracked)
+    shard_tracks: int = num(0, 0, 10_000_000)
+    # Dask scheduler address (tcp://host:8786) to run the shards on; null = this machine (a local
+    # cluster of spectrogram.workers / features.workers processes). MGR_SCHEDULER overrides it.
+    # Where the tasks run never changes what they write: not a tracked param.
+    scheduler: str | None = None
+
+
 # ----------------------------------------------------------------------------------- evaluate
 @dataclass(frozen=True)
 class EvaluateParams:
@@ -322,6 +345,7 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
     dl: DlParams = field(default_factory=DlParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    distributed: DistributedParams = field(default_factory=DistributedParams)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -29,6 +29,10 @@ attrs: ``format_version``, ``frontend`` (JSON) and each frontend key as ``fe_<ke
     ``n_tracks``, ``n_folds``.
 
 Reader: :class:`SpectrogramStore` (see ``docs/ARCHITECTURE.md`` for the contract).
+
+Sharded store (``distributed.shard_tracks > 0``, :mod:`mgr.distributed.shards`): the same file,
+whose ``/spec`` is an HDF5 virtual dataset over ``<store>.shards/shard-*.h5``; the reader
+memory-maps each shard (:class:`mgr.distributed.reader.ShardRows`). See docs/SCALE.md.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import numpy as np
 from mgr.audio.decode import describe, expected_samples, fix_length, load_audio
 from mgr.audio.windows import hop_for, window_starts
 from mgr.data.split import fold_parts
+from mgr.distributed.reader import ShardRows
 from mgr.dsp.frontend import (  # noqa: F401 - the front end, re-exported for the store's users
     _frames_major,
     _mel_groups,
@@ -205,61 +210,8 @@ def build_store(
             keep = np.flatnonzero(ok)
             if keep.size == 0:
                 raise DataError(f"spectrogram: no track could be decoded ({len(skipped)} skipped)")
-            sub = df.iloc[keep].reset_index(drop=True)
-            g = h5.create_group("tracks")
-            strs = h5py.string_dtype("utf-8")
-            g.create_dataset("track_id", data=sub["track_id"].astype(str).tolist(), dtype=strs)
-            g.create_dataset("path", data=sub["path"].astype(str).tolist(), dtype=strs)
-            lab = {l: j for j, l in enumerate(labels)}
-            g.create_dataset("genre_idx", data=np.array([lab[str(x)] for x in sub["genre"]], dtype=np.int32))
-            g.create_dataset("split", data=sub["split"].astype(str).tolist(), dtype=strs)
-            fold = sub["fold"].to_numpy(dtype=np.int16)
-            g.create_dataset("fold", data=fold)
-            g.create_dataset("offset", data=offsets[keep])
-            g.create_dataset("n_valid_frames", data=n_frames[keep])
-            tempo = (
-                np.asarray(sub["tempo_bpm"], dtype=np.float32) if "tempo_bpm" in sub.columns
-                else np.full(len(sub), np.nan, dtype=np.float32)
-            )
-            g.create_dataset("tempo_bpm", data=tempo)
-            tag_vocab, tags = _tags_of(sub)
-            g.create_dataset("tags", data=tags, dtype=np.uint8)
-            g.create_dataset("frame_sum", data=sums[keep])
-            g.create_dataset("frame_sumsq", data=sumsq[keep])
-
-            # train-only statistics (split column = fold 0 in k-fold mode) + per fold
-            st = h5.create_group("stats")
-            split_arr = sub["split"].astype(str).to_numpy()
-            m, s = _stats_from_sums(sums[keep], sumsq[keep], n_frames[keep], split_arr == "train")
-            st.create_dataset("mean", data=m)
-            st.create_dataset("std", data=s)
-            n_folds = int(fold.max()) + 1 if (fold >= 0).any() else 0
-            for f in range(n_folds):
-                tr = _fold_mask(fold, f, n_folds, "train")
-                fm, fs = _stats_from_sums(sums[keep], sumsq[keep], n_frames[keep], tr)
-                st.create_dataset(f"fold_{f}/mean", data=fm)
-                st.create_dataset(f"fold_{f}/std", data=fs)
-
-            h = hashlib.sha256(json.dumps(fe, sort_keys=True).encode())
-            for tid, d in zip(sub["track_id"].astype(str), (digests[i] for i in keep)):
-                h.update(tid.encode() + b"\0" + d)
-            content_hash = h.hexdigest()
-            versions = library_versions("mgr", "numpy", "librosa", "soundfile", "soxr", "h5py", "scipy")
-            a = h5.attrs
-            a["format_version"] = FORMAT_VERSION
-            a["layout"] = "frames_major_contiguous" if spectrogram_params.compression == "none" else "frames_major_chunked"
-            a["compression"] = spectrogram_params.compression
-            a["frontend"] = json.dumps(fe, sort_keys=True)
-            for k, v in fe.items():
-                a[f"fe_{k}"] = "null" if v is None else v
-            a["audio"] = json.dumps(audio_d, sort_keys=True)
-            a["labels"] = json.dumps(labels)
-            a["tag_vocab"] = json.dumps(tag_vocab)
-            a["versions"] = json.dumps(versions, sort_keys=True)
-            a["content_hash"] = content_hash
-            a["n_tracks"] = int(len(sub))
-            a["n_folds"] = n_folds
-            a["total_frames"] = total
+            content_hash = _write_index(h5, df, keep, offsets, n_frames, sums, sumsq, digests, labels, fe,
+                                        audio_d, spectrogram_params.compression, total)
     skipped.sort(key=lambda r: str(r["track_id"]))
     return {
         "n_tracks": int(len(keep)),
@@ -272,6 +224,72 @@ def build_store(
         "seconds": round(time.perf_counter() - t0, 3),
         "workers": workers,
     }
+
+
+def _write_index(h5: Any, df: Any, keep: np.ndarray, offsets: np.ndarray, n_frames: np.ndarray,
+                 sums: np.ndarray, sumsq: np.ndarray, digests: list, labels: list[str], fe: dict,
+                 audio_d: dict, compression: str, total: int) -> str:
+    """Write the per-track metadata (``/tracks``), train statistics (``/stats``) and attrs of the
+    kept tracks ``keep`` of ``df`` into open file ``h5``; returns the content hash. Shared by
+    :func:`build_store` and the sharded store's index (:mod:`mgr.distributed.shards`)."""
+    import h5py
+
+    sub = df.iloc[keep].reset_index(drop=True)
+    g = h5.create_group("tracks")
+    strs = h5py.string_dtype("utf-8")
+    g.create_dataset("track_id", data=sub["track_id"].astype(str).tolist(), dtype=strs)
+    g.create_dataset("path", data=sub["path"].astype(str).tolist(), dtype=strs)
+    lab = {l: j for j, l in enumerate(labels)}
+    g.create_dataset("genre_idx", data=np.array([lab[str(x)] for x in sub["genre"]], dtype=np.int32))
+    g.create_dataset("split", data=sub["split"].astype(str).tolist(), dtype=strs)
+    fold = sub["fold"].to_numpy(dtype=np.int16)
+    g.create_dataset("fold", data=fold)
+    g.create_dataset("offset", data=offsets[keep])
+    g.create_dataset("n_valid_frames", data=n_frames[keep])
+    tempo = (
+        np.asarray(sub["tempo_bpm"], dtype=np.float32) if "tempo_bpm" in sub.columns
+        else np.full(len(sub), np.nan, dtype=np.float32)
+    )
+    g.create_dataset("tempo_bpm", data=tempo)
+    tag_vocab, tags = _tags_of(sub)
+    g.create_dataset("tags", data=tags, dtype=np.uint8)
+    g.create_dataset("frame_sum", data=sums[keep])
+    g.create_dataset("frame_sumsq", data=sumsq[keep])
+
+    # train-only statistics (split column = fold 0 in k-fold mode) + per fold
+    st = h5.create_group("stats")
+    split_arr = sub["split"].astype(str).to_numpy()
+    m, s = _stats_from_sums(sums[keep], sumsq[keep], n_frames[keep], split_arr == "train")
+    st.create_dataset("mean", data=m)
+    st.create_dataset("std", data=s)
+    n_folds = int(fold.max()) + 1 if (fold >= 0).any() else 0
+    for f in range(n_folds):
+        tr = _fold_mask(fold, f, n_folds, "train")
+        fm, fs = _stats_from_sums(sums[keep], sumsq[keep], n_frames[keep], tr)
+        st.create_dataset(f"fold_{f}/mean", data=fm)
+        st.create_dataset(f"fold_{f}/std", data=fs)
+
+    h = hashlib.sha256(json.dumps(fe, sort_keys=True).encode())
+    for tid, d in zip(sub["track_id"].astype(str), (digests[i] for i in keep)):
+        h.update(tid.encode() + b"\0" + d)
+    content_hash = h.hexdigest()
+    versions = library_versions("mgr", "numpy", "librosa", "soundfile", "soxr", "h5py", "scipy")
+    a = h5.attrs
+    a["format_version"] = FORMAT_VERSION
+    a["layout"] = "frames_major_contiguous" if compression == "none" else "frames_major_chunked"
+    a["compression"] = compression
+    a["frontend"] = json.dumps(fe, sort_keys=True)
+    for k, v in fe.items():
+        a[f"fe_{k}"] = "null" if v is None else v
+    a["audio"] = json.dumps(audio_d, sort_keys=True)
+    a["labels"] = json.dumps(labels)
+    a["tag_vocab"] = json.dumps(tag_vocab)
+    a["versions"] = json.dumps(versions, sort_keys=True)
+    a["content_hash"] = content_hash
+    a["n_tracks"] = int(len(sub))
+    a["n_folds"] = n_folds
+    a["total_frames"] = total
+    return content_hash
 
 
 def _fold_mask(fold: np.ndarray, f: int, k: int, split: str) -> np.ndarray:
@@ -340,7 +358,11 @@ class SpectrogramStore:
         self._ds = ds
         self._spec: Any = ds
         self.memmapped = False
-        off = ds.id.get_offset() if ds.chunks is None and ds.compression is None else None
+        off = ds.id.get_offset() if ds.chunks is None and ds.compression is None and not ds.is_virtual else None
+        if ds.is_virtual:  # a sharded store (mgr.distributed.shards): each shard memory-mapped
+
+            self._spec = ShardRows(self.path, ds)
+            self.memmapped = self._spec.memmapped
         if off is not None:
             self._spec = np.memmap(self.path, dtype=np.dtype("<f4"), mode="r", offset=off, shape=ds.shape)
             self.memmapped = True

@@ -22,7 +22,7 @@ Protocol (the same for every model in :data:`mgr.models.deep.REGISTRY`):
   windows of each val track (50 % overlap grid). After each epoch :class:`_ValCallback`
   computes the window-level val loss (monitored by EarlyStopping, restoring the best weights,
   and by ReduceLROnPlateau) and track-level metrics (mean window probability per track) with
-  the same functions the evaluate stage uses (``mgr.evaluation.scoring``).
+  the same functions the evaluate stage uses (``mgr.evaluation.metrics``).
 - **Logging**: dvclive into ``dvclive/<name>/`` (``plots/metrics/*.tsv`` are the DVC plots);
   in a k-fold run of every fold, fold ``train.fold``'s curves only.
 - **Artifacts**: ``models/<name>/model.keras`` + ``model.onnx`` + ``model.json`` (see
@@ -53,10 +53,11 @@ from typing import Any
 import numpy as np
 
 from mgr import cards
+from mgr.distributed.strategy import train_scope
 from mgr.errors import DataError, ParamsError
-from mgr.evaluation import scoring as ev
+from mgr.evaluation import metrics as ev
 from mgr.evaluation.calibration import calibration_record
-from mgr.evaluation.scoring import mean_std
+from mgr.evaluation.metrics import mean_std
 from mgr.features.store import SpectrogramStore
 from mgr.io import atomic_path, library_versions, write_json
 from mgr.models import deep
@@ -432,17 +433,19 @@ def train_model(
     deterministic_ops()  # same machine, same inputs -> bit-identical weights and metrics
     batch = int(mp.batch_size or tp.batch_size)
     lr = float(mp.learning_rate or tp.learning_rate)
-    model = deep.build(
-        name,
-        (n_mels, window_frames, 1),
-        len(labels),
-        n_tempo_classes=len(targets.tempo_bins["centres"]) if tempo else 0,
-        n_tags=n_tags,
-        params=mp,
-        mean=mean,
-        std=std,
-    )
-    deep.compile_model(model, lr, targets.outputs)
+
+    with train_scope(tp):
+        model = deep.build(
+            name,
+            (n_mels, window_frames, 1),
+            len(labels),
+            n_tempo_classes=len(targets.tempo_bins["centres"]) if tempo else 0,
+            n_tags=n_tags,
+            params=mp,
+            mean=mean,
+            std=std,
+        )
+        deep.compile_model(model, lr, targets.outputs)
     steps = tp.steps_per_epoch or max(1, math.ceil(train_idx.size * tp.windows_per_track / batch))
     feeder = window_feeder(
         store,
@@ -476,7 +479,8 @@ def train_model(
         if finetune:  # then end to end at a low rate (BatchNorm statistics stay the pretrained ones)
             done = len(hist.history.get("loss", []))
             musicnn.set_backbone_trainable(model, True)
-            deep.compile_model(model, float(mp.finetune_learning_rate), targets.outputs)
+            with train_scope(tp):
+                deep.compile_model(model, float(mp.finetune_learning_rate), targets.outputs)
             more = model.fit(
                 feeder, initial_epoch=done, epochs=done + finetune, verbose=verbose,
                 callbacks=_callbacks(model, Xv, tv, store, targets, labels, tp, live, state),

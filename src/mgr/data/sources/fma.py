@@ -1,8 +1,10 @@
-"""The ``fma`` source (Defferrard et al. 2017): ``fma_metadata`` plus the small or medium audio.
+"""The ``fma`` source (Defferrard et al. 2017): ``fma_metadata`` plus the small, medium, large or full audio.
 
 ``data.path`` is a directory holding ``fma_metadata.zip`` (or the extracted ``fma_metadata/``)
-and ``fma_small.zip`` / ``fma_medium.zip`` (or ``fma_small/`` / ``fma_medium/``), chosen by
-``data.fma.subset``. With ``data.path: null`` both zips are downloaded from ``data.fma.*_url``
+and ``fma_<subset>.zip`` (or ``fma_<subset>/``), ``data.fma.subset`` being ``small`` (8,000
+30 s clips), ``medium`` (25,000), ``large`` (106,574 30 s clips) or ``full`` (the same 106,574
+tracks untrimmed, 879 GiB: ``audio.offset_s`` / ``audio.duration_s`` crop them at extraction, and
+the sharded extraction of :mod:`mgr.distributed` streams them into shards one clip at a time). With ``data.path: null`` both zips are downloaded from ``data.fma.*_url``
 into ``data.download_dir`` (resumable) and verified against their published SHA-1s; local zips
 are verified too. Only ``tracks.csv`` and ``genres.csv`` are read from the metadata zip (in
 memory, nothing extracted); the audio zip is extracted safely into the dataset directory,
@@ -36,7 +38,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from mgr.params import Params
 
-SUBSETS = ("small", "medium", "large")
+SUBSETS = ("small", "medium", "large", "full")
+# tracks.csv's ('set', 'subset') is small | medium | large; "full" holds the same tracks as
+# large, untrimmed (fma_full.zip), so it selects what large does
+_RANK = {"small": 0, "medium": 1, "large": 2, "full": 2}
 SPLIT_MAP = {"training": "train", "validation": "val", "test": "test"}
 
 
@@ -104,9 +109,8 @@ def parse_metadata(tracks: str | Path | IO | pd.DataFrame, genres: str | Path | 
         raise DataError("FMA genres.csv lacks the 'title' column")
     names = {int(k): str(v) for k, v in g["title"].items()}
 
-    rank = {s: i for i, s in enumerate(SUBSETS)}
-    sub = df[("set", "subset")].astype(str).map(lambda s: rank.get(s, 99))
-    df = df[sub <= rank[subset]]
+    sub = df[("set", "subset")].astype(str).map(lambda s: _RANK.get(s, 99))
+    df = df[sub <= _RANK[subset]]
     rows = []
     for tid, genre_top, genres_all, artist, split, ss in zip(
         df.index, df[("track", "genre_top")], df[("track", "genres_all")], df[("artist", "id")],
@@ -175,7 +179,7 @@ def _locate_audio(params: Params, work_dir: Path, progress: bool) -> tuple[Path,
     """The folder that holds ``fma_<subset>/`` and whether it lies inside ``work_dir``."""
     f = params.data.fma
     name = f"fma_{f.subset}"
-    url, sha1 = (f.small_url, f.small_sha1) if f.subset == "small" else (f.medium_url, f.medium_sha1)
+    url, sha1 = getattr(f, f"{f.subset}_url"), getattr(f, f"{f.subset}_sha1")
     base = Path(params.data.path).expanduser() if params.data.path else None
     if base is not None:
         if (base / name).is_dir():
