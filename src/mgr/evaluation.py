@@ -750,6 +750,7 @@ def evaluate_deep(
             tm["class_accuracy"] = accuracy(cls, tprob[ok].argmax(axis=1)) if ok.any() else float("nan")
         res["tempo"] = tm
         res["_tempo_ref"] = dict(zip(tids, ref.tolist()))
+        res["_tempo_est"] = dict(zip(tids, np.asarray(est, float).tolist()))  # mgr.tempo.protocol.side_by_side
     # tags
     if seg_tags and len(store.tag_vocab):
         vocab = list(art.tag_vocab) or list(store.tag_vocab)
@@ -1094,6 +1095,7 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Seq
     preds: dict[str, list[tuple]] = {}
     probas: dict[str, list[dict[str, Any]]] = {}  # per model: one row per test track and fold
     cms: dict[str, tuple[np.ndarray, list[str]]] = {}
+    tempo_heads: dict[str, dict[str, float]] = {}  # model -> track -> BPM (tempo heads), for mgr.tempo.protocol
     try:
         for kind, name in names:
             if not found[name]:
@@ -1123,6 +1125,7 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Seq
                     lab = res["labels"]
                     y_pred_pairs = list(zip(res["_tids"], [lab[i] for i in y], [lab[i] for i in pred]))
                     cm = confusion_matrix(y, pred, len(lab))
+                    tempo_heads.setdefault(name, {}).update(res.get("_tempo_est", {}))  # mgr.tempo.protocol
                     if "tempo" in res and f in baseline:
                         est = baseline[f]["estimates"]
                         # the baseline on exactly the tracks this model's tempo metrics cover
@@ -1200,6 +1203,9 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Seq
         bl_summary = bl
     elif bl_path.exists():
         bl_path.unlink()
+    from mgr.tempo.protocol import side_by_side  # DSP, tempo heads and the learned estimator (issue 14)
+
+    side_by_side(root, p, tracks, test_ids, baseline, tempo_heads, log=log)
 
     agg = "mean of window probabilities" if ep.aggregate == "mean" else "majority vote over windows"
     fold_txt = "holdout test split" if folds == [None] else f"{len(folds)}-fold cross-validation (mean ± std over the folds evaluated)"
