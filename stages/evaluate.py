@@ -24,6 +24,7 @@ from _common import Timer, run  # noqa: E402
 def main(argv: list[str] | None = None) -> None:
     from mgr.evaluation import run_evaluate
     from mgr.params import load_params
+    from mgr.tempo.protocol import side_by_side
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
 
     p = load_params(args.params)
     with Timer() as t:
-        summary = run_evaluate(p, root=args.root, log=lambda s: print(s, flush=True), stores=args.stores)
+        summary = run_evaluate(p, root=args.root, log=lambda s: print(s, flush=True), stores=args.stores,
+                               tempo_hook=side_by_side)  # tempo estimators side by side (mgr.tempo)
     from mgr.runs import write_run_facts
     from mgr.utils import n_workers
 

@@ -212,3 +212,30 @@ def test_predict_cli_tempo_option(trained: Path, tmp_path: Path) -> None:
     assert run("--tempo", "learned").exit_code == 3  # asked for the learned estimator: there is none
     x = json.loads(run().stdout)  # auto without the artifact: unchanged output
     assert "tempo_estimator" not in x and x["tempo_bpm"] is not None
+
+
+def test_side_by_side_reports_every_estimator_on_the_test_tracks(tmp_path: Path) -> None:
+    from mgr.params import Params
+
+    tracks = pd.DataFrame({"track_id": ["a", "b", "c", "d"], "genre": ["jazz", "jazz", "rock", "rock"],
+                           "tempo_bpm": [100.0, 120.0, 90.0, np.nan], "path": ["x"] * 4})
+    baseline = {None: {"estimates": {"a": 200.0, "b": 121.0, "c": 45.0}}}
+    heads = {"tempo_genre": {"a": 100.0, "b": 60.0, "c": 90.0}}
+    (tmp_path / "metrics").mkdir()
+    res = protocol.side_by_side(tmp_path, Params(), tracks, {None: ["a", "b", "c", "d"]}, baseline, heads, log=lambda s: None)
+    saved = json.loads((tmp_path / "metrics" / "tempo_estimators.json").read_text())
+    assert saved["n"] == res["n"] == 3
+    dsp, head = saved["estimators"]["dsp"], saved["estimators"]["tempo_genre (tempo head)"]
+    assert dsp["acc1"] == pytest.approx(1 / 3) and dsp["acc2"] == 1.0
+    assert dsp["octave"]["x2"] == pytest.approx(1 / 3) and dsp["octave"]["x1/2"] == pytest.approx(1 / 3)
+    assert head["acc1"] == pytest.approx(2 / 3) and head["per_genre_acc1"] == {"jazz": 0.5, "rock": 1.0}
+
+
+def test_params_refuse_holding_out_every_style() -> None:
+    from mgr.errors import ParamsError
+    from mgr.params import GENRES_GTZAN, params_from_dict
+
+    with pytest.raises(ParamsError, match="tempo.heldout_styles"):
+        params_from_dict({"tempo": {"heldout_styles": list(GENRES_GTZAN)}})
+    with pytest.raises(ParamsError, match="tempo.heldout_styles"):
+        params_from_dict({"tempo": {"heldout_styles": ["polka"]}})

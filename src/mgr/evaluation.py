@@ -1020,7 +1020,8 @@ def write_predictions(rows: Sequence[dict[str, Any]], path: Any) -> None:
     df.to_csv(path, index=False, float_format="%.6g")
 
 
-def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Sequence[str] | None = None) -> dict[str, Any]:
+def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Sequence[str] | None = None,
+                 tempo_hook: Any = None) -> dict[str, Any]:
     """The evaluate stage: score every model of ``ml.models`` + ``dl.models`` that has an
     artifact on the test split, write ``metrics/<model>.json``, ``metrics/summary.json``,
     ``reports/leaderboard.md``, ``reports/confusion/<model>.csv`` (plot data),
@@ -1203,9 +1204,8 @@ def run_evaluate(p: Any, *, root: str | Any = ".", log: Any = print, stores: Seq
         bl_summary = bl
     elif bl_path.exists():
         bl_path.unlink()
-    from mgr.tempo.protocol import side_by_side  # DSP, tempo heads and the learned estimator (issue 14)
-
-    side_by_side(root, p, tracks, test_ids, baseline, tempo_heads, log=log)
+    if tempo_hook is not None:  # stages/evaluate.py: mgr.tempo.protocol.side_by_side (issue 14)
+        tempo_hook(root, p, tracks, test_ids, baseline, tempo_heads, log=log)
 
     agg = "mean of window probabilities" if ep.aggregate == "mean" else "majority vote over windows"
     fold_txt = "holdout test split" if folds == [None] else f"{len(folds)}-fold cross-validation (mean ± std over the folds evaluated)"

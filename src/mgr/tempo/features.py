@@ -1,9 +1,10 @@
 """Tempo features: onset envelopes and their evidence on a log-BPM grid (NumPy only).
 
-One STFT per clip (librosa's defaults: ``n_fft=2048``, hop 512, 128 Slaney mels in dB) gives five
+One STFT per clip (librosa's defaults: ``n_fft=2048``, hop 512, 128 Slaney mels in dB) gives six
 onset envelopes: librosa's own (mean positive dB difference over all bands, from which the DSP
 estimate :func:`mgr.fastdsp.tempo_from_envelope` is computed, so the DSP baseline costs nothing
-extra) and the same over four mel-band groups (kick / bass, low-mid, high-mid, hats). For each
+extra), the same over four mel-band groups (kick / bass, low-mid, high-mid, hats) and the rise
+of the linear amplitude (accents). For each
 envelope, :func:`evidence` samples on :data:`BPM_GRID` (30-295 BPM, 36 bins per octave):
 
 * the autocorrelation at the beat period (peaks at the tempo and its *sub*-multiples), and
@@ -25,25 +26,31 @@ N_BINS = 120
 BPM_GRID = BPM_MIN * 2.0 ** (np.arange(N_BINS) / BINS_PER_OCTAVE)
 #: mel band groups (of 128 Slaney bands at 22.05 kHz: ~0-300 Hz, 300-1100 Hz, 1.1-4 kHz, 4 kHz-)
 BAND_EDGES = (0, 12, 40, 80, 128)
-N_ENV = len(BAND_EDGES)  # full band + 4 groups
+N_ENV = len(BAND_EDGES) + 1  # full band + 4 groups + the accent (linear-amplitude) flux
 N_CHANNELS = 2 * N_ENV + 1  # acf + fourier per envelope, + the log-BPM position
 HOP = 512
 N_FFT = 2048
 
 
 def envelopes(y: np.ndarray, sr: int) -> np.ndarray:
-    """``(5, n_frames)`` float32 onset envelopes at ``sr / 512`` frames per second; row 0 is
-    ``librosa.onset.onset_strength(y=y, sr=sr)`` (what the DSP tempo estimate reads)."""
+    """``(6, n_frames)`` float32 onset envelopes at ``sr / 512`` frames per second; row 0 is
+    ``librosa.onset.onset_strength(y=y, sr=sr)`` (what the DSP tempo estimate reads), rows 1-4
+    the same per mel-band group, row 5 the rise of the linear amplitude (dB envelopes make a
+    soft click as strong as a loud one; this one keeps the accents)."""
     from mgr import fastdsp
 
     y = np.ascontiguousarray(y, dtype=np.float32)
     if y.size < N_FFT:
         y = np.pad(y, (0, N_FFT - y.size))
     power = np.abs(fastdsp.stft(y)) ** 2
-    db = fastdsp.power_to_db(fastdsp.mel_power(power, sr)).astype(np.float32)
+    mel = fastdsp.mel_power(power, sr)
+    db = fastdsp.power_to_db(mel).astype(np.float32)
     d = np.maximum(0.0, db[:, 1:] - db[:, :-1])
     pad = 1 + N_FFT // (2 * HOP)
-    rows = [d.mean(axis=0)] + [d[a:b].mean(axis=0) for a, b in zip(BAND_EDGES[:-1], BAND_EDGES[1:])]
+    amp = np.sqrt(mel.sum(axis=0))
+    amp = amp / max(float(amp.max()), 1e-12)
+    rows = ([d.mean(axis=0)] + [d[a:b].mean(axis=0) for a, b in zip(BAND_EDGES[:-1], BAND_EDGES[1:])]
+            + [np.maximum(0.0, np.diff(amp))])
     env = np.concatenate([np.zeros((len(rows), pad), np.float32), np.stack(rows).astype(np.float32)], axis=1)
     return env[:, : db.shape[1]]
 
