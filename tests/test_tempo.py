@@ -94,6 +94,11 @@ def test_tempo_plans_widen_the_vocabulary_and_keep_the_grid_exact() -> None:
     assert tempi.min() >= 50 and tempi.max() <= 220 and (tempi < 70).any() and (tempi > 180).any()
     assert {p.meter for p in plans} >= {"4/4", "3/4", "12/8", "6/8", "2/4"}
     assert any(p.drums is None and p.genre != "classical" for p in plans)  # drum-less tracks
+    assert any(p.drums == "random" for p in plans)  # random, often syncopated grooves
+    g = next(p for p in plans if p.drums == "random")
+    r = render(g, SR, 3.0, np.random.default_rng(0))
+    bar = g.beats_per_bar * g.steps_per_beat
+    assert "drums" in r.tags and all(0 <= st < bar for st, _, _ in g.extra["groove"])
     p = next(p for p in plans if p.meter == "6/8")
     r = render(p, SR, 3.0, np.random.default_rng(0))
     assert r.audio.shape == (3 * SR,) and np.isfinite(r.audio).all()
