@@ -148,11 +148,11 @@ def test_stage_writes_the_artifact_card_and_protocol(trained: Path) -> None:
     assert card["trained_on"]["tempo_set"]["heldout_styles"] == ["country", "jazz", "reggae"]
     assert isinstance(card["beats_dsp_on_validation"], bool) and card["validation"]["learned"]["n"] == 4
     m = json.loads((trained / "metrics.json").read_text())
-    assert set(m["sets"]) == {"validation", "heldout_styles", "clicks"}
+    assert set(m["sets"]) == {"validation", "heldout_styles", "clicks", "clicks_subdivided"}
     for s in m["sets"].values():
         assert set(s) == {"dsp", "learned"} and {"acc1", "acc2", "mae_bpm", "octave"} <= set(s["learned"])
     assert set(m["sets"]["heldout_styles"]["dsp"]["per_genre_acc1"]) <= {"country", "jazz", "reggae"}
-    assert m["n"]["heldout_styles"] == 3 and m["n"]["clicks"] == 2
+    assert m["n"]["heldout_styles"] == 3 and m["n"]["clicks"] == m["n"]["clicks_subdivided"] == 2
 
 
 def test_estimator_modes_and_tamper_check(trained: Path, tmp_path: Path) -> None:

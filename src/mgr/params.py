@@ -321,16 +321,17 @@ class TempoParams:
 
     Synthetic tempo sets (exact tempo) of ``duration_s`` clips: ``train_clips`` + ``val_clips``
     of every style except ``heldout_styles``, ``heldout_clips`` of those styles only (never
-    trained on) and ``click_clips`` metronome tracks; plus (``use_dataset``) the ``data.source``
+    trained on) and ``click_clips`` metronome tracks (plain, and as many with soft subdivision
+    clicks); plus (``use_dataset``) the ``data.source``
     tracks with a ``tempo_bpm``, by split part. Each training clip is also seen at ``stretches``
     random tempo scales in [stretch_min, stretch_max] (label scaled)."""
 
     seed: int = num(14, 0)
-    train_clips: int = num(360, 1, 1_000_000)
+    train_clips: int = num(600, 1, 1_000_000)
     val_clips: int = num(80, 1, 1_000_000)
     heldout_clips: int = num(90, 0, 1_000_000)
     click_clips: int = num(40, 0, 1_000_000)
-    duration_s: float = num(10.0, 2.0, 600.0)
+    duration_s: float = num(8.0, 2.0, 600.0)
     heldout_styles: list[Literal[SYNTH_STYLES]] = field(default_factory=lambda: ["country", "jazz", "reggae"])
     use_dataset: bool = True
     stretches: int = num(4, 0, 100)
@@ -339,8 +340,8 @@ class TempoParams:
     epochs: int = num(40, 1, 100_000)
     batch_size: int = num(64, 1, 4096)
     learning_rate: float = num(0.003, 0.0, 1.0, lo_open=True)
-    width: int = num(32, 4, 512)
-    dropout: float = num(0.1, 0.0, 1.0, hi_open=True)
+    width: int = num(16, 4, 512)
+    dropout: float = num(0.3, 0.0, 1.0, hi_open=True)
     workers: int = num(0, 0, 256)  # processes for rendering and decoding (0 = all CPUs)
 
 

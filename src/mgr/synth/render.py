@@ -217,11 +217,11 @@ def random_groove(plan: Plan, rng: np.random.Generator) -> list[tuple[int, str, 
 
     Kick on the downbeat, more kicks on other beats and off-beat steps, snare or clap mostly on
     the back beats (sometimes anticipated by a step), a cymbal layer on every beat, 8th or step,
-    with accents on the beats; or (30 %) a one-timbre ostinato on every step or 8th whose accents
+    with accents on the beats; or (50 %) a one-timbre ostinato on every step or 8th whose accents
     alone mark the beat. Drawn once per clip (``plan.extra["groove"]``), repeated per bar.
     """
     spb, bpb = plan.steps_per_beat, plan.beats_per_bar
-    if rng.random() < 0.3:  # a one-timbre ostinato on every step or 8th: only its accents mark the beat
+    if rng.random() < 0.5:  # a one-timbre ostinato on every step or 8th: only its accents mark the beat
         drum = str(rng.choice(["rim", "hat", "clap", "snare", "open_hat", "kick"]))
         every = int(rng.choice([1, max(1, spb // 2)])) if spb == 4 else 1
         soft = float(rng.uniform(0.25, 0.65))

@@ -367,7 +367,7 @@ def sample_tempo_plan(genre: str, rng: np.random.Generator, tempo_range: tuple[f
     its grooves out), but: the tempo is log-uniform over ``tempo_range`` half of the time (else
     the style's own tempo, scaled by up to +-20 %, clipped to the range); a fifth of the plans
     redraw the meter (incl. 6/8 and 2/4), a fifth drop the drums (drum-less music: the beat is
-    only in the comping, bass and melody), a fifth of the others play a random, often syncopated
+    only in the comping, bass and melody), a third of the others play a random, often syncopated
     groove (:func:`mgr.synth.render.random_groove`), swing is drawn for any style 15 % of the time, and the
     "room" is wider: longer reverbs, more of them, and noise up to -30 dBFS.
     """
@@ -389,7 +389,7 @@ def sample_tempo_plan(genre: str, rng: np.random.Generator, tempo_range: tuple[f
         plan.swing_ratio = 0.5
     if plan.drums and rng.random() < 0.2:
         plan.drums = None
-    elif rng.random() < 0.25:  # a random (often syncopated) groove instead of the style's own
+    elif rng.random() < 0.35:  # a random (often syncopated) groove instead of the style's own
         plan.drums = "random"
     plan.phase_s = float(rng.uniform(0, plan.beats_per_bar * 60.0 / plan.tempo_bpm))
     plan.rt60 = float(plan.rt60 * rng.uniform(0.7, 1.8))

@@ -5,8 +5,10 @@ Three synthetic sources, each deterministic in ``(seed, kind, style, index)``:
 * ``train`` / ``val``: :func:`mgr.synth.styles.sample_tempo_plan` clips of the *train* styles
   (different clip indices, so no clip is in both);
 * ``heldout``: clips of the held-out styles only (whole styles training never saw);
-* ``click``: metronome clicks (:func:`mgr.synth.render.render_click`, exact beat grid) at
-  log-uniform tempi, with noise.
+* ``click``: metronome clicks (:func:`mgr.synth.render.render_click`, exact beat grid; accented
+  downbeats) at the tempo plans' tempi, with noise;
+* ``click_sub``: the same with a softer click (-9 dB) on every 8th (triplet 8th in compound
+  meters): the beat is marked by loudness alone, an octave trap for any estimator.
 
 And any dataset with a ``tempo_bpm`` column (the synthetic genre set, GTZAN with
 ``data.gtzan.tempo``, a folder manifest): :func:`dataset_items` decodes its tracks with the
@@ -24,7 +26,7 @@ import numpy as np
 
 from mgr.synth.styles import GENRES
 
-KINDS = ("train", "val", "heldout", "click")
+KINDS = ("train", "val", "heldout", "click", "click_sub")
 _KIND_ID = {k: i for i, k in enumerate(KINDS)}
 
 
@@ -54,9 +56,9 @@ def render_item(seed: int, kind: str, style: str, index: int, duration_s: float,
 
     rng = _rng(seed, kind, style, index)
     plan = sample_tempo_plan(style, rng)
-    if kind == "click":
+    if kind in ("click", "click_sub"):
         y = render_click(plan, sr, duration_s).astype(np.float64)
-        if rng.random() < 0.5:  # a softer click on every subdivision of some clicks: the beat stays the label
+        if kind == "click_sub":  # a softer click on every subdivision: the beat stays the label
             sub = plan.steps_per_beat // 2 if plan.steps_per_beat == 4 else 3
             step = plan.beat_s / sub
             off = (-plan.phase_s) % plan.beat_s

@@ -94,7 +94,8 @@ def run(p: Any, root: str | Path = ".", *, log: Callable[[str], None] = print) -
     jobs = (D.synthetic_jobs("train", tp.train_clips, train_styles, seed=tp.seed, duration_s=tp.duration_s, sr=sr)
             + D.synthetic_jobs("val", tp.val_clips, train_styles, seed=tp.seed, duration_s=tp.duration_s, sr=sr)
             + D.synthetic_jobs("heldout", tp.heldout_clips, tp.heldout_styles, seed=tp.seed, duration_s=tp.duration_s, sr=sr)
-            + D.synthetic_jobs("click", tp.click_clips, GENRES, seed=tp.seed, duration_s=tp.duration_s, sr=sr))
+            + D.synthetic_jobs("click", tp.click_clips, GENRES, seed=tp.seed, duration_s=tp.duration_s, sr=sr)
+            + D.synthetic_jobs("click_sub", tp.click_clips, GENRES, seed=tp.seed, duration_s=tp.duration_s, sr=sr))
     items = D.synthetic_items(jobs, tp.workers)
     sets: dict[str, list[Item]] = {k: [i for i in items if i.source == f"synthetic:{k}"] for k in D.KINDS}
     t_synth = time.perf_counter() - t0
@@ -124,6 +125,7 @@ def run(p: Any, root: str | Path = ".", *, log: Callable[[str], None] = print) -
     t_fit = time.perf_counter() - t1
 
     eval_sets = {"validation": val_items, "heldout_styles": sets["heldout"], "clicks": sets["click"],
+                 "clicks_subdivided": sets["click_sub"],
                  f"{p.data.source}_test": ds["test"]}
     results: dict[str, Any] = {}
     for name, its in eval_sets.items():
@@ -165,5 +167,6 @@ def run(p: Any, root: str | Path = ".", *, log: Callable[[str], None] = print) -
     log(f"train-tempo: wrote {out_dir}/ (beats DSP on validation: {beat})")
     return {"sets": results, "beats_dsp_on_validation": beat,
             "n": {"train": len(train_items), "train_augmented": int(len(X)), "validation": len(val_items),
-                  "heldout_styles": len(sets["heldout"]), "clicks": len(sets["click"]), "dataset_test": len(ds["test"])}}, \
+                  "heldout_styles": len(sets["heldout"]), "clicks": len(sets["click"]),
+                  "clicks_subdivided": len(sets["click_sub"]), "dataset_test": len(ds["test"])}}, \
         {"seconds": round(time.perf_counter() - t0, 3), "render_seconds": round(t_synth, 3), "train_seconds": round(t_fit, 3)}
