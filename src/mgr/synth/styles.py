@@ -391,6 +391,8 @@ def sample_tempo_plan(genre: str, rng: np.random.Generator, tempo_range: tuple[f
         plan.drums = None
     elif rng.random() < 0.35:  # a random (often syncopated) groove instead of the style's own
         plan.drums = "random"
+        if rng.random() < 0.3:  # percussion with at most a melody: the groove alone carries the beat
+            plan.parts = [pt for pt in plan.parts if pt.role == "lead"]
     plan.phase_s = float(rng.uniform(0, plan.beats_per_bar * 60.0 / plan.tempo_bpm))
     plan.rt60 = float(plan.rt60 * rng.uniform(0.7, 1.8))
     plan.reverb_wet = float(min(0.6, plan.reverb_wet + rng.uniform(0.0, 0.2)))
