@@ -204,6 +204,9 @@ def test_predict_cli_tempo_option(trained: Path, tmp_path: Path) -> None:
     def run(*a):
         return CliRunner().invoke(app, ["predict", str(wav), "--root", str(root), "--model", "cnn2d", "-f", "json", *a])
 
+    from mgr.predict import list_models
+
+    assert [m["name"] for m in list_models(root)] == ["cnn2d"]  # models/tempo is no genre model
     r = run("--tempo", "dsp", "--timeline")
     assert r.exit_code == 0, r.output
     x = json.loads(r.stdout)
