@@ -26,6 +26,7 @@ from _common import Timer, run  # noqa: E402
 def main(argv: list[str] | None = None) -> None:
     from mgr.evaluation.scoring import EvaluatePaths, run_evaluate
     from mgr.params import load_params
+    from mgr.tempo.protocol import side_by_side
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         reports=root / args.reports,
     )
     with Timer() as t:
-        summary = run_evaluate(p, paths, log=lambda s: print(s, flush=True))
+        summary = run_evaluate(p, paths, log=lambda s: print(s, flush=True),
+                               tempo_hook=side_by_side)  # tempo estimators side by side (mgr.tempo)
     from mgr.io import n_workers
     from mgr.runs import write_run_facts
 

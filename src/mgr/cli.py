@@ -89,6 +89,7 @@ def predict_cmd(
     timeline: Annotated[bool, typer.Option("--timeline", help="also report every segment: start/end (s), top-k, tempo, tags; silent ones marked")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar and no warning lines (errors are still printed)")] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="worker processes for many files (0: one per CPU; 1: in-process)")] = 0,
+    tempo: Annotated[str, typer.Option("--tempo", help="tempo estimator: auto (the learned models/tempo when it beat DSP on validation), dsp or learned")] = "auto",
 ) -> None:
     """Predict genre (top-k), tempo and tags for audio files.
 
@@ -99,6 +100,9 @@ def predict_cmd(
     from mgr.errors import ArtifactError, UserError
     from mgr.inference.predict import EXIT_INPUT_FAILED, EXIT_MODEL, EXIT_USAGE, check_options, discover_inputs, display_text
 
+    if tempo not in ("auto", "dsp", "learned"):
+        print(f"error: --tempo must be auto, dsp or learned (got {display_text(repr(tempo))})", file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE)
     if fmt not in ("table", "json", "csv"):
         print(f"error: --format must be table, json or csv (got {display_text(repr(fmt))})", file=sys.stderr)
         raise typer.Exit(EXIT_USAGE)
@@ -115,7 +119,7 @@ def predict_cmd(
     from mgr.inference.predict import load_predictor, resolve_model
 
     try:
-        predictor = load_predictor(resolve_model(model, root), **opts)
+        predictor = load_predictor(resolve_model(model, root), **opts, tempo=tempo, tempo_dir=root / "models" / "tempo")
     except ArtifactError as e:
         print(f"error: {display_text(str(e))}", file=sys.stderr)
         raise typer.Exit(EXIT_MODEL) from None

@@ -334,6 +334,40 @@ class EvaluateParams:
     workers: int = num(0, 0, 256)  # processes for the tempo baseline (0 = all CPUs)
 
 
+# -------------------------------------------------------------------------------------- tempo
+SYNTH_STYLES = GENRES_GTZAN  # the synthesizer's style templates (mgr.synth.styles.GENRES)
+
+
+@dataclass(frozen=True)
+class TempoParams:
+    """The learned tempo estimator (``mgr.tempo``; stage ``train-tempo``).
+
+    Synthetic tempo sets (exact tempo) of ``duration_s`` clips: ``train_clips`` + ``val_clips``
+    of every style except ``heldout_styles``, ``heldout_clips`` of those styles only (never
+    trained on) and ``click_clips`` metronome tracks (plain, and as many with soft subdivision
+    clicks); plus (``use_dataset``) the ``data.source``
+    tracks with a ``tempo_bpm``, by split part. Each training clip is also seen at ``stretches``
+    random tempo scales in [stretch_min, stretch_max] (label scaled)."""
+
+    seed: int = num(14, 0)
+    train_clips: int = num(600, 1, 1_000_000)
+    val_clips: int = num(80, 1, 1_000_000)
+    heldout_clips: int = num(90, 0, 1_000_000)
+    click_clips: int = num(40, 0, 1_000_000)
+    duration_s: float = num(8.0, 2.0, 600.0)
+    heldout_styles: list[Literal[SYNTH_STYLES]] = field(default_factory=lambda: ["country", "jazz", "reggae"])
+    use_dataset: bool = True
+    stretches: int = num(4, 0, 100)
+    stretch_min: float = num(0.8, 0.25, 1.0)
+    stretch_max: float = num(1.25, 1.0, 4.0)
+    epochs: int = num(40, 1, 100_000)
+    batch_size: int = num(64, 1, 4096)
+    learning_rate: float = num(0.003, 0.0, 1.0, lo_open=True)
+    width: int = num(16, 4, 512)
+    dropout: float = num(0.3, 0.0, 1.0, hi_open=True)
+    workers: int = num(0, 0, 256)  # processes for rendering and decoding (0 = all CPUs)
+
+
 @dataclass(frozen=True)
 class Params:
     data: DataParams = field(default_factory=DataParams)
@@ -346,6 +380,7 @@ class Params:
     dl: DlParams = field(default_factory=DlParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     distributed: DistributedParams = field(default_factory=DistributedParams)
+    tempo: TempoParams = field(default_factory=TempoParams)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -522,6 +557,8 @@ def _cross_checks(p: Params) -> None:
             f"params: split.strategy: 'predefined' needs a source with an official split "
             f"(gtzan, fma, or a folder manifest with source_split), not {p.data.source!r}"
         )
+    if len(set(p.tempo.heldout_styles)) == len(SYNTH_STYLES):
+        raise ParamsError("params: tempo.heldout_styles must leave at least one style to train on")
     if p.train.tempo_min_bpm >= p.train.tempo_max_bpm:
         raise ParamsError("params: train.tempo_min_bpm must be below train.tempo_max_bpm")
     for fs in (p.features.set,):

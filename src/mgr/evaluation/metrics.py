@@ -65,6 +65,8 @@ __all__ = [
     "tempo_acc1",
     "tempo_acc2",
     "tempo_mae",
+    "tempo_pairs",
+    "tempo_within",
     "tempo_metrics",
     "top_k_accuracy",
     "vote",
@@ -280,7 +282,8 @@ def aggregate_tracks(
     raise ValueError(f"unknown aggregation {how!r} (mean | vote)")
 
 
-def _tempo_arrays(est: Any, ref: Any) -> tuple[np.ndarray, np.ndarray]:
+def tempo_pairs(est: Any, ref: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(estimates, references) where the reference is finite and positive (others are left out)."""
     e = np.asarray(est, dtype=float).ravel()
     r = np.asarray(ref, dtype=float).ravel()
     if e.shape != r.shape:
@@ -289,31 +292,32 @@ def _tempo_arrays(est: Any, ref: Any) -> tuple[np.ndarray, np.ndarray]:
     return e[keep], r[keep]
 
 
-def _within(e: np.ndarray, r: np.ndarray, tol: float) -> np.ndarray:
+def tempo_within(e: np.ndarray, r: np.ndarray, tol: float) -> np.ndarray:
+    """``|e - r| <= tol * r`` elementwise (the boundary included; a NaN estimate is False)."""
     with np.errstate(invalid="ignore"):
         return np.abs(e - r) <= tol * r * (1.0 + _REL_EPS) + 1e-12
 
 
 def tempo_acc1(est: Any, ref: Any, tol: float = TEMPO_TOLERANCE) -> float:
     """Accuracy1: ``|est - ref| <= tol * ref`` (boundary included); NaN refs left out."""
-    e, r = _tempo_arrays(est, ref)
-    return float(np.mean(_within(e, r, tol))) if r.size else float("nan")
+    e, r = tempo_pairs(est, ref)
+    return float(np.mean(tempo_within(e, r, tol))) if r.size else float("nan")
 
 
 def tempo_acc2(est: Any, ref: Any, tol: float = TEMPO_TOLERANCE, factors: Sequence[float] = TEMPO_FACTORS) -> float:
     """Accuracy2: Acc1 against any of ``ref * factor`` (x1, x2, x3, x1/2, x1/3 by default)."""
-    e, r = _tempo_arrays(est, ref)
+    e, r = tempo_pairs(est, ref)
     if not r.size:
         return float("nan")
     ok = np.zeros(r.size, dtype=bool)
     for f in factors:
-        ok |= _within(e, r * f, tol)
+        ok |= tempo_within(e, r * f, tol)
     return float(np.mean(ok))
 
 
 def tempo_mae(est: Any, ref: Any) -> float:
     """Mean absolute error in BPM over tracks with both a reference and an estimate."""
-    e, r = _tempo_arrays(est, ref)
+    e, r = tempo_pairs(est, ref)
     ok = np.isfinite(e)
     return float(np.mean(np.abs(e[ok] - r[ok]))) if ok.any() else float("nan")
 
@@ -322,7 +326,7 @@ def tempo_metrics(est: Any, ref: Any, tol: float = TEMPO_TOLERANCE) -> dict[str,
     """Acc1, Acc2, MAE and the counts behind them."""
     e_all = np.asarray(est, dtype=float).ravel()
     r_all = np.asarray(ref, dtype=float).ravel()
-    e, r = _tempo_arrays(e_all, r_all)
+    e, r = tempo_pairs(e_all, r_all)
     return {
         "n": int(r.size),
         "n_no_reference": int(r_all.size - r.size),

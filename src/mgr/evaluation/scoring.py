@@ -361,6 +361,7 @@ def evaluate_deep(
             tm["class_accuracy"] = accuracy(cls, tprob[ok].argmax(axis=1)) if ok.any() else float("nan")
         res["tempo"] = tm
         res["_tempo_ref"] = dict(zip(tids, ref.tolist()))
+        res["_tempo_est"] = dict(zip(tids, np.asarray(est, float).tolist()))  # mgr.tempo.protocol.side_by_side
     # tags
     if seg_tags and len(store.tag_vocab):
         vocab = list(art.tag_vocab) or list(store.tag_vocab)
@@ -479,7 +480,7 @@ def summary_entry(m: dict[str, Any]) -> dict[str, Any]:
     return e
 
 
-def run_evaluate(p: Any, paths: EvaluatePaths, *, log: Any = print) -> dict[str, Any]:
+def run_evaluate(p: Any, paths: EvaluatePaths, *, log: Any = print, tempo_hook: Any = None) -> dict[str, Any]:
     """Score every model of ``ml.models`` (+ embedding models) and ``dl.models`` that has an
     artifact on the test split and write the metrics and reports (:mod:`mgr.evaluation.report`):
     ``<metrics>/<model>.json``, ``<metrics>/summary.json``, ``<metrics>/tempo_baseline.json``, and
@@ -487,7 +488,9 @@ def run_evaluate(p: Any, paths: EvaluatePaths, *, log: Any = print) -> dict[str,
     ``figures/confusion_<model>.png``. Returns the summary.
 
     Each deep model is scored on the spectrogram store (``paths.stores``) whose front end equals
-    its card's (one store per front end).
+    its card's (one store per front end). ``tempo_hook(paths, p, tracks, test_ids, baseline,
+    tempo_heads, log=)`` (the stage passes :func:`mgr.tempo.protocol.side_by_side`) reports every
+    tempo estimator side by side on the same test tracks.
     """
     import pandas as pd
 
@@ -538,6 +541,7 @@ def run_evaluate(p: Any, paths: EvaluatePaths, *, log: Any = print) -> dict[str,
     preds: dict[str, list[tuple]] = {}
     probas: dict[str, list[dict[str, Any]]] = {}  # per model: one row per test track and fold
     cms: dict[str, tuple[np.ndarray, list[str]]] = {}
+    tempo_heads: dict[str, dict[str, float]] = {}  # model -> track -> BPM (tempo heads), for tempo_hook
     try:
         for kind, name in names:
             if not found[name]:
@@ -563,6 +567,7 @@ def run_evaluate(p: Any, paths: EvaluatePaths, *, log: Any = print) -> dict[str,
                     lab = res["labels"]
                     y_pred_pairs = list(zip(res["_tids"], [lab[i] for i in y], [lab[i] for i in pred]))
                     cm = confusion_matrix(y, pred, len(lab))
+                    tempo_heads.setdefault(name, {}).update(res.get("_tempo_est", {}))
                     if "tempo" in res and f in baseline:
                         est = baseline[f]["estimates"]
                         # the baseline on exactly the tracks this model's tempo metrics cover
@@ -614,6 +619,8 @@ def run_evaluate(p: Any, paths: EvaluatePaths, *, log: Any = print) -> dict[str,
             bl["per_fold"] = {str(f): b["metrics"] for f, b in baseline.items()}
         bl_summary = _r(bl)
     report.write_metrics(paths.metrics, results, summary, bl_summary)
+    if tempo_hook is not None:
+        tempo_hook(paths, p, tracks, test_ids, baseline, tempo_heads, log=log)
     agg = "mean of window probabilities" if ep.aggregate == "mean" else "majority vote over windows"
     fold_txt = "holdout test split" if folds == [None] else f"{len(folds)}-fold cross-validation (mean ± std over the folds evaluated)"
     protocol = (f"Protocol: {fold_txt}; deep models: {ep.window_s:g} s segments with {ep.overlap:.0%} overlap, "

@@ -120,6 +120,9 @@ class Prediction:
     reason: str | None = None
     #: ``--timeline``: the segments the answer aggregates, in time order (else ``None``)
     segments: list[Segment] | None = None
+    #: set by ``--tempo`` (:mod:`mgr.tempo.estimate`): the estimator used and its confidence
+    tempo_estimator: str | None = None
+    tempo_confidence: float | None = None
 
     ok = True
 
@@ -1256,6 +1259,7 @@ class TaggerPredictor(DeepPredictor):
 def load_predictor(model_dir: str | os.PathLike, **kw: Any) -> Predictor:
     """Check the card and load the artifact (refusing tampered/foreign ones before their code runs)."""
     model_dir = Path(model_dir)
+    tempo_kw = {k: kw.pop(k) for k in ("tempo", "tempo_dir") if k in kw}  # --tempo: mgr.tempo.estimate
     card = read_card(model_dir)
     if card["kind"] == "pretrained":
         pred: Predictor = TaggerPredictor(model_dir, card, **kw)
@@ -1264,7 +1268,11 @@ def load_predictor(model_dir: str | os.PathLike, **kw: Any) -> Predictor:
     else:
         pred = ClassicalPredictor(model_dir, card, **kw)
     pred.trained_on = training_data(card, model_dir)
-    pred.model_dir, pred.load_kwargs = model_dir, dict(kw)  # what a worker process loads again
+    pred.model_dir, pred.load_kwargs = model_dir, dict(kw, **tempo_kw)  # what a worker process loads again
+    if tempo_kw:
+        from mgr.tempo.estimate import TempoChoice
+
+        pred.tempo = TempoChoice(tempo_kw.get("tempo"), tempo_kw.get("tempo_dir") or Path("models") / "tempo")
     return pred
 
 
@@ -1334,6 +1342,8 @@ def _predict_one(predictor: Predictor, item: Path | InputFailure) -> Prediction 
     else:
         try:
             res = predictor.predict_file(item)
+            if getattr(predictor, "tempo", None) is not None:  # --tempo: mgr.tempo.estimate
+                res = predictor.tempo.apply(res, item)
         except AudioError as e:
             res = InputFailure(str(item), _strip_prefix(str(e), item))
         except InferenceError as e:
@@ -1561,6 +1571,8 @@ def to_json_line(res: Prediction | InputFailure) -> str:
     if res.tempo_source == "none":  # the estimate was not finite: say why it is null
         obj["tempo_error"] = next((w for w in res.warnings if w.startswith("tempo not estimated")),
                                   "tempo not estimated")
+    if res.tempo_estimator:  # --tempo (mgr.tempo.estimate)
+        obj.update(tempo_estimator=res.tempo_estimator, tempo_confidence=res.tempo_confidence)
     if res.reason:  # why genre is null: silence, --min-confidence
         obj["reason"] = res.reason
     if res.segments is not None:  # --timeline
@@ -1637,7 +1649,7 @@ def list_models(root: str | os.PathLike = ".") -> list[dict]:
     if not models.is_dir():
         return out
     for d in sorted(models.iterdir()):
-        if not d.is_dir():
+        if not d.is_dir() or (d / "card.json").is_file():  # card.json: models/tempo, the tempo estimator
             continue
         rec: dict[str, Any] = {"name": d.name, "path": str(d)}
         try:

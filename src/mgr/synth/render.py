@@ -212,6 +212,42 @@ def lead_notes(plan: Plan, total_steps: int, rng: np.random.Generator) -> list[N
     return out
 
 
+def random_groove(plan: Plan, rng: np.random.Generator) -> list[tuple[int, str, float]]:
+    """One bar of a random (often syncopated) groove for tempo sets: ``(step, drum, velocity)``.
+
+    Kick on the downbeat, more kicks on other beats and off-beat steps, snare or clap mostly on
+    the back beats (sometimes anticipated by a step), a cymbal layer on every beat, 8th or step,
+    with accents on the beats; or (50 %) a one-timbre ostinato on every step or 8th whose accents
+    alone mark the beat. Drawn once per clip (``plan.extra["groove"]``), repeated per bar.
+    """
+    spb, bpb = plan.steps_per_beat, plan.beats_per_bar
+    if rng.random() < 0.5:  # a one-timbre ostinato on every step or 8th: only its accents mark the beat
+        drum = str(rng.choice(["rim", "hat", "clap", "snare", "open_hat", "kick"]))
+        every = int(rng.choice([1, max(1, spb // 2)])) if spb == 4 else 1
+        soft = float(rng.uniform(0.25, 0.65))
+        pulse = [(st, drum, 1.0 if st % spb == 0 else soft) for st in range(0, bpb * spb, every)]
+        return pulse + ([(0, "kick", 0.9)] if drum != "kick" and rng.random() < 0.3 else [])
+    out: list[tuple[int, str, float]] = [(0, "kick", 1.0)]
+    for st in range(1, bpb * spb):
+        on_beat = st % spb == 0
+        if rng.random() < (0.3 if on_beat else 0.12):
+            out.append((st, "kick", 0.9 if on_beat else 0.7))
+    snare = str(rng.choice(["snare", "clap", "rim"]))
+    for b in range(bpb):
+        back = (b % 2 == 1) if bpb % 2 == 0 else (b > 0)
+        if back and rng.random() < 0.85:
+            st = b * spb - (1 if rng.random() < 0.15 else 0)
+            out.append((st, snare, 0.95))
+        elif rng.random() < 0.1:
+            out.append((b * spb + int(rng.integers(1, spb)), snare, 0.5))
+    cym = str(rng.choice(["hat", "hat", "open_hat", "ride", "hat_pedal"]))
+    every = int(rng.choice([spb, max(1, spb // 2), 1] if spb == 4 else [spb, 1]))
+    accent = float(rng.uniform(0.0, 0.4))
+    for st in range(0, bpb * spb, every):
+        out.append((st, cym, 0.65 if st % spb == 0 else 0.65 - accent))
+    return out
+
+
 def drum_notes(plan: Plan, pattern: str, total_steps: int, rng: np.random.Generator) -> list[Note]:
     spb, bpb = plan.steps_per_beat, plan.beats_per_bar
     bar = bpb * spb
@@ -221,6 +257,13 @@ def drum_notes(plan: Plan, pattern: str, total_steps: int, rng: np.random.Genera
         out.append(Note(step, 1.0, (), vel, drum=drum))
 
     n_bars = -(-total_steps // bar)
+    if pattern == "random":  # tempo sets: one random groove per clip, repeated with small variations
+        groove = plan.extra.setdefault("groove", random_groove(plan, rng))
+        for k in range(n_bars):
+            for st, drum, v in groove:
+                if rng.random() < 0.95:
+                    hit(k * bar + st, drum, v)
+        return out
     off = 2  # the off-beat 8th step (the swung one in simple meters; the 3rd triplet in compound)
     for k in range(n_bars):
         b0 = k * bar

@@ -353,3 +353,49 @@ def sample_plan(genre: str, rng: np.random.Generator) -> Plan:
         drive=float(rng.uniform(*prod["drive"])),
         peak_db=float(rng.uniform(-6.0, -0.5)),
     )
+
+
+# ------------------------------------------------------------------------- tempo sets (issue 14)
+#: meters of the tempo sets: (beats per bar, steps per beat); 6/8 counts dotted quarters
+TEMPO_METERS = {"4/4": (4, 4), "3/4": (3, 4), "12/8": (4, 3), "6/8": (2, 3), "2/4": (2, 4)}
+
+
+def sample_tempo_plan(genre: str, rng: np.random.Generator, tempo_range: tuple[float, float] = (50.0, 220.0)) -> Plan:
+    """A plan of ``genre``'s style with a widened rhythmic vocabulary, for tempo training/testing.
+
+    The style keeps its own instruments, grooves and progressions (so holding a style out holds
+    its grooves out), but: the tempo is log-uniform over ``tempo_range`` half of the time (else
+    the style's own tempo, scaled by up to +-20 %, clipped to the range); a fifth of the plans
+    redraw the meter (incl. 6/8 and 2/4), a fifth drop the drums (drum-less music: the beat is
+    only in the comping, bass and melody), a third of the others play a random, often syncopated
+    groove (:func:`mgr.synth.render.random_groove`), swing is drawn for any style 15 % of the time, and the
+    "room" is wider: longer reverbs, more of them, and noise up to -30 dBFS.
+    """
+    plan = sample_plan(genre, rng)
+    lo, hi = float(tempo_range[0]), float(tempo_range[1])
+    if rng.random() < 0.5:
+        tempo = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    else:
+        tempo = float(np.clip(plan.tempo_bpm * rng.uniform(0.8, 1.2), lo, hi))
+    plan.tempo_bpm = round(tempo, 2)
+    if rng.random() < 0.2:
+        plan.meter = _choice(rng, {"4/4": 0.35, "3/4": 0.25, "12/8": 0.15, "6/8": 0.15, "2/4": 0.1})
+        plan.beats_per_bar, plan.steps_per_beat = TEMPO_METERS[plan.meter]
+        if plan.drums == "shuffle" and plan.steps_per_beat != 3:
+            plan.drums = "backbeat"
+    if plan.steps_per_beat == 4 and rng.random() < 0.15:
+        plan.swing_ratio = float(rng.uniform(0.56, 0.68))
+    elif plan.steps_per_beat != 4:
+        plan.swing_ratio = 0.5
+    if plan.drums and rng.random() < 0.2:
+        plan.drums = None
+    elif rng.random() < 0.35:  # a random (often syncopated) groove instead of the style's own
+        plan.drums = "random"
+        if rng.random() < 0.3:  # percussion with at most a melody: the groove alone carries the beat
+            plan.parts = [pt for pt in plan.parts if pt.role == "lead"]
+    plan.phase_s = float(rng.uniform(0, plan.beats_per_bar * 60.0 / plan.tempo_bpm))
+    plan.rt60 = float(plan.rt60 * rng.uniform(0.7, 1.8))
+    plan.reverb_wet = float(min(0.6, plan.reverb_wet + rng.uniform(0.0, 0.2)))
+    plan.noise_db = float(rng.uniform(-85.0, -30.0))
+    plan.humanise_ms = float(plan.humanise_ms * rng.uniform(0.5, 1.5))
+    return plan

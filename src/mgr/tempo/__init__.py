@@ -1,0 +1,13 @@
+"""Tempo estimation (issue 14): a learned tempo estimator whose weights the project trains itself.
+
+* :mod:`mgr.tempo.features`: onset envelopes (4 mel-band groups + the full-band librosa one) and
+  their tempo evidence on a log-BPM grid (autocorrelation and Fourier tempogram, per band);
+* :mod:`mgr.tempo.dataset`: tempo sets of any size from the synthesizer (train styles, held-out
+  styles, click tracks) and from any dataset with a ``tempo_bpm`` column;
+* :mod:`mgr.tempo.model`: the Keras model (dilated 1-D convolutions over the log-BPM axis);
+* :mod:`mgr.tempo.train`: training with scale augmentation, ONNX export and the card;
+* :mod:`mgr.tempo.protocol`: Acc1/Acc2/MAE, per-genre Acc1 and the octave-error breakdown;
+* :mod:`mgr.tempo.estimate`: the predict-time estimator (``auto | dsp | learned``).
+
+Nothing here imports TensorFlow at module level.
+"""

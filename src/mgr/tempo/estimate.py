@@ -1,0 +1,145 @@
+"""The predict-time tempo estimator: ``mgr predict --tempo auto|dsp|learned``.
+
+* ``learned``: the trained estimator ``models/tempo/`` (ONNX, sha256-checked against its card);
+  an error (exit 3) when there is none.
+* ``dsp``: ``librosa.feature.tempo`` (its NumPy twin) on the whole file's onset envelope.
+* ``auto`` (the default): ``learned`` when ``models/tempo/`` exists and its card says it beat the
+  DSP estimate on validation; otherwise the genre model's own answer is left as it was (its
+  tempo head, else the DSP estimate), so nothing changes for a project without the artifact.
+
+Both estimators read the same onset envelopes (:func:`mgr.tempo.features.envelopes`) of the file
+(its first :data:`MAX_ANALYSIS_S` seconds). The confidence is the learned model's probability
+within +-4 % of the reported tempo (``None`` without the model). With ``--timeline`` each segment
+gets a local tempo from at least :data:`MIN_CONTEXT_S` seconds of audio centred on it.
+Imports NumPy at module level only (onnxruntime when a model is opened; never TensorFlow).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mgr.audio.decode import load_audio
+from mgr.errors import ArtifactError, UserError
+from mgr.inference.runtime import InferenceError, OnnxModel
+from mgr.tempo import features as F
+
+MODES = ("auto", "dsp", "learned")
+CARD_FILE = "card.json"
+MAX_ANALYSIS_S = 600.0
+MIN_CONTEXT_S = 8.0
+
+
+def read_card(model_dir: str | Path) -> dict[str, Any]:
+    """``model_dir/card.json`` of a tempo estimator, checked (one-line :class:`ArtifactError`)."""
+    model_dir = Path(model_dir)
+    path = model_dir / CARD_FILE
+    if not path.is_file():
+        raise ArtifactError(f"{model_dir}: no tempo estimator ({CARD_FILE} not found; run `dvc repro train-tempo`)")
+    try:
+        card = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(card, dict) or card.get("kind") != "tempo":
+        raise ArtifactError(f"{path}: not a tempo estimator card")
+    f = card.get("onnx_file")
+    if not isinstance(f, str) or f in ("", ".", "..") or "/" in f or "\\" in f:
+        raise ArtifactError(f"{path}: onnx_file must be a file name inside {model_dir}, not {f!r}")
+    grid = (card.get("output") or {}).get("grid") or {}
+    if (grid.get("bpm_min"), grid.get("bins_per_octave"), grid.get("n_bins")) != (F.BPM_MIN, F.BINS_PER_OCTAVE, F.N_BINS):
+        raise ArtifactError(f"{path}: tempo grid {grid} does not match this version of mgr.tempo.features")
+    if not isinstance(card.get("sha256"), str):
+        raise ArtifactError(f"{path}: no sha256 of {f}")
+    return card
+
+
+class LearnedTempo:
+    """The trained estimator: envelopes -> (BPM, confidence)."""
+
+    def __init__(self, model_dir: str | Path, threads: int | None = 1):
+
+        self.model_dir = Path(model_dir)
+        self.card = read_card(self.model_dir)
+        self.model = OnnxModel(self.model_dir / self.card["onnx_file"], sha256=self.card["sha256"], threads=threads)
+        self.beats_dsp = bool(self.card.get("beats_dsp_on_validation"))
+
+    def probs(self, envs: list[np.ndarray], sr: int) -> np.ndarray:
+        X = np.stack([F.evidence(e, F.fps(sr)) for e in envs]).astype(np.float32)
+        out = self.model.run_feeds({"input": X})
+        p = np.asarray(out["tempo"] if isinstance(out, dict) else out[0], dtype=np.float64)
+        if not np.isfinite(p).all():
+
+            raise InferenceError(f"{self.model_dir}: non-finite tempo probabilities")
+        return p
+
+    def estimate(self, envs: list[np.ndarray], sr: int) -> tuple[np.ndarray, np.ndarray]:
+        return F.readout(self.probs(envs, sr))
+
+    def confidence_at(self, env: np.ndarray, sr: int, bpm: float) -> float:
+        """The model's probability within +-4 % of ``bpm`` (e.g. of the DSP estimate)."""
+        p = self.probs([env], sr)[0]
+        return float(p[np.abs(F.BPM_GRID / bpm - 1.0) <= 0.04].sum())
+
+
+class TempoChoice:
+    """What ``--tempo`` resolved to for a run: ``mode`` and the loaded estimator (or ``None``)."""
+
+    def __init__(self, mode: str | None = "auto", model_dir: str | Path = Path("models") / "tempo", sr: int = 22050):
+        mode = mode or "auto"
+        if mode not in MODES:
+
+            raise UserError(f"--tempo must be one of {', '.join(MODES)} (got {mode!r})")
+        self.requested, self.sr, self.learned = mode, int(sr), None
+        model_dir = Path(model_dir)
+        if mode == "learned" or (mode in ("auto", "dsp") and (model_dir / CARD_FILE).is_file()):
+            try:
+                self.learned = LearnedTempo(model_dir)
+            except ArtifactError:
+                if mode == "learned":
+                    raise
+        if mode == "auto":
+            self.mode = "learned" if self.learned is not None and self.learned.beats_dsp else "model"
+        else:
+            self.mode = mode
+        if self.learned is not None and self.learned.card.get("sample_rate"):
+            self.sr = int(self.learned.card["sample_rate"])
+
+    def applies(self) -> bool:
+        """Whether predictions are rewritten (``auto`` without a better learned model: no)."""
+        return self.mode in ("dsp", "learned")
+
+    def apply(self, pred: Any, path: str | Path) -> Any:
+        """Replace ``pred``'s tempo (and its ``--timeline`` segments' tempi) with this choice's
+        estimate; set ``tempo_source`` (``learned`` | ``dsp``) and ``tempo_confidence``."""
+        if not self.applies() or pred.tempo_source == "none" and pred.tempo_bpm is None and pred.reason:
+            return pred
+
+        y = load_audio(path, sr=self.sr, duration_s=MAX_ANALYSIS_S, pad=False)
+        if y.size == 0 or not np.any(y):
+            return pred
+        env = F.envelopes(y, self.sr)
+        bpm, conf = self._one(env)
+        pred.tempo_bpm, pred.tempo_source, pred.tempo_confidence = bpm, self.mode, conf
+        pred.tempo_estimator = self.mode
+        fr = F.fps(self.sr)
+        for sg in pred.segments or []:
+            if sg.silent or sg.start_s >= y.size / self.sr:
+                continue
+            a, b = int(sg.start_s * fr), int(np.ceil(sg.end_s * fr))
+            ctx = int(MIN_CONTEXT_S * fr)
+            if b - a < ctx:
+                mid = (a + b) // 2
+                a, b = max(0, mid - ctx // 2), min(env.shape[1], max(0, mid - ctx // 2) + ctx)
+            sg.tempo_bpm = self._one(env[:, a:b])[0] if b - a >= 8 else None
+        return pred
+
+    def _one(self, env: np.ndarray) -> tuple[float, float | None]:
+        if self.mode == "learned":
+            bpm, conf = self.learned.estimate([env], self.sr)
+            return round(float(bpm[0]), 2), round(float(conf[0]), 4)
+        bpm = F.dsp_tempo(env, self.sr)
+        conf = self.learned.confidence_at(env, self.sr, bpm) if self.learned is not None else None
+        return round(bpm, 2), None if conf is None else round(conf, 4)

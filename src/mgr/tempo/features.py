@@ -1,0 +1,148 @@
+"""Tempo features: onset envelopes and their evidence on a log-BPM grid (NumPy only).
+
+One STFT per clip (librosa's defaults: ``n_fft=2048``, hop 512, 128 Slaney mels in dB) gives six
+onset envelopes: librosa's own (mean positive dB difference over all bands, from which the DSP
+estimate :func:`mgr.dsp.kernels.tempo_from_envelope` is computed, so the DSP baseline costs nothing
+extra), the same over four mel-band groups (kick / bass, low-mid, high-mid, hats) and the rise
+of the linear amplitude (accents). For each
+envelope, :func:`evidence` samples on :data:`BPM_GRID` (30-295 BPM, 36 bins per octave):
+
+* the autocorrelation at the beat period (peaks at the tempo and its *sub*-multiples), and
+* the Fourier tempogram magnitude at the beat frequency (peaks at the tempo and its *multiples*),
+
+which disagree exactly where octave errors happen; the model reads both. Scale augmentation
+(:func:`stretch`) resamples the envelopes in time, the cheap equivalent of time-stretching the
+audio with the label scaled by the same factor (Schreiber & Mueller 2018).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mgr.dsp import kernels as fastdsp
+
+BPM_MIN = 30.0
+BINS_PER_OCTAVE = 36
+N_BINS = 120
+#: the model's classes / feature axis: 30 * 2 ** (k / 36), k = 0..119 (30 .. ~295 BPM)
+BPM_GRID = BPM_MIN * 2.0 ** (np.arange(N_BINS) / BINS_PER_OCTAVE)
+#: mel band groups (of 128 Slaney bands at 22.05 kHz: ~0-300 Hz, 300-1100 Hz, 1.1-4 kHz, 4 kHz-)
+BAND_EDGES = (0, 12, 40, 80, 128)
+N_ENV = len(BAND_EDGES) + 1  # full band + 4 groups + the accent (linear-amplitude) flux
+N_CHANNELS = 2 * N_ENV + 1  # acf + fourier per envelope, + the log-BPM position
+HOP = 512
+N_FFT = 2048
+
+
+def envelopes(y: np.ndarray, sr: int) -> np.ndarray:
+    """``(6, n_frames)`` float32 onset envelopes at ``sr / 512`` frames per second; row 0 is
+    ``librosa.onset.onset_strength(y=y, sr=sr)`` (what the DSP tempo estimate reads), rows 1-4
+    the same per mel-band group, row 5 the rise of the linear amplitude (dB envelopes make a
+    soft click as strong as a loud one; this one keeps the accents)."""
+
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    if y.size < N_FFT:
+        y = np.pad(y, (0, N_FFT - y.size))
+    power = np.abs(fastdsp.stft(y)) ** 2
+    mel = fastdsp.mel_power(power, sr)
+    db = fastdsp.power_to_db(mel).astype(np.float32)
+    d = np.maximum(0.0, db[:, 1:] - db[:, :-1])
+    pad = 1 + N_FFT // (2 * HOP)
+    amp = np.sqrt(mel.sum(axis=0))
+    amp = amp / max(float(amp.max()), 1e-12)
+    rows = ([d.mean(axis=0)] + [d[a:b].mean(axis=0) for a, b in zip(BAND_EDGES[:-1], BAND_EDGES[1:])]
+            + [np.maximum(0.0, np.diff(amp))])
+    env = np.concatenate([np.zeros((len(rows), pad), np.float32), np.stack(rows).astype(np.float32)], axis=1)
+    return env[:, : db.shape[1]]
+
+
+def fps(sr: int) -> float:
+    return sr / HOP
+
+
+def dsp_tempo(env: np.ndarray, sr: int) -> float:
+    """The DSP estimate (``librosa.feature.tempo`` defaults) from row 0 of :func:`envelopes`."""
+
+    return float(fastdsp.tempo_from_envelope(np.asarray(env)[0], sr, HOP, none_if_flat=False))
+
+
+def stretch(env: np.ndarray, scale: float) -> np.ndarray:
+    """The envelopes of the same music played ``scale`` times faster (tempo x ``scale``)."""
+    env = np.asarray(env, dtype=np.float32)
+    n = env.shape[1]
+    m = max(2, int(np.floor((n - 1) / scale)) + 1)
+    t = np.minimum(np.arange(m) * scale, n - 1)
+    i0 = np.floor(t).astype(int)
+    i1 = np.minimum(i0 + 1, n - 1)
+    w = (t - i0).astype(np.float32)
+    return env[:, i0] * (1 - w) + env[:, i1] * w
+
+
+def _normalise(x: np.ndarray, frame_rate: float) -> np.ndarray:
+    """Remove the slow trend (1 s moving average) and scale to unit variance, per row."""
+    k = max(1, int(round(frame_rate)))
+    ker = np.ones(k) / k
+    trend = np.stack([np.convolve(r, ker, mode="same") for r in x])
+    x = x - trend
+    sd = x.std(axis=1, keepdims=True)
+    return np.where(sd > 1e-8, x / np.where(sd > 1e-8, sd, 1.0), 0.0)
+
+
+def evidence(env: np.ndarray, frame_rate: float) -> np.ndarray:
+    """``(N_BINS, N_CHANNELS)`` float32: per envelope, the normalised autocorrelation at the beat
+    period and the (max-normalised) Fourier tempogram at the beat frequency of each grid tempo,
+    then the grid position in [-1, 1] (lets the model learn a tempo prior)."""
+    x = _normalise(np.asarray(env, dtype=np.float64), frame_rate)
+    n = x.shape[1]
+    nfft = 1 << int(np.ceil(np.log2(2 * n + 1)))
+    spec = np.fft.rfft(x, nfft, axis=1)
+    ac = np.fft.irfft(np.abs(spec) ** 2, nfft, axis=1)[:, :n]
+    ac = ac / np.maximum(n - np.arange(n), 1)  # unbiased
+    ac = ac / np.where(ac[:, :1] > 1e-12, ac[:, :1], 1.0)
+    lags = 60.0 * frame_rate / BPM_GRID
+    acf = np.stack([np.interp(lags, np.arange(n), r, right=0.0) for r in ac])
+    w = np.hanning(n + 2)[1:-1]
+    # Fourier tempogram at the grid frequencies: a zero-padded FFT (<= 0.2 BPM apart), interpolated
+    nf = max(1 << int(np.ceil(np.log2(n))), 1 << int(np.ceil(np.log2(60.0 * frame_rate / 0.2))))
+    mag = np.abs(np.fft.rfft(x * w, nf, axis=1))
+    fbin = BPM_GRID / 60.0 / frame_rate * nf
+    ft = np.stack([np.interp(fbin, np.arange(mag.shape[1]), r) for r in mag])
+    ft = ft / np.where(ft.max(axis=1, keepdims=True) > 1e-12, ft.max(axis=1, keepdims=True), 1.0)
+    pos = np.linspace(-1.0, 1.0, N_BINS)[None]
+    return np.concatenate([acf, ft, pos]).T.astype(np.float32)
+
+
+def bpm_of(k: float) -> float:
+    return float(BPM_MIN * 2.0 ** (k / BINS_PER_OCTAVE))
+
+
+def bin_of(bpm: np.ndarray | float) -> np.ndarray:
+    return np.log2(np.asarray(bpm, dtype=np.float64) / BPM_MIN) * BINS_PER_OCTAVE
+
+
+def readout(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tempo-class probabilities ``(n, N_BINS)`` -> (BPM, confidence): the argmax bin refined by a
+    parabola through the log-probabilities of its neighbours; confidence = the probability within
+    +-4 % (+-2 bins) of it."""
+    p = np.atleast_2d(np.asarray(probs, dtype=np.float64))
+    k = p.argmax(axis=1)
+    lp = np.log(np.maximum(p, 1e-12))
+    rows = np.arange(p.shape[0])
+    km, kp = np.clip(k - 1, 0, N_BINS - 1), np.clip(k + 1, 0, N_BINS - 1)
+    a, b, c = lp[rows, km], lp[rows, k], lp[rows, kp]
+    den = a - 2 * b + c
+    off = np.where((k > 0) & (k < N_BINS - 1) & (den < -1e-12), 0.5 * (a - c) / np.where(den < -1e-12, den, -1.0), 0.0)
+    off = np.clip(off, -0.5, 0.5)
+    bpm = BPM_MIN * 2.0 ** ((k + off) / BINS_PER_OCTAVE)
+    cs = np.concatenate([np.zeros((p.shape[0], 1)), np.cumsum(p, axis=1)], axis=1)
+    lo, hi = np.clip(k - 2, 0, N_BINS), np.clip(k + 3, 0, N_BINS)
+    conf = cs[rows, hi] - cs[rows, lo]
+    return bpm, conf
+
+
+def soft_targets(bpm: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """Gaussian targets on the grid around each reference (``sigma`` in bins), summing to 1."""
+    kb = bin_of(np.clip(np.asarray(bpm, dtype=np.float64), BPM_GRID[0], BPM_GRID[-1]))
+    d = np.arange(N_BINS)[None, :] - kb[:, None]
+    t = np.exp(-0.5 * (d / sigma) ** 2)
+    return (t / t.sum(axis=1, keepdims=True)).astype(np.float32)
