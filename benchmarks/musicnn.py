@@ -65,6 +65,7 @@ def _worker(backend: str, backbone: str, onnx_path: str | None, n_clips: int) ->
     os.environ["OMP_NUM_THREADS"] = "1"
     import numpy as np
 
+    from mgr.pretrained import embedding as emb
     from mgr.pretrained import musicnn as m
 
     t0 = time.perf_counter()
@@ -73,20 +74,20 @@ def _worker(backend: str, backbone: str, onnx_path: str | None, n_clips: int) ->
 
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-        run = m.keras_runner(m.build_musicnn(backbone, outputs=("penultimate",)))
+        run = emb.keras_runner(m.build_musicnn(backbone, outputs=("penultimate",)))
     else:
-        run = m.onnx_runner(onnx_path, threads=1)
+        run = emb.onnx_runner(onnx_path, threads=1)
     load_s = time.perf_counter() - t0
     clips = [_clip(i) for i in range(n_clips + 1)]
-    m.track_embedding(run, clips[0])  # warm-up
+    emb.track_embedding(run, clips[0])  # warm-up
     fe, net, total = [], [], []
     for y in clips[1:]:
         c0 = time.perf_counter()
         P = m.patches(m.logmel(y))
         c1 = time.perf_counter()
-        m.embed_patches(run, P)
+        emb.embed_patches(run, P)
         c2 = time.perf_counter()
-        e = m.track_embedding(run, y)
+        e = emb.track_embedding(run, y)
         c3 = time.perf_counter()
         assert e.shape == (400,) and np.isfinite(e).all()
         fe.append(c1 - c0)
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_worker(backend, a.backbone, onnx_path if onnx_path != "-" else None, a.clips)))
         return 0
 
-    from mgr.pretrained import musicnn as m
+    from mgr.pretrained import builtin
 
     backends = [b.strip() for b in a.backends.split(",") if b.strip()]
     rows = []
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         onnx_path = "-"
         if "onnx" in backends:
             try:
-                d = m.save_backbone(a.backbone, Path(tmp) / "bb", onnx=True)
+                d = builtin.save_backbone(a.backbone, Path(tmp) / "bb", onnx=True)
                 onnx_path = str(d / "model.onnx")
             except ImportError as e:
                 print(f"onnx skipped: {e}", file=sys.stderr)

@@ -5,7 +5,7 @@ Run: uv run python benchmarks/train_dl.py [--models cnn2d tempo_genre] [--steps 
      [--store data/spectrograms.h5] [--json out.json] [--jit auto|on|off]
 
 For each model:
-- ``feeder``: windows/s that ``mgr.models.training.window_feeder`` delivers (random windows from the
+- ``feeder``: windows/s that ``mgr.models.feeder.window_feeder`` delivers (random windows from the
   train split + targets/weights, plus SpecAugment/mixup if params enable them), single thread;
 - ``step``: windows/s of ``train_on_batch`` on a pre-drawn batch (compiled, after warm-up);
 - ``ratio``: feeder / step (> 1 means the feeder is not the bottleneck);
@@ -44,7 +44,8 @@ def main() -> None:
     from mgr.models import deep
     from mgr.params import load_params
     from mgr.features.store import SpectrogramStore
-    from mgr.models.training import make_targets, store_fold, window_feeder
+    from mgr.models.feeder import make_targets, window_feeder
+    from mgr.models.training import store_fold
 
     p = load_params(args.params)
     tp = p.train

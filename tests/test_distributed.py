@@ -205,7 +205,7 @@ def test_byte_identical_for_1_and_2_workers_and_a_cluster(tracks, tmp_path, clus
 
 
 def test_feeder_reads_the_sharded_store_like_one_file(tracks, tmp_path):
-    from mgr.models.training import window_feeder
+    from mgr.models.feeder import window_feeder
 
     build_store(tracks, AUDIO, SPEC, tmp_path / "one.h5", workers=1, progress=False)
     build_sharded_store(tracks, AUDIO, SPEC, tmp_path / "sh.h5", shard_tracks=2, workers=1)

@@ -16,6 +16,8 @@ import sys
 import numpy as np
 import pytest
 
+from mgr.pretrained import builtin, transfer
+from mgr.pretrained import embedding as emb
 from mgr.pretrained import musicnn as mn
 
 SR = 16000
@@ -166,7 +168,7 @@ def equivalence(tmp_path_factory):
     ref = dict(np.load(tmp / "out.npz"))
     ours = {}
     for name in mn.BACKBONES:
-        run = mn.keras_runner(mn.build_musicnn(name))
+        run = emb.keras_runner(mn.build_musicnn(name))
         for k, v in run(X).items():
             ours[f"{name}/{k}"] = v
     return X, ref, ours
@@ -197,8 +199,8 @@ def test_each_patch_gets_its_own_embedding(equivalence):
             for j in range(i + 1, len(pen)):
                 assert np.max(np.abs(pen[i] - pen[j])) > 0.05, (name, i, j)
         # the first patch alone gives its own row (no batch effects in inference mode)
-        run = mn.keras_runner(mn.build_musicnn(name, outputs=("penultimate",)))
-        np.testing.assert_allclose(mn.embed_patches(run, X[2:3])[0], pen[2], atol=1e-4)
+        run = emb.keras_runner(mn.build_musicnn(name, outputs=("penultimate",)))
+        np.testing.assert_allclose(emb.embed_patches(run, X[2:3])[0], pen[2], atol=1e-4)
     # and the two checkpoints are different networks
     assert np.max(np.abs(ours["MSD_musicnn/taggram"] - ours["MTT_musicnn/taggram"])) > 0.05
 
@@ -233,7 +235,7 @@ def test_save_backbone_card_keras_and_onnx(tmp_path):
 
     from mgr.io import file_hash
 
-    d = mn.save_backbone("MSD_musicnn", tmp_path / "musicnn_msd")
+    d = builtin.save_backbone("MSD_musicnn", tmp_path / "musicnn_msd")
     card = json.loads((d / "model.json").read_text())
     assert card["name"] == "musicnn_msd" and card["kind"] == "pretrained"
     assert card["source"]["package"] == "musicnn" and card["source"]["version"] == "0.1.0"
@@ -251,22 +253,22 @@ def test_save_backbone_card_keras_and_onnx(tmp_path):
 
     model = keras.models.load_model(d / "model.keras", safe_mode=True, compile=False)
     X = mn.patches(mn.logmel(_signal(6.5, seed=5)))
-    want = mn.keras_runner(mn.build_musicnn("MSD_musicnn"))(X)
-    got = mn.keras_runner(model)(X)
+    want = emb.keras_runner(mn.build_musicnn("MSD_musicnn"))(X)
+    got = emb.keras_runner(model)(X)
     for k in mn.OUTPUTS:
         np.testing.assert_allclose(got[k], want[k], atol=1e-5)
 
     if "onnx_file" not in card:
         pytest.skip(f"ONNX step skipped: {card.get('onnx_skipped')}")
     assert card["onnx_sha256"] == file_hash(d / card["onnx_file"])
-    run = mn.onnx_runner(d / card["onnx_file"])
+    run = emb.onnx_runner(d / card["onnx_file"])
     onnx_out = run(X)
     assert sorted(onnx_out) == sorted(mn.OUTPUTS)
     diffs = {k: float(np.max(np.abs(onnx_out[k] - want[k]))) for k in mn.OUTPUTS}
     print(f"ONNX vs Keras max abs diff: {diffs}")
     assert diffs["taggram"] <= TOL and diffs["penultimate"] <= TOL, diffs
-    np.testing.assert_allclose(mn.track_embedding(run, _signal(8.0, seed=6)),
-                               mn.track_embedding(mn.keras_runner(model), _signal(8.0, seed=6)), atol=TOL)
+    np.testing.assert_allclose(emb.track_embedding(run, _signal(8.0, seed=6)),
+                               emb.track_embedding(emb.keras_runner(model), _signal(8.0, seed=6)), atol=TOL)
 
 
 # -------------------------------------------------------------------------- embeddings
@@ -278,24 +280,24 @@ def test_embed_patches_and_track_embedding_with_any_runner():
         return {"penultimate": np.repeat(X.mean(axis=(1, 2))[:, None], 200, axis=1) + np.arange(200)}
 
     y = _signal(10.0, seed=7)  # 626 frames -> 3 patches
-    e = mn.track_embedding(fake, y)
+    e = emb.track_embedding(fake, y)
     assert e.shape == (400,) and e.dtype == np.float32 and calls == [(3, 187, 96)]
     P = mn.patches(mn.logmel(y))
-    E = mn.embed_patches(fake, P)
+    E = emb.embed_patches(fake, P)
     np.testing.assert_allclose(e, np.concatenate([E.mean(0), E.max(0)]), rtol=1e-6)
-    assert mn.track_embedding(fake, _signal(1.0, seed=8)).shape == (400,)  # < 3 s: repeat-padded
-    assert mn.track_embedding(fake, y, hop=93).shape == (400,) and calls[-1] == (5, 187, 96)
-    assert mn.embed_patches(fake, np.zeros((0, 187, 96), np.float32)).shape == (0, 200)
+    assert emb.track_embedding(fake, _signal(1.0, seed=8)).shape == (400,)  # < 3 s: repeat-padded
+    assert emb.track_embedding(fake, y, hop=93).shape == (400,) and calls[-1] == (5, 187, 96)
+    assert emb.embed_patches(fake, np.zeros((0, 187, 96), np.float32)).shape == (0, 200)
     with pytest.raises(ValueError):
-        mn.embed_patches(fake, np.zeros((2, 96, 187), np.float32))
+        emb.embed_patches(fake, np.zeros((2, 96, 187), np.float32))
 
 
 def test_track_embedding_keras_real_patches_differ():
-    run = mn.keras_runner(mn.build_musicnn("MSD_musicnn", outputs=("penultimate",)))
+    run = emb.keras_runner(mn.build_musicnn("MSD_musicnn", outputs=("penultimate",)))
     y = np.concatenate([_signal(3.0, seed=9), _signal(3.0, seed=10, loud=0.05)])
-    E = mn.embed_patches(run, mn.patches(mn.logmel(y)))
+    E = emb.embed_patches(run, mn.patches(mn.logmel(y)))
     assert E.shape == (2, 200) and np.max(np.abs(E[0] - E[1])) > 0.05
-    e = mn.track_embedding(run, y)
+    e = emb.track_embedding(run, y)
     np.testing.assert_allclose(e[:200], E.mean(0), atol=1e-6)
     np.testing.assert_allclose(e[200:], E.max(0), atol=1e-6)
 
@@ -304,17 +306,17 @@ def test_track_embedding_keras_real_patches_differ():
 def test_build_transfer_layout_freeze_and_safe_roundtrip(tmp_path):
     import keras
 
-    model = mn.build_transfer("MTT_musicnn", 10, n_tags=5, n_tempo_classes=8, dropout=0.0)
+    model = transfer.build_transfer("MTT_musicnn", 10, n_tags=5, n_tempo_classes=8, dropout=0.0)
     assert model.input_shape == (None, 96, 187, 1)
     assert sorted(model.output_names) == ["genre", "tags", "tempo"]
     bb = model.get_layer("musicnn")
     assert not bb.trainable and len(model.trainable_weights) == 6  # head only
     X = np.stack([mn.patches(mn.logmel(_signal(3.0, seed=s)))[0] for s in (11, 12)])  # (2, 187, 96)
     windows = np.transpose(X, (0, 2, 1))[..., None]  # the store's (mels, frames, 1) layout
-    ref = mn.keras_runner(mn.build_musicnn("MTT_musicnn", outputs=("penultimate",)))(X)["penultimate"]
+    ref = emb.keras_runner(mn.build_musicnn("MTT_musicnn", outputs=("penultimate",)))(X)["penultimate"]
     np.testing.assert_allclose(np.asarray(bb(X)), ref, atol=1e-5)
 
-    mn.set_backbone_trainable(model, True)
+    transfer.set_backbone_trainable(model, True)
     assert bb.trainable and len(model.trainable_weights) == 6 + 18  # convs + denses; BN frozen
     # frozen BN runs in inference mode and the backbone has no dropout: training=True changes nothing
     a, b = model(windows, training=True), model(windows, training=False)
@@ -329,7 +331,7 @@ def test_build_transfer_layout_freeze_and_safe_roundtrip(tmp_path):
     for k in b:
         np.testing.assert_allclose(np.asarray(c[k]), np.asarray(b[k]), atol=1e-6)
 
-    fm = mn.build_transfer("MSD_musicnn", 3, input_layout="frames_mels", weights=False)
+    fm = transfer.build_transfer("MSD_musicnn", 3, input_layout="frames_mels", weights=False)
     assert fm.input_shape == (None, 187, 96) and fm.output_names == ["genre"]
     with pytest.raises(ValueError):
-        mn.build_transfer("MSD_musicnn", 3, input_layout="nchw")
+        transfer.build_transfer("MSD_musicnn", 3, input_layout="nchw")

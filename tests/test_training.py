@@ -80,7 +80,7 @@ def click_store(tmp_path_factory):
 
 def test_feeder_draws_only_from_requested_split(tmp_path):
     from mgr.features.store import SpectrogramStore
-    from mgr.models.training import make_targets, window_feeder
+    from mgr.models.feeder import make_targets, window_feeder
 
     path = make_store(tmp_path, reps=3, silent_eval=True)  # val/test tracks are digital silence
     with SpectrogramStore(path) as store:
@@ -105,7 +105,7 @@ def test_feeder_draws_only_from_requested_split(tmp_path):
             f.on_epoch_end()
         assert seen == set(train.tolist())  # 2 epochs x 160 windows reach all 16 train tracks
         # the val side: its own windows, never train's
-        from mgr.models.training import val_windows
+        from mgr.models.feeder import val_windows
 
         Xv, tv = val_windows(store, store.indices("val"), store.frames_for_seconds(1.0), 3)
         assert set(tv.tolist()) == set(store.indices("val").tolist())
@@ -114,7 +114,7 @@ def test_feeder_draws_only_from_requested_split(tmp_path):
 
 def test_feeder_reproducible_and_fresh_each_epoch(click_store):
     from mgr.features.store import SpectrogramStore
-    from mgr.models.training import window_feeder
+    from mgr.models.feeder import window_feeder
 
     with SpectrogramStore(click_store) as store:
         tr = store.indices("train")
@@ -127,7 +127,7 @@ def test_feeder_reproducible_and_fresh_each_epoch(click_store):
 
 
 def test_mixup_and_specaugment_shapes_and_weights():
-    from mgr.models.training import mixup, spec_augment
+    from mgr.models.feeder import mixup, spec_augment
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((6, 16, 30)).astype(np.float32) + 5
@@ -143,7 +143,7 @@ def test_mixup_and_specaugment_shapes_and_weights():
 
 def test_class_weights_balance_the_train_split(click_store):
     from mgr.features.store import SpectrogramStore
-    from mgr.models.training import make_targets
+    from mgr.models.feeder import make_targets
 
     with SpectrogramStore(click_store) as store:
         keep = np.concatenate([store.indices("train")[store.genre_idx[store.indices("train")] == 0][:2],

@@ -52,7 +52,7 @@ import numpy as np
 
 from mgr.evaluation.calibration import apply_temperature
 from mgr.errors import ArtifactError
-from mgr.pretrained import musicnn
+from mgr.pretrained import musicnn, transfer
 
 OUTPUTS = ("genre", "tempo", "tags")
 MODEL_FILE = "model.keras"
@@ -267,7 +267,7 @@ def _tempo_genre(x, p):
 def _musicnn_transfer(x, p):
     # the pretrained musicnn backbone (Pons & Serra 2019; weights from the musicnn wheel), frozen,
     # up to its 200-d penultimate layer; train-dl unfreezes it for `finetune_epochs`
-    return musicnn.transfer_body(x, getattr(p, "backbone", "msd"), dropout=p.dropout)
+    return transfer.transfer_body(x, getattr(p, "backbone", "msd"), dropout=p.dropout)
 
 
 REGISTRY: dict[str, Callable[[Any, Any], Any]] = {

@@ -24,14 +24,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from mgr.audio.decode import resample
 from mgr.errors import ArtifactError
 from mgr.inference.runtime import OnnxModel
-from mgr.io import file_hash
-from mgr.pretrained import musicnn
+from mgr.io import atomic_path, file_hash, library_versions, write_json
+from mgr.pretrained import embedding, musicnn
 
 BUILTIN = {"musicnn_msd": "MSD_musicnn", "musicnn_mtt": "MTT_musicnn"}
 ALIASES = {"musicnn-msd": "musicnn_msd", "musicnn-mtt": "musicnn_mtt"}
@@ -126,8 +127,89 @@ def track_embedding(feature_set: str, y: np.ndarray, sr: int) -> np.ndarray:
     y = np.asarray(y, dtype=np.float32)
     if int(sr) != musicnn.SR:
         y = resample(y, int(sr), musicnn.SR)
-    return musicnn.track_embedding(_SESSIONS[feature_set].run, y)
+    return embedding.track_embedding(_SESSIONS[feature_set].run, y)
+
+
+# ------------------------------------------------------------------- the artifact (child process)
+ONNX_ATOL = 1e-3
+
+
+def _onnx_parity(model: Any, onnx_path: Path) -> dict[str, float]:
+    """Max abs difference per output between Keras and the ONNX file on fixed sample patches;
+    :class:`~mgr.errors.ArtifactError` above :data:`ONNX_ATOL`."""
+
+    X = np.random.default_rng(0).uniform(0.0, 4.0, (3, musicnn.PATCH_FRAMES, musicnn.N_MELS)).astype(np.float32)
+    want = embedding.keras_runner(model)(X)
+    got = embedding.onnx_runner(onnx_path)(X)
+    if sorted(got) != sorted(want):
+        raise ArtifactError(f"{onnx_path}: ONNX outputs {sorted(got)} differ from the Keras outputs {sorted(want)}")
+    diffs = {k: float(np.max(np.abs(np.asarray(got[k]) - want[k]))) for k in sorted(want)}
+    bad = {k: v for k, v in diffs.items() if not v <= ONNX_ATOL}
+    if bad:
+        raise ArtifactError(f"{onnx_path}: ONNX differs from Keras by {bad} (> {ONNX_ATOL})")
+    return diffs
+
+
+def save_backbone(name: str, out_dir: str | Path, *, onnx: bool | None = None) -> Path:
+    """Write the pretrained tagger ``name`` to ``out_dir`` (replaced atomically) and return it.
+
+    Files: ``model.keras`` (outputs :data:`musicnn.OUTPUTS`, loads with ``safe_mode=True``),
+    ``model.json`` (card: name, kind ``"pretrained"``, source checkpoint files + sha256, licence
+    notice, citation, tag vocabulary, front end, outputs, hashes) and ``model.onnx`` through
+    ``mgr.models.export.export_keras``. ``onnx=None`` writes the ONNX file when that exporter
+    is importable (the card then says why not in ``onnx_skipped``), ``True`` requires it,
+    ``False`` skips it.
+    """
+    import datetime as _dt
+
+    name = musicnn._canon(name)
+    art = musicnn.ARTIFACT_NAMES[name]
+    out_dir = Path(out_dir)
+    export_keras = None
+    skipped = None
+    if onnx is not False:
+        try:
+            from mgr.models.export import export_keras  # type: ignore[no-redef]
+        except ImportError as e:
+            if onnx:
+                raise
+            skipped = f"mgr.models.export.export_keras is not available ({e})"
+    else:
+        skipped = "not requested"
+    model = musicnn.build_musicnn(name)
+    card: dict[str, Any] = {
+        "name": art,
+        "kind": "pretrained",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": library_versions("keras", "tensorflow", "numpy", "musicnn"),
+        **musicnn.provenance(name),
+        "labels": musicnn.tag_vocab(name),
+        "musicnn.tag_vocab": musicnn.tag_vocab(name),
+        "frontend": dict(musicnn.FRONTEND),
+        "input_shape": [musicnn.PATCH_FRAMES, musicnn.N_MELS],
+        "window_frames": musicnn.PATCH_FRAMES,
+        "outputs": list(musicnn.OUTPUTS),
+        "output_shapes": {"taggram": [musicnn.N_TAGS], "penultimate": [musicnn.PENULTIMATE], "mean_pool": [musicnn.POOLED],
+                          "max_pool": [musicnn.POOLED]},
+        "embedding": {"output": "penultimate", "pooling": ["mean", "max"], "dim": musicnn.EMBEDDING_DIM,
+                      "names_prefix": art},
+        "model_file": "model.keras",
+    }
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        keras_path = tmp / "model.keras"
+        model.save(keras_path)
+        card["model_sha256"] = file_hash(keras_path)
+        if export_keras is not None:
+            onnx_path = tmp / "model.onnx"
+            export_keras(model, onnx_path)
+            card["onnx_file"] = "model.onnx"
+            card["onnx_sha256"] = file_hash(onnx_path)
+            card["onnx_max_abs_diff"] = _onnx_parity(model, onnx_path)
+        else:
+            card["onnx_skipped"] = skipped
+        write_json(tmp / "model.json", card)
+    return out_dir
 
 
 if __name__ == "__main__":  # python -m mgr.pretrained.builtin <backbone> <out_dir>: the one-off build
-    musicnn.save_backbone(sys.argv[1], sys.argv[2], onnx=True)
+    save_backbone(sys.argv[1], sys.argv[2], onnx=True)

@@ -67,10 +67,8 @@ Conv1D kernels ``[7, C, 64]``. Outputs (a dict): ``taggram`` (50, sigmoid), ``pe
 (200), ``mean_pool`` and ``max_pool`` (753 each, the pooled mid-end). Agreement with the
 original TF1 graph on the same checkpoint is tested (``tests/test_musicnn.py``).
 
-Embeddings: :func:`embed_patches` / :func:`track_embedding` take any ``run`` callable mapping
-``(n, 187, 96)`` float32 to a dict with ``"penultimate"`` (:func:`keras_runner`,
-:func:`onnx_runner`); a track's embedding is the mean and the max over its patches (400 values,
-:func:`embedding_names`).
+Embeddings (:mod:`mgr.pretrained.embedding`), the transfer body (:mod:`mgr.pretrained.transfer`)
+and the saved artifact (:func:`mgr.pretrained.builtin.save_backbone`) build on this module.
 
 Credit: architecture, weights and tag vocabularies by Jordi Pons and Xavier Serra, "musicnn:
 pre-trained convolutional neural networks for music audio tagging", ISMIR 2019 late-breaking
@@ -81,15 +79,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mgr.dsp.frontend import compute_spectrogram, musicnn_frontend
-from mgr.errors import ArtifactError
-from mgr.io import atomic_path, file_hash, library_versions, write_json
+from mgr.io import file_hash
 
 __all__ = [
     "ARTIFACT_NAMES",
@@ -101,19 +98,12 @@ __all__ = [
     "OUTPUTS",
     "PATCH_FRAMES",
     "build_musicnn",
-    "build_transfer",
     "checkpoint_dir",
-    "set_backbone_trainable",
-    "embed_patches",
     "embedding_names",
-    "keras_runner",
     "logmel",
-    "onnx_runner",
     "package_dir",
     "patches",
-    "save_backbone",
     "tag_vocab",
-    "track_embedding",
 ]
 
 BACKBONES = ("MSD_musicnn", "MTT_musicnn")
@@ -198,7 +188,7 @@ def tag_vocab(name: str) -> list[str]:
 
 
 def embedding_names(name: str) -> list[str]:
-    """Column names of :func:`track_embedding`: ``musicnn_msd_mean_000 .. _199`` then ``_max_``."""
+    """Column names of :func:`mgr.pretrained.embedding.track_embedding`: ``musicnn_msd_mean_000 .. _199`` then ``_max_``."""
     art = ARTIFACT_NAMES[_canon(name)]
     return [f"{art}_{stat}_{i:03d}" for stat in ("mean", "max") for i in range(PENULTIMATE)]
 
@@ -478,180 +468,6 @@ def build_musicnn(
     return model
 
 
-# ----------------------------------------------------------------------------- transfer
-BACKBONE_LAYER = "musicnn"
-
-
-def build_transfer(
-    backbone: str,
-    n_classes: int,
-    *,
-    n_tags: int = 0,
-    n_tempo_classes: int = 0,
-    dropout: float = 0.3,
-    input_layout: str = "mels_frames",
-    trainable_backbone: bool = False,
-    weights: bool = True,
-) -> Any:
-    """A genre classifier (+ tags, tempo heads) on the pretrained musicnn penultimate layer.
-
-    Input: ``input_layout="mels_frames"`` takes the store's window layout ``(96, 187, 1)``
-    (turned into (187, 96) by ``Reshape`` + ``Permute``); ``"frames_mels"`` takes ``(187, 96)``.
-    The windows must hold musicnn's front end (:data:`FRONTEND`: 16 kHz, 96 Slaney mels,
-    ``log10(1 + 10000 x)``, not dB) and need no normalisation layer (the backbone starts with
-    its own BatchNormalization).
-
-    The backbone is the nested model ``model.get_layer("musicnn")`` (input (187, 96), output
-    the 200-d penultimate layer, no dropout inside). It is frozen unless ``trainable_backbone``;
-    change it later with :func:`set_backbone_trainable` (then recompile). Frozen
-    BatchNormalization layers run in inference mode in Keras 3 (pretrained statistics kept),
-    which is why :func:`set_backbone_trainable` keeps them frozen by default when unfreezing.
-    Head: ``Dropout(dropout)`` then ``Dense`` softmax ``genre`` (+ ``tempo`` softmax,
-    + ``tags`` sigmoid). Outputs are a dict, like :mod:`mgr.models.deep`.
-    """
-    import keras
-
-    L = keras.layers
-    if n_classes < 2:
-        raise ValueError(f"build_transfer: n_classes must be >= 2, got {n_classes}")
-    if input_layout == "mels_frames":
-        inp = keras.Input((N_MELS, PATCH_FRAMES, 1), name="input")
-    elif input_layout == "frames_mels":
-        inp = keras.Input((PATCH_FRAMES, N_MELS), name="input")
-    else:
-        raise ValueError(f"input_layout must be 'mels_frames' or 'frames_mels', got {input_layout!r}")
-    z = transfer_body(inp, backbone, dropout=dropout, weights=weights)
-    outputs = {"genre": L.Dense(n_classes, activation="softmax", name="genre")(z)}
-    if n_tempo_classes:
-        outputs["tempo"] = L.Dense(n_tempo_classes, activation="softmax", name="tempo")(z)
-    if n_tags:
-        outputs["tags"] = L.Dense(n_tags, activation="sigmoid", name="tags")(z)
-    model = keras.Model(inp, outputs, name=f"transfer_{ARTIFACT_NAMES[_canon(backbone)]}")
-    set_backbone_trainable(model, trainable_backbone)
-    return model
-
-
-def transfer_body(x: Any, backbone: str, *, dropout: float = 0.3, weights: bool = True) -> Any:
-    """The shared part of every transfer model: ``x`` (a ``(96, 187, 1)`` window in the store's
-    mels-by-frames layout, or ``(187, 96)``) -> the pretrained backbone (nested model
-    ``"musicnn"``, frozen; see :func:`set_backbone_trainable`) -> its 200-d penultimate layer ->
-    ``Dropout(dropout)``. Heads go on top (:func:`build_transfer`, ``mgr.models.deep``)."""
-    import keras
-
-    L = keras.layers
-    if tuple(x.shape[1:]) == (N_MELS, PATCH_FRAMES, 1):
-        x = L.Reshape((N_MELS, PATCH_FRAMES), name="squeeze_channel")(x)
-        x = L.Permute((2, 1), name="to_frames_mels")(x)
-    elif tuple(x.shape[1:]) != (PATCH_FRAMES, N_MELS):
-        raise ValueError(f"musicnn takes ({N_MELS}, {PATCH_FRAMES}, 1) or ({PATCH_FRAMES}, {N_MELS}) windows, "
-                         f"got {tuple(x.shape[1:])}")
-    bb = build_musicnn(_canon(backbone), outputs="penultimate", weights=weights, model_name=BACKBONE_LAYER,
-                       dropout=False)
-    bb.trainable = False
-    z = bb(x)
-    return L.Dropout(dropout, name="head_dropout")(z)
-
-
-def set_backbone_trainable(model: Any, trainable: bool, *, batchnorm: bool = False) -> Any:
-    """Freeze (``trainable=False``) or unfreeze the nested ``musicnn`` backbone of ``model``.
-
-    Unfreezing leaves its BatchNormalization layers frozen unless ``batchnorm=True`` (a frozen
-    BN layer runs in inference mode, so fine-tuning keeps the pretrained statistics instead of
-    re-estimating them from small batches). Recompile afterwards. Returns the backbone.
-    """
-    bb = model.get_layer(BACKBONE_LAYER)
-    bb.trainable = bool(trainable)
-    if trainable and not batchnorm:
-        import keras
-
-        for layer in bb.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = False
-    return bb
-
-
-# ---------------------------------------------------------------------------- embeddings
-Runner = Callable[[np.ndarray], dict]
-
-
-def keras_runner(model: Any, batch_size: int = 64) -> Runner:
-    """``run(X) -> {output: array}`` for a model from :func:`build_musicnn` (inference mode)."""
-    names = list(model.output_names) if isinstance(model.output, dict) else None
-
-    def run(X: np.ndarray) -> dict[str, np.ndarray]:
-        X = np.asarray(X, dtype=np.float32)
-        parts: list[dict[str, np.ndarray]] = []
-        for s in range(0, len(X), batch_size):
-            r = model.predict_on_batch(X[s : s + batch_size])
-            if not isinstance(r, dict):
-                r = dict(zip(names, r)) if names and isinstance(r, (list, tuple)) else {"output": r}
-            parts.append({k: np.asarray(v) for k, v in r.items()})
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
-
-    return run
-
-
-def onnx_runner(path: str | Path, threads: int = 1) -> Runner:
-    """``run(X) -> {output: array}`` through onnxruntime (CPU, ``threads`` intra-op threads)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads)
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-    in_name = sess.get_inputs()[0].name
-    out_names = [o.name for o in sess.get_outputs()]
-
-    def run(X: np.ndarray) -> dict[str, np.ndarray]:
-        res = sess.run(out_names, {in_name: np.ascontiguousarray(X, dtype=np.float32)})
-        return dict(zip(out_names, res))
-
-    return run
-
-
-def embed_patches(run: Runner, patch_batch: np.ndarray) -> np.ndarray:
-    """``(n, 200)`` float32 penultimate-layer embeddings of ``(n, 187, 96)`` patches."""
-    X = np.asarray(patch_batch, dtype=np.float32)
-    if X.ndim != 3 or X.shape[1:] != (PATCH_FRAMES, N_MELS):
-        raise ValueError(f"embed_patches: expected (n, {PATCH_FRAMES}, {N_MELS}) patches, got {X.shape}")
-    if len(X) == 0:
-        return np.zeros((0, PENULTIMATE), np.float32)
-    out = run(X)
-    pen = np.asarray(out["penultimate"], dtype=np.float32)
-    if pen.shape != (len(X), PENULTIMATE):
-        raise ValueError(f"embed_patches: run returned penultimate of shape {pen.shape}")
-    return pen
-
-
-def track_embedding(run: Runner, y16k: np.ndarray, hop: int | None = None, pad_mode: str = "reflect") -> np.ndarray:
-    """``(400,)`` float32 track embedding of a mono 16 kHz signal: the mean then the max over
-    its patches (:func:`patches` with ``hop``; a clip under 3 s is repeat-padded to one patch)
-    of the penultimate layer (``pad_mode``: see :func:`logmel`). Column names:
-    :func:`embedding_names`."""
-    E = embed_patches(run, patches(logmel(y16k, pad_mode), hop))
-    return np.concatenate([E.mean(axis=0), E.max(axis=0)]).astype(np.float32)
-
-
-# ------------------------------------------------------------------------------ artifact
-ONNX_ATOL = 1e-3
-
-
-def _onnx_parity(model: Any, onnx_path: Path) -> dict[str, float]:
-    """Max abs difference per output between Keras and the ONNX file on fixed sample patches;
-    :class:`~mgr.errors.ArtifactError` above :data:`ONNX_ATOL`."""
-
-    X = np.random.default_rng(0).uniform(0.0, 4.0, (3, PATCH_FRAMES, N_MELS)).astype(np.float32)
-    want = keras_runner(model)(X)
-    got = onnx_runner(onnx_path)(X)
-    if sorted(got) != sorted(want):
-        raise ArtifactError(f"{onnx_path}: ONNX outputs {sorted(got)} differ from the Keras outputs {sorted(want)}")
-    diffs = {k: float(np.max(np.abs(np.asarray(got[k]) - want[k]))) for k in sorted(want)}
-    bad = {k: v for k, v in diffs.items() if not v <= ONNX_ATOL}
-    if bad:
-        raise ArtifactError(f"{onnx_path}: ONNX differs from Keras by {bad} (> {ONNX_ATOL})")
-    return diffs
-
-
 def provenance(name: str) -> dict[str, Any]:
     """Where backbone ``name``'s weights come from, for every card built on them: the wheel
     (package, version, sha256 of each checkpoint file), its ISC licence notice and the citation."""
@@ -676,62 +492,3 @@ def provenance(name: str) -> dict[str, Any]:
     }
 
 
-def save_backbone(name: str, out_dir: str | Path, *, onnx: bool | None = None) -> Path:
-    """Write the pretrained tagger ``name`` to ``out_dir`` (replaced atomically) and return it.
-
-    Files: ``model.keras`` (outputs :data:`OUTPUTS`, loads with ``safe_mode=True``),
-    ``model.json`` (card: name, kind ``"pretrained"``, source checkpoint files + sha256, licence
-    notice, citation, tag vocabulary, front end, outputs, hashes) and ``model.onnx`` through
-    ``mgr.models.export.export_keras``. ``onnx=None`` writes the ONNX file when that exporter
-    is importable (the card then says why not in ``onnx_skipped``), ``True`` requires it,
-    ``False`` skips it.
-    """
-    import datetime as _dt
-
-    name = _canon(name)
-    art = ARTIFACT_NAMES[name]
-    out_dir = Path(out_dir)
-    export_keras = None
-    skipped = None
-    if onnx is not False:
-        try:
-            from mgr.models.export import export_keras  # type: ignore[no-redef]
-        except ImportError as e:
-            if onnx:
-                raise
-            skipped = f"mgr.models.export.export_keras is not available ({e})"
-    else:
-        skipped = "not requested"
-    model = build_musicnn(name)
-    card: dict[str, Any] = {
-        "name": art,
-        "kind": "pretrained",
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "versions": library_versions("keras", "tensorflow", "numpy", "musicnn"),
-        **provenance(name),
-        "labels": tag_vocab(name),
-        "tag_vocab": tag_vocab(name),
-        "frontend": dict(FRONTEND),
-        "input_shape": [PATCH_FRAMES, N_MELS],
-        "window_frames": PATCH_FRAMES,
-        "outputs": list(OUTPUTS),
-        "output_shapes": {"taggram": [N_TAGS], "penultimate": [PENULTIMATE], "mean_pool": [POOLED],
-                          "max_pool": [POOLED]},
-        "embedding": {"output": "penultimate", "pooling": ["mean", "max"], "dim": EMBEDDING_DIM,
-                      "names_prefix": art},
-        "model_file": "model.keras",
-    }
-    with atomic_path(out_dir, is_dir=True) as tmp:
-        keras_path = tmp / "model.keras"
-        model.save(keras_path)
-        card["model_sha256"] = file_hash(keras_path)
-        if export_keras is not None:
-            onnx_path = tmp / "model.onnx"
-            export_keras(model, onnx_path)
-            card["onnx_file"] = "model.onnx"
-            card["onnx_sha256"] = file_hash(onnx_path)
-            card["onnx_max_abs_diff"] = _onnx_parity(model, onnx_path)
-        else:
-            card["onnx_skipped"] = skipped
-        write_json(tmp / "model.json", card)
-    return out_dir
