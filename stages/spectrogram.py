@@ -44,7 +44,7 @@ def keep_freed_memory() -> None:
 def main(argv: list[str] | None = None) -> None:
     keep_freed_memory()
     from mgr.data.validation.features import validate_store
-    from mgr.features.extract import load_inputs
+    from mgr.features.extract import read_inputs
     from mgr.features.store import build_store
     from mgr.params import load_params
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
 
     p = load_params(args.params)
     sp = p.spectrogram if args.preset is None else dataclasses.replace(p.spectrogram, preset=args.preset)
-    tracks = load_inputs(Path(args.tracks or f"data/raw/{p.data.source}/tracks.csv"), args.split)
+    tracks = read_inputs(Path(args.tracks or f"data/raw/{p.data.source}/tracks.csv"), args.split)
     if p.distributed.shard_tracks:  # shards on Dask (local cluster or distributed.scheduler; docs/SCALE.md)
         from mgr.distributed.shards import build_sharded_store
         from mgr.io import n_workers

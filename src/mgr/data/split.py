@@ -30,12 +30,15 @@ is refused (a classifier needs two).
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from mgr.errors import DataError
 from mgr.params import SplitParams
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 PARTS = ("train", "val", "test")
 
@@ -56,6 +59,7 @@ def _rng(seed: int, *salt: str) -> np.random.Generator:
 def _artists(tracks: pd.DataFrame) -> pd.Series:
     """A group key per track: the artist where known, else the track itself; tracks of one
     duplicate set (:func:`duplicate_sets`) share the key of the set (the smallest member key)."""
+    import pandas as pd
     tid = tracks["track_id"].astype(str)
     if "artist" not in tracks.columns:
         keys = "track:" + tid
@@ -88,6 +92,7 @@ def _artists(tracks: pd.DataFrame) -> pd.Series:
 def duplicate_sets(tracks: pd.DataFrame) -> pd.Series:
     """The duplicate-set key of every track in a set of two or more (index of ``tracks``):
     ``dup_group`` where fetch wrote one, else the exact ``fingerprint``; empty when none."""
+    import pandas as pd
     key = pd.Series("", index=tracks.index, dtype=object)
     for col in ("fingerprint", "dup_group"):  # dup_group (exact + near) wins where present
         if col in tracks.columns:
@@ -118,6 +123,7 @@ def _warn_small(genre: str, n: int, needed: int, what: str) -> None:
 
 
 def _stratified(tracks: pd.DataFrame, p: SplitParams) -> pd.DataFrame:
+    import pandas as pd
     out = pd.Series("train", index=tracks.index, dtype=object)
     for genre, idx in tracks.groupby("genre", sort=True).groups.items():
         idx = np.array(sorted(idx, key=lambda i: str(tracks.at[i, "track_id"])))
@@ -141,6 +147,7 @@ def _stratified(tracks: pd.DataFrame, p: SplitParams) -> pd.DataFrame:
 
 
 def _kfold(tracks: pd.DataFrame, p: SplitParams) -> pd.DataFrame:
+    import pandas as pd
     groups = _artists(tracks)
     has_groups = groups.str.startswith("artist:").any() or groups.duplicated().any()
     fold = pd.Series(-1, index=tracks.index, dtype=int)
@@ -184,6 +191,7 @@ def _group_order(tracks: pd.DataFrame, groups: pd.Series, seed: int, salt: str) 
 
 
 def _group(tracks: pd.DataFrame, p: SplitParams) -> pd.DataFrame:
+    import pandas as pd
     groups = _artists(tracks)
     fracs = {"test": p.test_size, "val": p.val_size, "train": 1.0 - p.test_size - p.val_size}
     genre_n = tracks["genre"].astype(str).value_counts()
@@ -212,6 +220,7 @@ def _group(tracks: pd.DataFrame, p: SplitParams) -> pd.DataFrame:
 
 
 def _predefined(tracks: pd.DataFrame, p: SplitParams) -> pd.DataFrame:
+    import pandas as pd
     if "source_split" not in tracks.columns:
         raise DataError(
             "split.strategy 'predefined' needs a source_split column in tracks.csv "

@@ -50,8 +50,8 @@ from mgr.distributed.engine import (
     shard_ranges,
 )
 from mgr.errors import DataError
-from mgr.features.extract import probe_files
-from mgr.features.store import _spec_job, _write_index, frontend_config
+from mgr.features.extract import as_track_table, probe_files
+from mgr.features.store import _check_unique, _spec_job, _write_index, frontend_config
 from mgr.io import atomic_path
 
 __all__ = ["build_sharded_store", "shard_dir", "shard_ranges", "spectrogram_shard"]
@@ -168,16 +168,15 @@ def build_sharded_store(
     t0 = time.perf_counter()
     fe = frontend_config(audio_params, spectrogram_params)
     audio_d = describe(audio_params)
-    df = tracks.reset_index(drop=True)
+    df = as_track_table(tracks)
     if len(df) == 0:
         raise DataError("spectrogram: no tracks to process (empty intersection of tracks.csv and split.csv)")
-    if df["track_id"].duplicated().any():
-        raise DataError(f"spectrogram: duplicate track_id {df.loc[df['track_id'].duplicated(), 'track_id'].iloc[0]!r}")
+    _check_unique(df)
     out_path = Path(out_path)
     sdir = shard_dir(out_path)
     sdir.mkdir(parents=True, exist_ok=True)
-    ids = df["track_id"].astype(str).tolist()
-    paths = df["path"].astype(str).tolist()
+    ids = [str(x) for x in df["track_id"]]
+    paths = [str(x) for x in df["path"]]
     ranges = shard_ranges(len(df), int(shard_tracks))
     spec = {"fe": fe, "audio": audio_d, "compression": spectrogram_params.compression}
     tasks = [{"shard": k, "first": a, "path": str((sdir / SHARD_FMT.format(k)).resolve()), "fe": fe,
@@ -191,7 +190,7 @@ def build_sharded_store(
     facts = map_tasks(spectrogram_shard, tasks, lambda r: results.__setitem__(r["shard"], r),
                       workers=workers, scheduler=scheduler, retries=retries)
 
-    labels = sorted(df["genre"].astype(str).unique())
+    labels = sorted({str(g) for g in df["genre"]})
     n_frames = np.concatenate([results[k]["n_frames"] for k in range(len(ranges))])
     sums = np.concatenate([results[k]["sums"] for k in range(len(ranges))])
     sumsq = np.concatenate([results[k]["sumsq"] for k in range(len(ranges))])

@@ -10,18 +10,23 @@ so that a change to one front end does not invalidate the other stage.
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from mgr.audio.decode import audio_info
 from mgr.data.tracks import load_tracks
 from mgr.errors import AudioError, DataError
 from mgr.io import process_pool
 
-__all__ = ["load_inputs", "probe_files", "run_parallel", "skip_on_failure"]
+__all__ = ["TrackTable", "as_track_table", "load_inputs", "probe_files", "read_inputs", "run_parallel",
+           "skip_on_failure"]
 
 
 def load_inputs(tracks_csv: str | os.PathLike, split_csv: str | os.PathLike) -> Any:
@@ -56,6 +61,103 @@ def load_inputs(tracks_csv: str | os.PathLike, split_csv: str | os.PathLike) -> 
     if bad:
         raise DataError(f"split.csv: unknown split values {sorted(bad)} (allowed: train, val, test)")
     return df.sort_values("track_id", kind="stable").reset_index(drop=True)
+
+
+#: the columns the spectrogram store needs (the optional ones where tracks.csv has them)
+STORE_COLUMNS = ("track_id", "path", "genre", "split", "fold")
+OPTIONAL_STORE_COLUMNS = ("tempo_bpm", "tags")
+
+
+@dataclass(frozen=True)
+class TrackTable:
+    """Columns of the tracks to extract, as plain arrays (what :func:`read_inputs` gives without
+    pandas): ``track_id``, ``path`` (absolute), ``genre``, ``split`` (str), ``fold`` (int, -1 if
+    none) and, where the dataset has them, ``tempo_bpm`` (float, NaN = unknown) and ``tags``
+    (``|``-separated str; "" = none)."""
+
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.columns["track_id"])
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.columns
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+    def take(self, idx: Any) -> "TrackTable":
+        return TrackTable({k: v[np.asarray(idx, dtype=np.int64)] for k, v in self.columns.items()})
+
+
+def as_track_table(tracks: Any) -> TrackTable:
+    """A :class:`TrackTable` from itself or from :func:`load_inputs`' DataFrame (same values)."""
+    if isinstance(tracks, TrackTable):
+        return tracks
+    cols: dict[str, np.ndarray] = {}
+    for c in STORE_COLUMNS + OPTIONAL_STORE_COLUMNS:
+        if c not in tracks.columns:
+            continue
+        v = tracks[c]
+        if c == "fold":
+            cols[c] = v.fillna(-1).to_numpy(dtype=np.int64)
+        elif c == "tempo_bpm":
+            cols[c] = v.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            cols[c] = np.array([x if isinstance(x, str) else ("" if c == "tags" else str(x)) for x in v], dtype=object)
+    return TrackTable(cols)
+
+
+def _float(v: str) -> float:
+    try:
+        return float(v) if v not in ("", "nan", "NaN") else float("nan")
+    except ValueError:
+        return float("nan")
+
+
+def read_inputs(tracks_csv: str | os.PathLike, split_csv: str | os.PathLike) -> TrackTable:
+    """:func:`load_inputs` for the spectrogram store, with the csv module instead of pandas (the
+    stage then never imports pandas): the same tracks, order and values (tested equal)."""
+    tracks_csv, split_csv = Path(tracks_csv), Path(split_csv)
+    for p in (tracks_csv, split_csv):
+        if not p.exists():
+            raise DataError(f"{p} not found (run the fetch and split stages first)")
+
+    def rows(p: Path) -> tuple[list[str], list[dict[str, str]]]:
+        try:
+            with open(p, newline="", encoding="utf-8") as f:
+                r = csv.DictReader(f)
+                return list(r.fieldnames or []), list(r)
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise DataError(f"{p} is not a readable CSV table: {type(e).__name__}") from None
+
+    t_cols, t_rows = rows(tracks_csv)
+    s_cols, s_rows = rows(split_csv)
+    for col, have, name in (("track_id", t_cols, "tracks.csv"), ("path", t_cols, "tracks.csv"),
+                            ("genre", t_cols, "tracks.csv"), ("track_id", s_cols, "split.csv"),
+                            ("split", s_cols, "split.csv")):
+        if col not in have:
+            raise DataError(f"{name} has no {col!r} column")
+    assigned = {r["track_id"]: (r["split"], int(_float(r["fold"])) if "fold" in s_cols and r["fold"] not in ("", "nan", "NaN") else -1)
+                for r in s_rows}
+    base = tracks_csv.parent.resolve()
+    picked = [r for r in t_rows if r["track_id"] in assigned]
+    bad = sorted({assigned[r["track_id"]][0] for r in picked} - {"train", "val", "test"})
+    if bad:
+        raise DataError(f"split.csv: unknown split values {bad} (allowed: train, val, test)")
+    picked.sort(key=lambda r: r["track_id"])
+    cols: dict[str, np.ndarray] = {
+        "track_id": np.array([r["track_id"] for r in picked], dtype=object),
+        "path": np.array([r["path"] if Path(r["path"]).is_absolute() else str(base / r["path"]) for r in picked], dtype=object),
+        "genre": np.array([r["genre"] for r in picked], dtype=object),
+        "split": np.array([assigned[r["track_id"]][0] for r in picked], dtype=object),
+        "fold": np.array([assigned[r["track_id"]][1] for r in picked], dtype=np.int64),
+    }
+    if "tempo_bpm" in t_cols:
+        cols["tempo_bpm"] = np.array([_float(r["tempo_bpm"]) for r in picked], dtype=np.float64)
+    if "tags" in t_cols:
+        cols["tags"] = np.array([r["tags"] or "" for r in picked], dtype=object)
+    return TrackTable(cols)
 
 
 def skip_on_failure(i: int, path: str, work: Callable[[], Any]) -> tuple[int, Any, str | None]:

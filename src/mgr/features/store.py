@@ -59,7 +59,13 @@ from mgr.dsp.frontend import (  # noqa: F401 - the front end, re-exported for th
     musicnn_frontend,
 )
 from mgr.errors import DataError
-from mgr.features.extract import probe_files, run_parallel, skip_on_failure
+from mgr.features.extract import (
+    TrackTable,
+    as_track_table,
+    probe_files,
+    run_parallel,
+    skip_on_failure,
+)
 from mgr.io import atomic_path, library_versions, n_workers
 
 FORMAT_VERSION = 1
@@ -77,8 +83,16 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------------- inputs
-def _tags_of(df: Any) -> tuple[list[str], np.ndarray]:
-    if "tags" not in df.columns:
+def _check_unique(df: TrackTable) -> None:
+    seen: set[str] = set()
+    for t in df["track_id"]:
+        if t in seen:
+            raise DataError(f"spectrogram: duplicate track_id {t!r} in the inputs")
+        seen.add(t)
+
+
+def _tags_of(df: TrackTable) -> tuple[list[str], np.ndarray]:
+    if "tags" not in df:
         return [], np.zeros((len(df), 0), dtype=np.uint8)
     lists = [[t.strip() for t in str(v).split("|") if t.strip()] if isinstance(v, str) else [] for v in df["tags"]]
     vocab = sorted({t for ts in lists for t in ts})
@@ -116,8 +130,9 @@ def build_store(
 ) -> dict:
     """Compute every track's spectrogram in parallel and write the HDF5 store atomically.
 
-    ``tracks`` is the DataFrame from :func:`load_inputs` (``track_id, path, genre, split, fold``
-    and optional ``tempo_bpm``, ``tags``). Results stream into a temporary file as they arrive
+    ``tracks`` is a :class:`~mgr.features.extract.TrackTable` (:func:`~mgr.features.extract.read_inputs`)
+    or the DataFrame from :func:`~mgr.features.extract.load_inputs` (``track_id, path, genre, split,
+    fold`` and optional ``tempo_bpm``, ``tags``). Results stream into a temporary file as they arrive
     (at most ``2 * workers`` clips in memory), which is renamed onto ``out_path`` when complete.
     A file that fails to decode is skipped and reported. Returns a report dict: ``n_tracks``,
     ``n_skipped``, ``skipped`` (``track_id, path, reason``), ``total_frames``, ``seconds``,
@@ -129,12 +144,10 @@ def build_store(
     fe = frontend_config(audio_params, spectrogram_params)
     audio_d = describe(audio_params)
     workers = n_workers(workers)
-    df = tracks.reset_index(drop=True)
+    df = as_track_table(tracks)
     if len(df) == 0:
         raise DataError("spectrogram: no tracks to process (empty intersection of tracks.csv and split.csv)")
-    if df["track_id"].duplicated().any():
-        dup = df.loc[df["track_id"].duplicated(), "track_id"].iloc[0]
-        raise DataError(f"spectrogram: duplicate track_id {dup!r} in the inputs")
+    _check_unique(df)
     # import and build once in the parent: forked workers inherit them instead of redoing it
     import scipy.fft  # noqa: F401
     import soundfile  # noqa: F401
@@ -142,8 +155,8 @@ def build_store(
 
     if fe["kind"] == "logmel":
         _mel_groups(fe["sr"], fe["n_fft"], fe["n_mels"], fe["fmin"], fe["fmax"])
-    labels = sorted(df["genre"].astype(str).unique())
-    paths = df["path"].astype(str).tolist()
+    labels = sorted({str(g) for g in df["genre"]})
+    paths = [str(p) for p in df["path"]]
 
     # 1. header probe -> exact sample and frame counts -> offsets (pre-allocated layout)
     # a header read is ~0.1 ms: a process pool (~40 ms to start) pays off only for thousands of files
@@ -153,13 +166,13 @@ def build_store(
     ok = np.zeros(len(df), dtype=bool)
     for i, pr in enumerate(probes):
         if isinstance(pr, str):
-            skipped.append({"track_id": df.at[i, "track_id"], "path": paths[i], "reason": pr})
+            skipped.append({"track_id": df["track_id"][i], "path": paths[i], "reason": pr})
             continue
         frames, file_sr = pr
         n = expected_samples(frames, file_sr, sr=fe["sr"], offset_s=audio_d["offset_s"],
                              duration_s=audio_d["duration_s"], pad=audio_d["pad"])
         if n <= 0:
-            skipped.append({"track_id": df.at[i, "track_id"], "path": paths[i],
+            skipped.append({"track_id": df["track_id"][i], "path": paths[i],
                             "reason": f"audio: {paths[i]}: no samples after offset {audio_d['offset_s']:g} s"})
             continue
         n_samples[i] = n
@@ -190,11 +203,11 @@ def build_store(
             def on_result(res: tuple) -> None:
                 i, arr, reason = res
                 if arr is None:
-                    skipped.append({"track_id": df.at[i, "track_id"], "path": paths[i], "reason": reason})
+                    skipped.append({"track_id": df["track_id"][i], "path": paths[i], "reason": reason})
                     ok[i] = False
                     return
                 if arr.shape != (n_frames[i], rows):  # cannot happen: length is forced; guard anyway
-                    skipped.append({"track_id": df.at[i, "track_id"], "path": paths[i],
+                    skipped.append({"track_id": df["track_id"][i], "path": paths[i],
                                     "reason": f"unexpected shape {arr.shape} != {(int(n_frames[i]), rows)}"})
                     ok[i] = False
                     return
@@ -226,7 +239,7 @@ def build_store(
     }
 
 
-def _write_index(h5: Any, df: Any, keep: np.ndarray, offsets: np.ndarray, n_frames: np.ndarray,
+def _write_index(h5: Any, df: TrackTable, keep: np.ndarray, offsets: np.ndarray, n_frames: np.ndarray,
                  sums: np.ndarray, sumsq: np.ndarray, digests: list, labels: list[str], fe: dict,
                  audio_d: dict, compression: str, total: int) -> str:
     """Write the per-track metadata (``/tracks``), train statistics (``/stats``) and attrs of the
@@ -234,20 +247,20 @@ def _write_index(h5: Any, df: Any, keep: np.ndarray, offsets: np.ndarray, n_fram
     :func:`build_store` and the sharded store's index (:mod:`mgr.distributed.shards`)."""
     import h5py
 
-    sub = df.iloc[keep].reset_index(drop=True)
+    sub = df.take(keep)
     g = h5.create_group("tracks")
     strs = h5py.string_dtype("utf-8")
-    g.create_dataset("track_id", data=sub["track_id"].astype(str).tolist(), dtype=strs)
-    g.create_dataset("path", data=sub["path"].astype(str).tolist(), dtype=strs)
+    g.create_dataset("track_id", data=[str(x) for x in sub["track_id"]], dtype=strs)
+    g.create_dataset("path", data=[str(x) for x in sub["path"]], dtype=strs)
     lab = {l: j for j, l in enumerate(labels)}
     g.create_dataset("genre_idx", data=np.array([lab[str(x)] for x in sub["genre"]], dtype=np.int32))
-    g.create_dataset("split", data=sub["split"].astype(str).tolist(), dtype=strs)
-    fold = sub["fold"].to_numpy(dtype=np.int16)
+    g.create_dataset("split", data=[str(x) for x in sub["split"]], dtype=strs)
+    fold = np.asarray(sub["fold"], dtype=np.int16)
     g.create_dataset("fold", data=fold)
     g.create_dataset("offset", data=offsets[keep])
     g.create_dataset("n_valid_frames", data=n_frames[keep])
     tempo = (
-        np.asarray(sub["tempo_bpm"], dtype=np.float32) if "tempo_bpm" in sub.columns
+        np.asarray(sub["tempo_bpm"], dtype=np.float32) if "tempo_bpm" in sub
         else np.full(len(sub), np.nan, dtype=np.float32)
     )
     g.create_dataset("tempo_bpm", data=tempo)
@@ -258,7 +271,7 @@ def _write_index(h5: Any, df: Any, keep: np.ndarray, offsets: np.ndarray, n_fram
 
     # train-only statistics (split column = fold 0 in k-fold mode) + per fold
     st = h5.create_group("stats")
-    split_arr = sub["split"].astype(str).to_numpy()
+    split_arr = np.array([str(x) for x in sub["split"]])
     m, s = _stats_from_sums(sums[keep], sumsq[keep], n_frames[keep], split_arr == "train")
     st.create_dataset("mean", data=m)
     st.create_dataset("std", data=s)
@@ -270,7 +283,7 @@ def _write_index(h5: Any, df: Any, keep: np.ndarray, offsets: np.ndarray, n_fram
         st.create_dataset(f"fold_{f}/std", data=fs)
 
     h = hashlib.sha256(json.dumps(fe, sort_keys=True).encode())
-    for tid, d in zip(sub["track_id"].astype(str), (digests[i] for i in keep)):
+    for tid, d in zip((str(x) for x in sub["track_id"]), (digests[i] for i in keep)):
         h.update(tid.encode() + b"\0" + d)
     content_hash = h.hexdigest()
     versions = library_versions("mgr", "numpy", "librosa", "soundfile", "soxr", "h5py", "scipy")
