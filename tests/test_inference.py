@@ -264,7 +264,7 @@ def test_onnx_model_hash_shape_and_non_finite_checks(tmp_path):
 
 @pytest.mark.parametrize("kind", ["deep", "classical"])
 def test_tampered_onnx_is_refused_in_one_line(kind, tmp_path):
-    from mgr.inference.predict import load_predictor
+    from mgr.inference.predictors import load_predictor
 
     if kind == "deep":
         from mgr.models.deep import load
@@ -330,7 +330,7 @@ def test_evaluate_and_predict_give_the_same_probabilities_deep(tmp_path):
     from mgr.features.extract import load_inputs
     from mgr.models.deep import load
     from mgr.params import AudioParams, SpectrogramParams
-    from mgr.inference.predict import load_predictor
+    from mgr.inference.predictors import load_predictor
     from mgr.features.store import SpectrogramStore, build_store
 
     path = tmp_path / "song.wav"
@@ -369,7 +369,7 @@ def test_evaluate_and_predict_give_the_same_probabilities_classical(name, tmp_pa
     from mgr.evaluation.scoring import evaluate_classical
     from mgr.features.tables import extract_features
     from mgr.models import classical as C
-    from mgr.inference.predict import load_predictor
+    from mgr.inference.predictors import load_predictor
 
     rows = []
     for g, (f0, bpm) in {"low": (150.0, 90.0), "high": (900.0, 140.0)}.items():

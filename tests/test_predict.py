@@ -15,22 +15,12 @@ import pytest
 import soundfile as sf
 
 from mgr.errors import ArtifactError, AudioError
-from mgr.inference.predict import (
-    InputFailure,
-    Prediction,
-    StreamingFrontEnd,
-    WindowStream,
-    best_model_name,
-    check_file,
-    discover_inputs,
-    dsp_tempo_from_envelope,
-    file_spectrogram,
-    list_models,
-    load_predictor,
-    predict_many,
-    resolve_model,
-    to_json_line,
-)
+from mgr.inference.catalog import best_model_name, list_models, resolve_model
+from mgr.inference.inputs import check_file, discover_inputs
+from mgr.inference.output import InputFailure, Prediction, to_json_line
+from mgr.inference.predict import predict_many
+from mgr.inference.predictors import load_predictor
+from mgr.inference.streaming import StreamingFrontEnd, WindowStream, dsp_tempo_from_envelope, file_spectrogram
 
 FIX = Path(__file__).resolve().parent / "data" / "predict"
 TEMPO_MODEL = FIX / "tiny_tempo"  # genre + tempo + tags heads
@@ -111,7 +101,7 @@ def test_predict_features_equal_the_hdf5_store(tmp_path):
 def test_stream_segments_cover_like_windows(tmp_path, seconds, n, hop):
     from mgr.audio.decode import load_audio
     from mgr.audio.windows import windows
-    from mgr.inference.predict import stream_segments
+    from mgr.inference.streaming import stream_segments
 
     y = np.random.default_rng(1).standard_normal(int(seconds * SR)).astype(np.float32) * 0.1
     path = _write(tmp_path / "x.wav", y)
@@ -221,7 +211,7 @@ def test_top_k_window_overlap_and_vote(tmp_path):
     r3 = load_predictor(CNN_MODEL, overlap=0.75).predict_file(path)
     r4 = load_predictor(CNN_MODEL, overlap=0.0).predict_file(path)
     assert r3.n_windows > r4.n_windows
-    from mgr.inference.predict import UsageError
+    from mgr.inference.inputs import UsageError
 
     with pytest.raises(UsageError, match="shorter than the model's window"):
         load_predictor(CNN_MODEL, window_s=0.6)  # valid (>= 0.5 s) but below this model's 1 s window
@@ -486,7 +476,7 @@ def test_classical_artifact_end_to_end(tmp_path):
     assert seg.n_windows == 3 and seg.genre == "high"
     # a file longer than CLASSICAL_WHOLE_MAX_S: streamed segments, the same numbers as the
     # segments of the decoded file (limits shrunk so the test stays fast)
-    import mgr.inference.predict as P
+    import mgr.inference.predictors as P
 
     long_y = np.concatenate([y] * 3)  # 9 s
     long_path = _write(tmp_path / "long.wav", long_y)
