@@ -438,6 +438,49 @@ def test_deep_predict_imports_no_heavy_library(tmp_path):
 
 
 # ----------------------------------------------------------------------- classical
+def test_classical_long_file_streamed_features_give_the_per_segment_answer(tmp_path):
+    """A long file with a gtzan57 model: segments on the 512-sample frame grid, their STFT / HPSS
+    shared (mgr.dsp.gtzan_stream); the answer is that of the per-segment features of the same
+    segments (limits shrunk so the test stays fast)."""
+    import pandas as pd
+
+    import mgr.inference.predictors as P
+    from mgr.audio.decode import load_audio
+    from mgr.features.tables import extract_features
+    from mgr.models import classical
+    from mgr.params import MlParams
+
+    rows = []
+    for g, (f0, bpm) in {"low": (150.0, 90.0), "high": (900.0, 140.0)}.items():
+        for i in range(3):
+            rows.append({"track_id": f"{g}{i}", "split": "train", "genre": g,
+                         **extract_features(_tone(2.5, f0 + 20 * i, bpm), SR, "gtzan57")})
+    o = classical.train("logreg", pd.DataFrame(rows), MlParams(), feature_set="gtzan57")
+    classical.save(o.model, tmp_path / "logreg", o.card)
+    y = np.concatenate([_tone(8.0, 910.0, 140.0), _tone(12.0, 160.0, 90.0)])
+    path = _write(tmp_path / "long.wav", y)
+    orig = (P.CLASSICAL_WHOLE_MAX_S, P.CLASSICAL_SEGMENT_S)
+    P.CLASSICAL_WHOLE_MAX_S, P.CLASSICAL_SEGMENT_S = 8.0, 7.0
+    try:
+        res = load_predictor(tmp_path / "logreg", top_k=2, timeline=True).predict_file(path)
+    finally:
+        P.CLASSICAL_WHOLE_MAX_S, P.CLASSICAL_SEGMENT_S = orig
+    yd = load_audio(path, sr=SR)
+    n, hop = 7 * SR, 151 * 512  # the hop (3.5 s) rounded to the frame grid
+    starts = [0, hop, 2 * hop, 3 * hop, len(yd) - n]
+    assert [sg.start_s for sg in res.segments] == [round(s / SR, 3) for s in starts]
+    art = classical.load(tmp_path / "logreg")
+    seg_p = art.predict_proba(pd.DataFrame([extract_features(yd[s : s + n], SR, "gtzan57") for s in starts]))
+    for sg, p in zip(res.segments, seg_p):
+        assert dict(sg.top_k) == pytest.approx({lab: p[i] for i, lab in enumerate(art.card["labels"])}, abs=1e-5)
+    assert dict(res.top_k) == pytest.approx(dict(zip(art.card["labels"], seg_p.mean(axis=0))), abs=1e-5)
+
+
+def _tone(seconds: float, f0: float, bpm: float) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.3 * np.sin(2 * np.pi * f0 * t) * (0.3 + (np.mod(t, 60 / bpm) < 0.03))).astype(np.float32)
+
+
 @pytest.mark.slow
 def test_classical_artifact_end_to_end(tmp_path):
     """A logreg trained on gtzan57 features answers on wav/au/flac/ogg/mp3, with the DSP tempo

@@ -14,7 +14,9 @@ Pipeline per input file
 * **Classical models** (``kind: classical``): the whole file is decoded with the training audio
   policy (:func:`mgr.audio.decode.load_audio`) and its handcrafted features
   (:func:`mgr.features.tables.extract_features`) go to the model, as in training. ``--window`` splits it
-  into segments whose predictions are aggregated instead.
+  into segments whose predictions are aggregated instead; a file longer than a minute is streamed
+  as overlapping 30 s segments (for ``gtzan57``, on the 512-sample frame grid, the STFT and HPSS
+  computed once for all of them: :mod:`mgr.dsp.gtzan_stream`).
 * **Aggregation** over segments: ``mean`` (mean probability) or ``vote`` (majority of segment
   argmaxes, evaluate's rule :func:`mgr.evaluation.scoring.vote`; the reported probabilities are
   then the vote fractions).

@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from mgr.audio.decode import load_audio
+from mgr.audio.decode import load_audio, stream_blocks
 from mgr.audio.windows import window_starts, windows
 from mgr.cards import read_card
+from mgr.dsp import gtzan_stream
 from mgr.dsp import kernels as _fastdsp
 from mgr.errors import ArtifactError, AudioError
 from mgr.evaluation.scoring import vote
@@ -338,7 +339,7 @@ class ClassicalPredictor(Predictor):
             else:
                 y = load_audio(path, sr=self.sr, offset_s=offset, duration_s=crop, pad=pad)
             real = len(y) if crop is None else min(len(y), max(0, int(round((duration - offset) * self.sr))))
-            segs: Iterable[tuple[int, np.ndarray, int]] = [(0, y, real)]
+            segs: Iterable[tuple] = [(0, y, real)]
         else:
             n = int(round(seg_s * self.sr))
             hop = max(1, int(round(n * (1.0 - self.overlap))))
@@ -348,11 +349,17 @@ class ClassicalPredictor(Predictor):
                 y = load_audio(path, sr=self.sr, offset_s=offset, duration_s=crop, pad=pad)
                 st = window_starts(len(y), n, hop) if len(y) > n else [0]
                 segs = ((int(a), w, min(n, len(y) - int(a))) for a, w in zip(st, windows(y, n, hop=hop)))
+            elif self.feature_set == "gtzan57" and 1 + n // gtzan_stream.H >= gtzan_stream.MIN_FRAMES:
+                # streamed, the STFT and HPSS computed once for the overlapping segments: their
+                # starts on the 512-sample frame grid (the hop rounded to it)
+                hop = max(gtzan_stream.H, int(round(hop / gtzan_stream.H)) * gtzan_stream.H)
+                blocks = stream_blocks(path, self.sr, block_s=10.0)
+                segs = gtzan_stream.stream_gtzan57(blocks, self.sr, n, hop, on_block=lambda k: budget.add(k, self.sr))
             else:  # streamed: memory is bounded by one segment whatever the file length
                 segs = stream_segments(path, self.sr, n, hop, budget=budget, with_starts=True)
         rows, tempos, starts, ends, silent = [], [], [], [], []
         decoded = 0
-        for start, seg, real in segs:
+        for start, seg, real, *shared in segs:
             budget.check()
             starts.append(start)
             ends.append(start + max(real, 1))
@@ -362,7 +369,7 @@ class ClassicalPredictor(Predictor):
             silent.append(q)
             if q:  # no features for silence (they are not finite there): no say in the answer
                 continue
-            feats = extract_features(seg, self.sr, self.feature_set)
+            feats = shared[0]() if shared else extract_features(seg, self.sr, self.feature_set)
             rows.append([feats[c] for c in self.columns])
             tempos.append(float(feats["tempo"]) if "tempo" in feats else _fastdsp.tempo(seg, self.sr))
         if not frames:
@@ -406,7 +413,9 @@ class ClassicalPredictor(Predictor):
 
 #: classical models take a file whole (as their training clips) up to this length; a longer file
 #: is classified as overlapping segments of CLASSICAL_SEGMENT_S, streamed, probabilities combined
-#: by ``--aggregate``, tempo = median of the segments' tempos.
+#: by ``--aggregate``, tempo = median of the segments' tempos. With ``gtzan57`` features and segments of
+#: at least :data:`mgr.dsp.gtzan_stream.MIN_FRAMES` frames, the segment hop is rounded to the
+#: 512-sample frame grid and the STFT / HPSS are computed once for all segments (same features).
 CLASSICAL_WHOLE_MAX_S = 60.0
 CLASSICAL_SEGMENT_S = 30.0
 #: ... and up to this many samples (frames x channels: 60 s of 192 kHz stereo), so a file with
