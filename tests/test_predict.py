@@ -197,6 +197,29 @@ def test_stereo_and_other_sample_rates(tmp_path, deep_cnn):
     assert isinstance(res, Prediction) and res.duration_s == pytest.approx(3.0, abs=0.05)
 
 
+def test_musicnn_backbones_run_few_windows_at_a_time(tmp_path):
+    """Bounded memory for musicnn front ends (transfer models, built-in taggers): at most
+    MUSICNN_BATCH_WINDOWS windows per ONNX run (their activations are ~60 MB per window), the
+    same answer as 16 at a time."""
+    import mgr.inference.predictors as P
+
+    d = shutil.copytree(CNN_MODEL, tmp_path / "m")
+    card = json.loads((d / "model.json").read_text())
+    card["frontend"]["preset"] = "musicnn"
+    (d / "model.json").write_text(json.dumps(card))
+    path = _write(tmp_path / "x.wav", clip(20.0))
+    pred = load_predictor(d)
+    assert pred.batch_windows == P.MUSICNN_BATCH_WINDOWS == 2
+    sizes = []
+    run = pred.model.model.session.run
+    pred.model.model.session.run = lambda names, feed: sizes.append(len(next(iter(feed.values())))) or run(names, feed)
+    got = pred.predict_file(path)
+    assert sizes and max(sizes) <= 2
+    want = load_predictor(CNN_MODEL).predict_file(path)
+    assert got.n_windows == want.n_windows > 16
+    assert dict(got.top_k) == pytest.approx(dict(want.top_k), abs=1e-5)
+
+
 def test_top_k_window_overlap_and_vote(tmp_path):
     path = _write(tmp_path / "long.wav", clip(6.0))
     p1 = load_predictor(CNN_MODEL, top_k=1)

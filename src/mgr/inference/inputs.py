@@ -42,8 +42,6 @@ DEFAULT_MAX_DURATION_S = 4 * 3600.0
 MAX_WINDOW_S = 600.0
 MAX_OVERLAP = 0.95
 MAX_TOP_K = 1000
-BLOCK_S = 20.0  # decode block length for streaming (seconds)
-BATCH_WINDOWS = 16  # model windows per forward pass
 
 # exit codes of `mgr predict` (documented in the README's "Predicting" section)
 EXIT_OK = 0

@@ -38,6 +38,9 @@ from mgr.inference.streaming import (EnergyTracker, StreamingFrontEnd, WindowStr
 from mgr.models import classical, deep
 
 BATCH_WINDOWS = 16  # model windows per forward pass
+#: ... for musicnn backbones (built-in taggers, transfer models): their wide front-end convolutions
+#: hold ~60 MB of activations per window (16 windows: ~1 GB peak RSS, 2: ~230 MB; same answers)
+MUSICNN_BATCH_WINDOWS = 2
 
 
 class Predictor:
@@ -132,6 +135,8 @@ class DeepPredictor(Predictor):
         self.tempo_log = tb.get("kind") == "log"
         self.tag_vocab = list(card.get("tag_vocab") or [])
         self.hop_s = float(self.frontend.get("hop", self.frontend.get("hop_length"))) / float(self.frontend["sr"])
+        musicnn = self.frontend.get("preset") == "musicnn" or card.get("kind") == "pretrained"
+        self.batch_windows = MUSICNN_BATCH_WINDOWS if musicnn else BATCH_WINDOWS
         self.window_s_model = self.window_frames * self.hop_s
         StreamingFrontEnd(self.frontend)  # validate the front end before loading anything
         if self.window_s is not None and int(round(self.window_s / self.hop_s)) < self.window_frames:
@@ -149,7 +154,7 @@ class DeepPredictor(Predictor):
             raise ArtifactError(f"{self.model_dir}: model input {self.model.input_shape} does not match the front end {want}")
 
     def _run(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        return self.model.predict_windows(X, batch_size=BATCH_WINDOWS)
+        return self.model.predict_windows(X, batch_size=self.batch_windows)
 
     def predict_file(self, path: Path) -> Prediction:
         frames_total_hint, file_sr, _ = check_file(path, self.max_duration_s)
@@ -205,7 +210,7 @@ class DeepPredictor(Predictor):
             if onset is not None:
                 onset.push(frames)
             pending.extend(ws.push(frames))
-            if len(pending) >= max(1, BATCH_WINDOWS // max(1, seg_frames // L)):
+            if len(pending) >= max(1, self.batch_windows // max(1, seg_frames // L)):
                 run_segments(pending)
                 pending = []
         decoded_s = fe.n_samples / fe.sr
@@ -439,7 +444,7 @@ class TaggerPredictor(DeepPredictor):
         file = self.card.get("onnx_file")
         if not file or not self.card.get("onnx_sha256"):
             raise ArtifactError(f"{self.model_dir / 'model.json'} names no ONNX model (rebuild it)")
-        self.model = OnnxModel(self.model_dir / file, sha256=self.card["onnx_sha256"])
+        self.model = OnnxModel(self.model_dir / file, sha256=self.card["onnx_sha256"], batch_size=self.batch_windows)
         self.runtime = "onnx"
 
     def _run(self, X: np.ndarray) -> dict[str, np.ndarray]:
