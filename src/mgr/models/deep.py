@@ -411,11 +411,11 @@ class DeepArtifact:
     def n_mels(self) -> int:
         return self.input_shape[0]
 
-    def predict_windows(self, X: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
+    def predict_windows(self, X: np.ndarray, batch_size: int = 64, calibrated: bool = True) -> dict[str, np.ndarray]:
         """``X[n, n_mels, window_frames]`` (raw log-mel, as in the store) -> ``{output: array}``.
 
         Keys: ``genre`` (n, n_labels; tempered by the card's ``calibration.temperature`` when it has
-        one) and, where the model has them, ``tempo`` (n, n_tempo
+        one, unless ``calibrated=False``: the network's raw softmax) and, where the model has them, ``tempo`` (n, n_tempo
         classes), ``tempo_bpm`` (n,) (probability-weighted bin centre) and ``tags`` (n, n_tags).
         Non-finite model outputs raise :class:`mgr.inference.runtime.InferenceError`.
         """
@@ -432,7 +432,7 @@ class DeepArtifact:
             self.model.batch_size = max(1, int(batch_size))
             out = self.model.run(X.reshape(len(X), *self.input_shape))
             t = float((self.card.get("calibration") or {}).get("temperature", 1.0))
-            if t != 1.0:  # the card's temperature, fitted on validation tracks at train time
+            if calibrated and t != 1.0:  # the card's temperature, fitted on validation tracks at train time
                 out["genre"] = apply_temperature(out["genre"], t).astype(np.float32)
         if "tempo" in out and self.tempo_centres:
             bins = self.card.get("tempo_bins") or {}
