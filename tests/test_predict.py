@@ -562,3 +562,26 @@ def test_classical_artifact_end_to_end(tmp_path):
     (tmp_path / "models" / "logreg" / "model.skops").write_bytes(b"\x80\x04K\x01.")
     with pytest.raises(ArtifactError, match="does not match the sha256"):
         load_predictor(tmp_path / "models" / "logreg")
+
+
+def test_vote_aggregation_is_evaluates_vote_rule():
+    """--aggregate vote ranks labels with mgr.evaluation.scoring.vote (most votes, then higher mean
+    probability, then lower index); the reported probabilities are the vote fractions."""
+    from mgr.evaluation.scoring import vote
+    from mgr.inference.predictors import Predictor
+
+    p = Predictor(aggregate="vote", top_k=4)
+    p.labels = ["a", "b", "c", "d"]
+    seg = np.array([[0.5, 0.1, 0.4, 0.0],   # votes a
+                    [0.1, 0.2, 0.6, 0.1],   # votes c
+                    [0.4, 0.0, 0.3, 0.3],   # votes a
+                    [0.0, 0.3, 0.7, 0.0]])  # votes c: a and c tie on votes, c has the higher mean
+    top = p._top(*p._combine(seg))
+    pred, scores = vote(seg)
+    assert [lab for lab, _ in top] == [p.labels[i] for i in np.argsort(-scores, kind="stable")]
+    assert top[0][0] == p.labels[pred] == "c"
+    assert dict(top) == {"c": 0.5, "a": 0.5, "b": 0.0, "d": 0.0}
+    # mean: the mean probability
+    m = Predictor(aggregate="mean", top_k=1)
+    m.labels = p.labels
+    assert m._top(*m._combine(seg)) == [("c", round(float(seg[:, 2].mean()), 6))]
