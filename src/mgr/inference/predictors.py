@@ -356,8 +356,8 @@ class ClassicalPredictor(Predictor):
                 segs = ((int(a), w, min(n, len(y) - int(a))) for a, w in zip(st, windows(y, n, hop=hop)))
             elif self.feature_set == "gtzan57" and 1 + n // gtzan_stream.H >= gtzan_stream.MIN_FRAMES:
                 # streamed, the STFT and HPSS computed once for the overlapping segments: their
-                # starts on the 512-sample frame grid (the hop rounded to it)
-                hop = max(gtzan_stream.H, int(round(hop / gtzan_stream.H)) * gtzan_stream.H)
+                # starts on the 512-sample frame grid (the hop rounded down to it: no gaps)
+                hop = max(gtzan_stream.H, hop // gtzan_stream.H * gtzan_stream.H)
                 blocks = stream_blocks(path, self.sr, block_s=10.0)
                 segs = gtzan_stream.stream_gtzan57(blocks, self.sr, n, hop, on_block=lambda k: budget.add(k, self.sr))
             else:  # streamed: memory is bounded by one segment whatever the file length
@@ -419,7 +419,7 @@ class ClassicalPredictor(Predictor):
 #: classical models take a file whole (as their training clips) up to this length; a longer file
 #: is classified as overlapping segments of CLASSICAL_SEGMENT_S, streamed, probabilities combined
 #: by ``--aggregate``, tempo = median of the segments' tempos. With ``gtzan57`` features and segments of
-#: at least :data:`mgr.dsp.gtzan_stream.MIN_FRAMES` frames, the segment hop is rounded to the
+#: at least :data:`mgr.dsp.gtzan_stream.MIN_FRAMES` frames, the segment hop is rounded down to the
 #: 512-sample frame grid and the STFT / HPSS are computed once for all segments (same features).
 CLASSICAL_WHOLE_MAX_S = 60.0
 CLASSICAL_SEGMENT_S = 30.0
