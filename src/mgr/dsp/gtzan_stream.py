@@ -80,6 +80,12 @@ def _harmonic_masked(D: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return (mag * K._softmask(np.ascontiguousarray(harm), np.ascontiguousarray(perc))) * phase
 
 
+def _harmonic(y: np.ndarray) -> np.ndarray:
+    """The harmonic signal of :func:`mgr.dsp.kernels.hpss_signals` of ``y`` (without the percussive one)."""
+    D = K.stft(y)
+    return K.istft(_harmonic_masked(D, 0, D.shape[1]), len(y))
+
+
 class _Global:
     """The stream's STFT frames and harmonic signal on the global grid, computed block by block.
 
@@ -210,10 +216,10 @@ def segment_features(seg: np.ndarray, sr: int, D_inner: np.ndarray, fr_inner: di
     x0, x1 = EDGE_FRAMES * H, (k - 1 - EDGE_FRAMES) * H
     e = _EDGE_STRETCH * H
     left = seg[:e]
-    h_left = K.hpss_signals(K.stft(left), len(left))[0][:x0]
+    h_left = _harmonic(left)[:x0]
     r0 = x1 - 40 * H
     right = seg[r0:]
-    h_right = K.hpss_signals(K.stft(right), len(right))[0][x1 - r0 :]
+    h_right = _harmonic(right)[x1 - r0 :]
     harm = np.concatenate([h_left, harm_inner, h_right])
     perc = seg - harm
     return K.gtzan57_reduce(seg, sr, D, fr, tuning, (harm, perc))
