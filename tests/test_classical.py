@@ -418,3 +418,16 @@ def test_temperature_from_out_of_fold_probabilities_without_val_rows():
     assert cal["temperature"] > 0 and "out-of-fold" in cal["method"]
     assert cal["n_val_tracks"] == int((df["split"] == "train").sum())
     assert o.card["val_metrics"] is None
+
+
+def test_no_temperature_for_perfectly_separated_calibration_tracks():
+    """Without val rows and with out-of-fold answers certain and right on every train track, the
+    NLL has no optimum (it falls as T -> 0): no temperature is stored or applied."""
+    df = make_table(n_per_class=6)
+    df.loc[df["split"] != "test", "split"] = "train"
+    cols = [c for c in df.columns if c.startswith("mfcc")]
+    df[cols] = 0.0
+    for i, g in enumerate(GENRES):  # each genre far apart on its own feature
+        df.loc[df["genre"] == g, cols[i]] = 100.0
+    o = C.train("logreg", df, small_ml(), feature_set="gtzan57")
+    assert o.card["calibration"] is None

@@ -68,7 +68,7 @@ from typing import Any
 import numpy as np
 
 from mgr.errors import ArtifactError, DataError, ParamsError
-from mgr.evaluation.calibration import apply_temperature, calibration_record
+from mgr.evaluation.calibration import GRID, apply_temperature, calibration_record
 from mgr.features.tables import feature_names, feature_set_of
 from mgr.params import ML_MODELS, MlParams, ml_instance, params_from_dict
 
@@ -452,7 +452,8 @@ def fit_calibration(model: Any, X_val: np.ndarray, y_val: np.ndarray, tids_val: 
     """Temperature scaling of ``model``'s probabilities (:mod:`mgr.evaluation.calibration`), fitted
     on the track-level NLL of the **validation** rows; with none, on **out-of-fold** probabilities
     of the train rows (stratified k-fold, k = min(5, rarest genre's train tracks), a clone of the
-    model refitted per fold). ``None`` when neither is possible (a genre with one train track)."""
+    model refitted per fold). ``None`` when neither is possible (a genre with one train track) or
+    the calibration tracks are perfectly separated (NLL -> 0 as T -> 0: no optimum)."""
     if len(y_val):
         probs, y, tids, what = _proba(model, X_val), y_val, tids_val, "the validation tracks"
     else:
@@ -473,6 +474,10 @@ def fit_calibration(model: Any, X_val: np.ndarray, y_val: np.ndarray, tids_val: 
             return None
         y, tids, what = y_tr, tids_tr, f"{k}-fold out-of-fold probabilities of the train tracks (no validation tracks)"
     rec = calibration_record(probs, _track_labels(y, tids), np.asarray(tids).astype(str))
+    if rec["val_nll_after"] < 1e-6 or not round(float(GRID[0]), 6) < rec["temperature"] < round(float(GRID[-1]), 6):
+        # perfectly separated calibration tracks (e.g. a handful of them): the NLL keeps falling
+        # as T -> 0, there is no optimum, so no temperature is applied
+        return None
     rec["method"] = f"temperature scaling (track-level NLL on {what})"
     return rec
 
