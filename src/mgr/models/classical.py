@@ -67,9 +67,14 @@ from typing import Any
 
 import numpy as np
 
+from mgr.cards import read_card as read_any_card
 from mgr.errors import ArtifactError, DataError, ParamsError
 from mgr.evaluation.calibration import GRID, apply_temperature, calibration_record
+from mgr.evaluation.scoring import aggregate_tracks, classification_metrics, mean_std
 from mgr.features.tables import feature_names, feature_set_of
+from mgr.inference.runtime import OnnxModel
+from mgr.io import atomic_path, file_hash, library_versions, n_workers, write_json
+from mgr.models.export import PROBA_OUTPUT, export_sklearn
 from mgr.params import ML_MODELS, MlParams, ml_instance, params_from_dict
 
 META_COLUMNS = ("track_id", "split", "genre", "fold")
@@ -385,9 +390,6 @@ def onnx_proba(model: Any, X: np.ndarray) -> np.ndarray:
     :func:`load` runs), exported to a temporary file."""
     import tempfile
 
-    from mgr.models.export import PROBA_OUTPUT, export_sklearn
-    from mgr.inference.runtime import OnnxModel
-
     X = np.atleast_2d(np.asarray(X, dtype=np.float64))
     if len(X) == 0:
         return np.zeros((0, len(model.classes_)))
@@ -402,8 +404,6 @@ def track_metrics(
     probs: np.ndarray, y: np.ndarray, track_ids: Sequence[str], labels: Sequence[str]
 ) -> dict[str, Any]:
     """Track-level metrics (rows of one track averaged) via :mod:`mgr.evaluation.scoring`."""
-    from mgr.evaluation.scoring import aggregate_tracks, classification_metrics
-
     tids = np.asarray(track_ids).astype(str)
     tracks, scores, pred = aggregate_tracks(probs, tids, "mean")
     first = {t: int(v) for t, v in zip(tids[::-1], np.asarray(y)[::-1])}
@@ -504,8 +504,6 @@ def train(
 ) -> Outcome:
     """Train ``name`` on a features table (holdout or every fold), score val (and test per fold
     in k-fold mode), and build the card and the metrics for the artifact (fold 0's model)."""
-    from mgr.io import n_workers
-
     # an ml.models entry `<model>-<set>` trains <model> on that feature set's columns only
     algo, feature_set = ml_instance(name, feature_set)
     spec = get_spec(algo)
@@ -567,8 +565,6 @@ def train(
     metrics: dict[str, Any] = {"folds": len(results), "n_train": art.n_train, "val": headline(art.val)}
     cv: dict[str, Any] | None = None
     if kfold:
-        from mgr.evaluation.scoring import mean_std
-
         cv = {"k": len(results)}
         for part in ("val", "test"):
             per = [getattr(r, part) for r in results]
@@ -619,8 +615,6 @@ def train(
 
 # ------------------------------------------------------------------------------ artifacts
 def _versions() -> dict[str, str]:
-    from mgr.io import library_versions
-
     return library_versions("mgr", "scikit-learn", "xgboost", "skops", "numpy", "pandas")
 
 
@@ -647,9 +641,6 @@ def save(model: Any, model_dir: str | Path, card: dict[str, Any], *, sample: np.
     synthetic rows, within 1e-4) and ``model.json``. Returns the card as written (``model_file``,
     ``model_sha256``, ``onnx_file``, ``onnx_sha256``, ``versions`` filled in)."""
     import skops.io as sio
-
-    from mgr.models.export import export_sklearn
-    from mgr.io import atomic_path, file_hash, write_json
 
     missing = [k for k in ("name", "labels", "feature_columns") if k not in card]
     if missing:
@@ -681,8 +672,6 @@ def save(model: Any, model_dir: str | Path, card: dict[str, Any], *, sample: np.
 
 def _check_hash(path: Path, expected: str | None) -> None:
     """The card's ``model_sha256`` (when present) must match the model file."""
-    from mgr.io import file_hash
-
     if expected is not None and file_hash(path) != expected:
         raise ArtifactError(f"{path} does not match the sha256 in its model card (modified or corrupt); refusing to load it")
 
@@ -733,8 +722,6 @@ def _load_xgboost(path: Path, sha256: str | None = None) -> Any:
 
 def read_card(model_dir: str | Path) -> dict[str, Any]:
     """The validated ``model.json`` of a classical artifact."""
-    from mgr.cards import read_card as read_any_card
-
     card = read_any_card(model_dir, kind="classical")
     path = Path(model_dir) / CARD_FILE
     missing = [k for k in CARD_KEYS if k not in card]
@@ -841,8 +828,6 @@ def load(model_dir: str | Path, *, threads: int | None = None) -> ClassicalArtif
     against the card's ``onnx_sha256`` before onnxruntime reads it; the native model file's
     sha256 too, when present, so a tampered artifact is refused as a whole). Input width and
     class count are checked against the card. Imports neither scikit-learn nor XGBoost."""
-    from mgr.inference.runtime import OnnxModel
-
     model_dir = Path(model_dir)
     card = read_card(model_dir)
     if not card.get("onnx_file") or not card.get("onnx_sha256"):
