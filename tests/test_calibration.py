@@ -51,3 +51,27 @@ def test_ece_hand_computed():
     p = np.array([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.4, 0.6]])
     y = np.array([0, 1, 1, 1])
     assert expected_calibration_error(y, p) == pytest.approx(0.5 * abs(0.9 - 0.5) + 0.5 * abs(0.6 - 1.0))
+
+
+def test_deep_artifact_applies_the_card_temperature_unless_calibrated_false(tmp_path):
+    """DeepArtifact.predict_windows tempers the genre head by the card's temperature;
+    calibrated=False returns the network's raw softmax (evaluate reports ECE before/after)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from mgr.models import deep
+
+    fix = Path(__file__).resolve().parent / "data" / "predict" / "tiny_cnn"
+    d = shutil.copytree(fix, tmp_path / "m")
+    card = json.loads((d / "model.json").read_text())
+    card["calibration"] = {"method": "test", "temperature": 2.5}
+    (d / "model.json").write_text(json.dumps(card))
+    art, plain = deep.load(d), deep.load(fix)
+    X = np.random.default_rng(0).normal(-40, 12, (5, art.n_mels, art.window_frames)).astype(np.float32)
+    raw = art.predict_windows(X, calibrated=False)["genre"]
+    np.testing.assert_allclose(raw, plain.predict_windows(X, calibrated=False)["genre"], rtol=0, atol=1e-7)
+    tempered = art.predict_windows(X)["genre"]
+    np.testing.assert_allclose(tempered, apply_temperature(raw, 2.5), rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(tempered.argmax(axis=1), raw.argmax(axis=1))
+    assert np.abs(tempered - raw).max() > 1e-3

@@ -87,7 +87,7 @@ def test_round_trip_identical_predictions(trained, table, name):
     art = C.load(model_dir)  # the ONNX model on onnxruntime (what evaluate and predict run)
     X = table[card["feature_columns"]].to_numpy()
     before = o.model.predict_proba(X)
-    after = art.predict_proba(table)
+    after = art.predict_proba(table, calibrated=False)  # the model's raw probabilities
     assert after.shape == (len(table), len(GENRES))
     np.testing.assert_allclose(after, before, atol=1e-4, rtol=0)  # float32 ONNX vs float64 sklearn
     np.testing.assert_allclose(after.sum(axis=1), 1.0, rtol=1e-5)
@@ -382,3 +382,52 @@ def test_svm_grid_from_yaml_mixes_names_and_numbers():
     bad = params_from_dict(yaml.safe_load("ml: {search: grid, svm: {grid: {gamma: [huge]}}}")).ml
     with pytest.raises(ParamsError, match="ml.svm.grid.gamma: 'huge' is not a valid value"):
         C.candidates("svm", bad)
+
+
+@pytest.mark.parametrize("name", ML_MODELS)
+def test_temperature_fitted_on_val_stored_and_applied(trained, table, name):
+    """Each classical model gets a temperature fitted on the validation tracks at train time,
+    stored in its card and applied by the artifact's predict_proba (what evaluate and predict
+    call); the ranking is unchanged and calibrated=False gives the raw ONNX probabilities."""
+    from mgr.evaluation.calibration import apply_temperature
+
+    o, card, model_dir = trained[name]
+    disk = json.loads((model_dir / C.CARD_FILE).read_text())
+    cal = disk["calibration"]
+    assert cal == o.card["calibration"] and cal["temperature"] > 0
+    assert "validation tracks" in cal["method"] and cal["n_val_tracks"] == int((table["split"] == "val").sum())
+    assert cal["val_nll_after"] <= cal["val_nll_before"] + 1e-9
+    art = C.load(model_dir)
+    assert art.temperature == cal["temperature"]
+    raw, tempered = art.predict_proba(table, calibrated=False), art.predict_proba(table)
+    np.testing.assert_allclose(tempered, apply_temperature(raw, cal["temperature"]), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(tempered.argmax(axis=1), raw.argmax(axis=1))
+    if cal["temperature"] != 1.0:
+        assert np.abs(tempered - raw).max() > 1e-3
+
+
+def test_some_classical_temperature_is_not_one(trained):
+    assert any(trained[n][1]["calibration"]["temperature"] != 1.0 for n in ML_MODELS)
+
+
+def test_temperature_from_out_of_fold_probabilities_without_val_rows():
+    df = make_table(n_per_class=20)
+    df.loc[df["split"] == "val", "split"] = "train"
+    o = C.train("logreg", df, small_ml(), feature_set="gtzan57")
+    cal = o.card["calibration"]
+    assert cal["temperature"] > 0 and "out-of-fold" in cal["method"]
+    assert cal["n_val_tracks"] == int((df["split"] == "train").sum())
+    assert o.card["val_metrics"] is None
+
+
+def test_no_temperature_for_perfectly_separated_calibration_tracks():
+    """Without val rows and with out-of-fold answers certain and right on every train track, the
+    NLL has no optimum (it falls as T -> 0): no temperature is stored or applied."""
+    df = make_table(n_per_class=6)
+    df.loc[df["split"] != "test", "split"] = "train"
+    cols = [c for c in df.columns if c.startswith("mfcc")]
+    df[cols] = 0.0
+    for i, g in enumerate(GENRES):  # each genre far apart on its own feature
+        df.loc[df["genre"] == g, cols[i]] = 100.0
+    o = C.train("logreg", df, small_ml(), feature_set="gtzan57")
+    assert o.card["calibration"] is None

@@ -194,7 +194,7 @@ def test_builtin_tagger_card_with_a_replaced_onnx_is_refused(tmp_path, monkeypat
     """A built-in model's card is hash-checked like any artifact's: a replaced model.onnx is refused
     in one line before onnxruntime reads it."""
     from mgr.errors import ArtifactError
-    from mgr.inference.predict import load_predictor
+    from mgr.inference.predictors import load_predictor
 
     d = tmp_path / "tagger"
     d.mkdir()

@@ -236,7 +236,12 @@ class FakeDeep:
         self.card = {"tempo_bins": {"kind": "10bpm", "centres": list(tempo_centres), "edges": edges}}
         self.seen = []
 
-    def predict_windows(self, X):
+    temperature = 1.0
+
+    def calibrate(self, p):
+        return CAL.apply_temperature(p, self.temperature)
+
+    def predict_windows(self, X, calibrated=True):
         X = np.asarray(X)
         assert X.shape[1:] == (3, self.window_frames)
         self.seen.append(len(X))
@@ -248,6 +253,8 @@ class FakeDeep:
             out["tempo"] = np.eye(len(self.tempo_centres))[t]
         if self.tag_vocab:
             out["tags"] = np.repeat(X[:, 2, :].mean(axis=1, keepdims=True), len(self.tag_vocab), axis=1)
+        if calibrated:
+            out["genre"] = self.calibrate(out["genre"])
         return out
 
 
@@ -275,6 +282,22 @@ def test_evaluate_deep_windows_mean_vote_and_skipped():
     assert res["track_vote"]["accuracy"] == pytest.approx(2 / 3)
     assert res["protocol"]["segment_frames"] == 4 and res["protocol"]["model_window_frames"] == 4
     assert "tempo" not in res and "tags" not in res
+
+
+def test_evaluate_deep_reports_calibration_before_and_after_the_temperature():
+    """The card's temperature changes the probabilities evaluate scores (ECE, Brier) but not the
+    ranking; the raw network's calibration is reported next to it (issue: honest confidence)."""
+    labels = ["a", "b", "c"]
+    store = FakeStore([_spec([0] * 10), _spec([1] * 10), _spec([2] * 10), _spec([0] * 10)], [0, 1, 0, 0], labels)
+    plain = FakeDeep(labels, 4, store.frontend)
+    hot = FakeDeep(labels, 4, store.frontend)
+    hot.temperature = 3.0  # softer probabilities
+    a = S.evaluate_deep(plain, store, ["t0", "t1", "t2", "t3"], window_s=0.4, overlap=0.5)["track_mean"]
+    b = S.evaluate_deep(hot, store, ["t0", "t1", "t2", "t3"], window_s=0.4, overlap=0.5)["track_mean"]
+    assert a["accuracy"] == b["accuracy"] == pytest.approx(0.75)  # ranking unchanged
+    assert a["ece"] == pytest.approx(a["ece_uncalibrated"])  # T = 1: nothing to calibrate
+    assert b["ece_uncalibrated"] == pytest.approx(a["ece"]) and b["brier_uncalibrated"] == pytest.approx(a["brier"])
+    assert b["ece"] != pytest.approx(b["ece_uncalibrated"]) and b["brier"] != pytest.approx(b["brier_uncalibrated"])
 
 
 def test_evaluate_deep_tiles_long_segments_with_model_windows():
@@ -496,7 +519,7 @@ def test_run_evaluate_writes_calibration_and_per_track_predictions(tmp_path):
         y = df["true"].map({"blues": 0, "jazz": 1, "metal": 2}).to_numpy()
         assert CAL.brier_score(y, P) == pytest.approx(s["brier"], abs=1e-5)
     md = (tmp_path / "reports" / "leaderboard.md").read_text()
-    assert "| ECE | Brier |" in md
+    assert "| ECE | ECE raw | Brier |" in md
 
 
 def test_predictions_file_in_kfold_mode_has_one_row_per_scored_fold_track(tmp_path):

@@ -156,3 +156,38 @@ def test_tempo_of_a_signal_equals_librosa(sr):
         want = float(librosa.feature.tempo(y=y, sr=sr)[0])
         assert fd.tempo(y, sr) == pytest.approx(want, rel=1e-6)
 
+
+
+def _gtzan_close(got: dict, want: dict) -> None:
+    """Streamed vs per-segment gtzan57: rtol 1e-4, plus atol 1e-7 for the means of the HPSS
+    signals (zero-mean audio: their means are ~1e-5 and differ by float32 summation order)."""
+    assert set(got) == set(want)
+    for k in want:
+        assert got[k] == pytest.approx(want[k], rel=1e-4, abs=1e-7), k
+
+
+def test_streamed_gtzan57_equals_the_per_segment_features():
+    """Overlapping segments on the frame grid: the STFT and HPSS computed once over the stream
+    (mgr.dsp.gtzan_stream) give each segment the features kernels.gtzan57 gives it alone; the
+    end-aligned last segment and the cover are those of stream_segments."""
+    from mgr.dsp.gtzan_stream import H, MIN_FRAMES, stream_gtzan57
+
+    rng = np.random.default_rng(3)
+    t = np.arange(int(31.3 * SR)) / SR
+    y = (0.3 * np.sin(2 * np.pi * (220 + 40 * np.sin(2 * np.pi * 0.1 * t)) * t)
+         + 0.2 * np.sin(2 * np.pi * 1234 * t) * (np.mod(t, 0.5) < 0.05)
+         + 0.03 * rng.standard_normal(t.size)).astype(np.float32)
+    n, hop = MIN_FRAMES * H + 300, 90 * H  # not a whole number of frames; hop on the grid
+    blocks = [y[i : i + 12345] for i in range(0, len(y), 12345)]
+    got = [(s, seg.copy(), real, f()) for s, seg, real, f in stream_gtzan57(blocks, SR, n, hop)]
+    starts = list(range(0, len(y) - n + 1, hop))
+    if starts[-1] + n < len(y):
+        starts.append(len(y) - n)
+    assert [s for s, *_ in got] == starts and all(r == n for _, _, r, _ in got)
+    for s, seg, _, feats in got:
+        assert np.array_equal(seg, y[s : s + n])
+        _gtzan_close(feats, fd.gtzan57(y[s : s + n], SR))
+    # a signal shorter than one segment: one zero-padded segment, computed directly
+    (s, seg, real, f), = list(stream_gtzan57([y[: n // 2]], SR, n, hop))
+    assert (s, real, len(seg)) == (0, n // 2, n)
+    _gtzan_close(f(), fd.gtzan57(seg, SR))

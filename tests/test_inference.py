@@ -166,7 +166,7 @@ def test_every_classical_registry_model_onnx_equals_native(name, n_classes, tmp_
     art = C.load(tmp_path / name)
     X = df[card["feature_columns"]].to_numpy()
     ref = o.model.predict_proba(X)
-    got = art.predict_proba(df)
+    got = art.predict_proba(df, calibrated=False)  # the model's own probabilities (no temperature)
     worst = float(np.abs(got - ref).max())
     print(f"{name} ({n_classes} classes): max |onnx - native| = {worst:.3g}")
     assert got.shape == ref.shape and worst <= ATOL, worst
@@ -264,7 +264,7 @@ def test_onnx_model_hash_shape_and_non_finite_checks(tmp_path):
 
 @pytest.mark.parametrize("kind", ["deep", "classical"])
 def test_tampered_onnx_is_refused_in_one_line(kind, tmp_path):
-    from mgr.inference.predict import load_predictor
+    from mgr.inference.predictors import load_predictor
 
     if kind == "deep":
         from mgr.models.deep import load
@@ -303,7 +303,8 @@ def _clip(seconds: float, seed: int = 0, f0: float = 330.0, bpm: float = 120.0) 
 
 
 class _Spy:
-    """Wraps an artifact and records what evaluate gets from it."""
+    """Wraps an artifact and records the probabilities evaluate scores with (evaluate asks for the
+    raw ones and calibrates them with the artifact's temperature: the calibrated ones are kept)."""
 
     def __init__(self, art):
         self.art, self.calls = art, []
@@ -313,12 +314,15 @@ class _Spy:
 
     def predict_windows(self, X, *a, **kw):
         out = self.art.predict_windows(X, *a, **kw)
-        self.calls.append(out)
+        rec = dict(out)
+        if kw.get("calibrated", True) is False:
+            rec["genre"] = self.art.calibrate(out["genre"])
+        self.calls.append(rec)
         return out
 
-    def predict_proba(self, X):
-        out = self.art.predict_proba(X)
-        self.calls.append(out)
+    def predict_proba(self, X, *a, **kw):
+        out = self.art.predict_proba(X, *a, **kw)
+        self.calls.append(self.art.calibrate(out) if kw.get("calibrated", True) is False else out)
         return out
 
 
@@ -330,7 +334,7 @@ def test_evaluate_and_predict_give_the_same_probabilities_deep(tmp_path):
     from mgr.features.extract import load_inputs
     from mgr.models.deep import load
     from mgr.params import AudioParams, SpectrogramParams
-    from mgr.inference.predict import load_predictor
+    from mgr.inference.predictors import load_predictor
     from mgr.features.store import SpectrogramStore, build_store
 
     path = tmp_path / "song.wav"
@@ -369,7 +373,7 @@ def test_evaluate_and_predict_give_the_same_probabilities_classical(name, tmp_pa
     from mgr.evaluation.scoring import evaluate_classical
     from mgr.features.tables import extract_features
     from mgr.models import classical as C
-    from mgr.inference.predict import load_predictor
+    from mgr.inference.predictors import load_predictor
 
     rows = []
     for g, (f0, bpm) in {"low": (150.0, 90.0), "high": (900.0, 140.0)}.items():

@@ -15,22 +15,12 @@ import pytest
 import soundfile as sf
 
 from mgr.errors import ArtifactError, AudioError
-from mgr.inference.predict import (
-    InputFailure,
-    Prediction,
-    StreamingFrontEnd,
-    WindowStream,
-    best_model_name,
-    check_file,
-    discover_inputs,
-    dsp_tempo_from_envelope,
-    file_spectrogram,
-    list_models,
-    load_predictor,
-    predict_many,
-    resolve_model,
-    to_json_line,
-)
+from mgr.inference.catalog import best_model_name, list_models, resolve_model
+from mgr.inference.inputs import check_file, discover_inputs
+from mgr.inference.output import InputFailure, Prediction, to_json_line
+from mgr.inference.predict import predict_many
+from mgr.inference.predictors import load_predictor
+from mgr.inference.streaming import StreamingFrontEnd, WindowStream, dsp_tempo_from_envelope, file_spectrogram
 
 FIX = Path(__file__).resolve().parent / "data" / "predict"
 TEMPO_MODEL = FIX / "tiny_tempo"  # genre + tempo + tags heads
@@ -111,7 +101,7 @@ def test_predict_features_equal_the_hdf5_store(tmp_path):
 def test_stream_segments_cover_like_windows(tmp_path, seconds, n, hop):
     from mgr.audio.decode import load_audio
     from mgr.audio.windows import windows
-    from mgr.inference.predict import stream_segments
+    from mgr.inference.streaming import stream_segments
 
     y = np.random.default_rng(1).standard_normal(int(seconds * SR)).astype(np.float32) * 0.1
     path = _write(tmp_path / "x.wav", y)
@@ -207,6 +197,29 @@ def test_stereo_and_other_sample_rates(tmp_path, deep_cnn):
     assert isinstance(res, Prediction) and res.duration_s == pytest.approx(3.0, abs=0.05)
 
 
+def test_musicnn_backbones_run_few_windows_at_a_time(tmp_path):
+    """Bounded memory for musicnn front ends (transfer models, built-in taggers): at most
+    MUSICNN_BATCH_WINDOWS windows per ONNX run (their activations are ~60 MB per window), the
+    same answer as 16 at a time."""
+    import mgr.inference.predictors as P
+
+    d = shutil.copytree(CNN_MODEL, tmp_path / "m")
+    card = json.loads((d / "model.json").read_text())
+    card["frontend"]["preset"] = "musicnn"
+    (d / "model.json").write_text(json.dumps(card))
+    path = _write(tmp_path / "x.wav", clip(20.0))
+    pred = load_predictor(d)
+    assert pred.batch_windows == P.MUSICNN_BATCH_WINDOWS == 2
+    sizes = []
+    run = pred.model.model.session.run
+    pred.model.model.session.run = lambda names, feed: sizes.append(len(next(iter(feed.values())))) or run(names, feed)
+    got = pred.predict_file(path)
+    assert sizes and max(sizes) <= 2
+    want = load_predictor(CNN_MODEL).predict_file(path)
+    assert got.n_windows == want.n_windows > 16
+    assert dict(got.top_k) == pytest.approx(dict(want.top_k), abs=1e-5)
+
+
 def test_top_k_window_overlap_and_vote(tmp_path):
     path = _write(tmp_path / "long.wav", clip(6.0))
     p1 = load_predictor(CNN_MODEL, top_k=1)
@@ -221,7 +234,7 @@ def test_top_k_window_overlap_and_vote(tmp_path):
     r3 = load_predictor(CNN_MODEL, overlap=0.75).predict_file(path)
     r4 = load_predictor(CNN_MODEL, overlap=0.0).predict_file(path)
     assert r3.n_windows > r4.n_windows
-    from mgr.inference.predict import UsageError
+    from mgr.inference.inputs import UsageError
 
     with pytest.raises(UsageError, match="shorter than the model's window"):
         load_predictor(CNN_MODEL, window_s=0.6)  # valid (>= 0.5 s) but below this model's 1 s window
@@ -448,6 +461,49 @@ def test_deep_predict_imports_no_heavy_library(tmp_path):
 
 
 # ----------------------------------------------------------------------- classical
+def test_classical_long_file_streamed_features_give_the_per_segment_answer(tmp_path):
+    """A long file with a gtzan57 model: segments on the 512-sample frame grid, their STFT / HPSS
+    shared (mgr.dsp.gtzan_stream); the answer is that of the per-segment features of the same
+    segments (limits shrunk so the test stays fast)."""
+    import pandas as pd
+
+    import mgr.inference.predictors as P
+    from mgr.audio.decode import load_audio
+    from mgr.features.tables import extract_features
+    from mgr.models import classical
+    from mgr.params import MlParams
+
+    rows = []
+    for g, (f0, bpm) in {"low": (150.0, 90.0), "high": (900.0, 140.0)}.items():
+        for i in range(3):
+            rows.append({"track_id": f"{g}{i}", "split": "train", "genre": g,
+                         **extract_features(_tone(2.5, f0 + 20 * i, bpm), SR, "gtzan57")})
+    o = classical.train("logreg", pd.DataFrame(rows), MlParams(), feature_set="gtzan57")
+    classical.save(o.model, tmp_path / "logreg", o.card)
+    y = np.concatenate([_tone(8.0, 910.0, 140.0), _tone(12.0, 160.0, 90.0)])
+    path = _write(tmp_path / "long.wav", y)
+    orig = (P.CLASSICAL_WHOLE_MAX_S, P.CLASSICAL_SEGMENT_S)
+    P.CLASSICAL_WHOLE_MAX_S, P.CLASSICAL_SEGMENT_S = 8.0, 7.0
+    try:
+        res = load_predictor(tmp_path / "logreg", top_k=2, timeline=True).predict_file(path)
+    finally:
+        P.CLASSICAL_WHOLE_MAX_S, P.CLASSICAL_SEGMENT_S = orig
+    yd = load_audio(path, sr=SR)
+    n, hop = 7 * SR, 150 * 512  # the hop (3.5 s) rounded down to the frame grid
+    starts = [0, hop, 2 * hop, 3 * hop, len(yd) - n]
+    assert [sg.start_s for sg in res.segments] == [round(s / SR, 3) for s in starts]
+    art = classical.load(tmp_path / "logreg")
+    seg_p = art.predict_proba(pd.DataFrame([extract_features(yd[s : s + n], SR, "gtzan57") for s in starts]))
+    for sg, p in zip(res.segments, seg_p):
+        assert dict(sg.top_k) == pytest.approx({lab: p[i] for i, lab in enumerate(art.card["labels"])}, abs=1e-5)
+    assert dict(res.top_k) == pytest.approx(dict(zip(art.card["labels"], seg_p.mean(axis=0))), abs=1e-5)
+
+
+def _tone(seconds: float, f0: float, bpm: float) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.3 * np.sin(2 * np.pi * f0 * t) * (0.3 + (np.mod(t, 60 / bpm) < 0.03))).astype(np.float32)
+
+
 @pytest.mark.slow
 def test_classical_artifact_end_to_end(tmp_path):
     """A logreg trained on gtzan57 features answers on wav/au/flac/ogg/mp3, with the DSP tempo
@@ -486,7 +542,7 @@ def test_classical_artifact_end_to_end(tmp_path):
     assert seg.n_windows == 3 and seg.genre == "high"
     # a file longer than CLASSICAL_WHOLE_MAX_S: streamed segments, the same numbers as the
     # segments of the decoded file (limits shrunk so the test stays fast)
-    import mgr.inference.predict as P
+    import mgr.inference.predictors as P
 
     long_y = np.concatenate([y] * 3)  # 9 s
     long_path = _write(tmp_path / "long.wav", long_y)
@@ -506,3 +562,26 @@ def test_classical_artifact_end_to_end(tmp_path):
     (tmp_path / "models" / "logreg" / "model.skops").write_bytes(b"\x80\x04K\x01.")
     with pytest.raises(ArtifactError, match="does not match the sha256"):
         load_predictor(tmp_path / "models" / "logreg")
+
+
+def test_vote_aggregation_is_evaluates_vote_rule():
+    """--aggregate vote ranks labels with mgr.evaluation.metrics.vote (most votes, then higher mean
+    probability, then lower index); the reported probabilities are the vote fractions."""
+    from mgr.evaluation.metrics import vote
+    from mgr.inference.predictors import Predictor
+
+    p = Predictor(aggregate="vote", top_k=4)
+    p.labels = ["a", "b", "c", "d"]
+    seg = np.array([[0.5, 0.1, 0.4, 0.0],   # votes a
+                    [0.1, 0.2, 0.6, 0.1],   # votes c
+                    [0.4, 0.0, 0.3, 0.3],   # votes a
+                    [0.0, 0.3, 0.7, 0.0]])  # votes c: a and c tie on votes, c has the higher mean
+    top = p._top(*p._combine(seg))
+    pred, scores = vote(seg)
+    assert [lab for lab, _ in top] == [p.labels[i] for i in np.argsort(-scores, kind="stable")]
+    assert top[0][0] == p.labels[pred] == "c"
+    assert dict(top) == {"c": 0.5, "a": 0.5, "b": 0.0, "d": 0.0}
+    # mean: the mean probability
+    m = Predictor(aggregate="mean", top_k=1)
+    m.labels = p.labels
+    assert m._top(*m._combine(seg)) == [("c", round(float(seg[:, 2].mean()), 6))]

@@ -21,14 +21,11 @@ from typer.testing import CliRunner
 from mgr.audio import decode as audio
 from mgr.cli import app
 from mgr.errors import AudioError
-from mgr.inference.predict import (
-    InputFailure,
-    check_file,
-    load_predictor,
-    predict_many,
-    synthetic_warning,
-    training_data,
-)
+from mgr.inference.catalog import synthetic_warning, training_data
+from mgr.inference.inputs import check_file
+from mgr.inference.output import InputFailure
+from mgr.inference.predict import predict_many
+from mgr.inference.predictors import load_predictor
 
 av = pytest.importorskip("av")
 
@@ -173,7 +170,8 @@ def test_pyav_inputs_keep_the_hostile_input_limits(tmp_path, deep_cnn):
     with pytest.raises(AudioError, match=r"too long \(6.0 s declared by the header"):
         check_file(path, max_duration_s=2.0)
     # ... and while decoding, should the header under-declare it
-    from mgr.inference.predict import _Budget, spectrogram_frames
+    from mgr.inference.inputs import _Budget
+    from mgr.inference.streaming import spectrogram_frames
 
     with pytest.raises(AudioError, match="more than --max-duration"):
         list(spectrogram_frames(path, deep_cnn.frontend, block_s=0.5, budget=_Budget(1.0, None)))
@@ -257,7 +255,7 @@ def test_silence_has_no_genre_no_tempo_for_deep_models(tmp_path, deep_cnn, deep_
         r = pred.predict_file(p)
         assert r.genre is None and r.top_k == [] and r.tempo_bpm is None and r.tags == []
         assert r.reason == "silence: no signal above -60 dBFS"
-        obj = json.loads(__import__("mgr.inference.predict", fromlist=["to_json_line"]).to_json_line(r))
+        obj = json.loads(__import__("mgr.inference.output", fromlist=["to_json_line"]).to_json_line(r))
         assert obj["genre"] is None and obj["reason"] == r.reason and obj["tempo_bpm"] is None
         assert "tempo_error" not in obj
 
@@ -274,7 +272,7 @@ def test_silent_stretch_is_left_out_of_the_answer(tmp_path, deep_tempo):
 
 @pytest.mark.slow
 def test_silence_for_the_builtin_tagger(tmp_path):
-    pred = load_predictor(__import__("mgr.inference.predict", fromlist=["resolve_model"]).resolve_model("musicnn-msd", tmp_path))
+    pred = load_predictor(__import__("mgr.inference.catalog", fromlist=["resolve_model"]).resolve_model("musicnn-msd", tmp_path))
     r = pred.predict_file(_write(tmp_path / "s.wav", np.zeros(5 * 22050)))
     assert r.genre is None and r.top_k == [] and r.tags == [] and r.reason.startswith("silence")
     loud = pred.predict_file(_write(tmp_path / "l.wav", audio.resample(music(5.0), SR, 22050)))

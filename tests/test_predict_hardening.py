@@ -23,18 +23,11 @@ from typer.testing import CliRunner
 
 from mgr.cli import app
 from mgr.errors import ArtifactError, AudioError
-from mgr.inference.predict import (
-    Prediction,
-    UsageError,
-    best_model_name,
-    check_file,
-    display_text,
-    list_models,
-    load_predictor,
-    resolve_model,
-    spectrogram_frames,
-    to_json_line,
-)
+from mgr.inference.catalog import best_model_name, list_models, resolve_model
+from mgr.inference.inputs import UsageError, check_file
+from mgr.inference.output import Prediction, display_text, to_json_line
+from mgr.inference.predictors import load_predictor
+from mgr.inference.streaming import spectrogram_frames
 
 FIX = Path(__file__).resolve().parent / "data" / "predict"
 SR = 22050
@@ -149,7 +142,7 @@ def test_max_duration_cap_from_the_header_and_while_decoding(project):
             f.truncate(len(hdr) + 2 * n)
         check_file(bigger, 4 * 3600.0)
     # a header that under-declares is caught while decoding (the budget counts decoded samples)
-    from mgr.inference.predict import _Budget
+    from mgr.inference.inputs import _Budget
 
     fe = json.loads((FIX / "tiny_cnn" / "model.json").read_text())["frontend"]
     with pytest.raises(AudioError, match="too long .more than --max-duration"):
@@ -287,7 +280,7 @@ def _nan_on_first_call(pred):
 
 
 def test_nan_model_output_fails_that_file_only(project, monkeypatch):
-    import mgr.inference.predict as P
+    import mgr.inference.predictors as P
 
     real_load = P.load_predictor
     monkeypatch.setattr(P, "load_predictor", lambda *a, **k: _nan_on_first_call(real_load(*a, **k)))
@@ -318,7 +311,7 @@ def test_huge_float_samples_are_a_per_file_error(project):
 
 
 def test_non_finite_tempo_is_null_with_a_reason(project, monkeypatch):
-    import mgr.inference.predict as P
+    import mgr.inference.streaming as P
 
     monkeypatch.setattr(P, "dsp_tempo_from_envelope", lambda *a, **k: float("nan"))
     r = run("predict", str(project / "ok.wav"), "--root", str(project), "-m", "cnn2d", "-f", "json")

@@ -160,7 +160,7 @@ def test_stage_writes_the_artifact_card_and_protocol(trained: Path) -> None:
 
 def test_estimator_modes_and_tamper_check(trained: Path, tmp_path: Path) -> None:
     from mgr.errors import ArtifactError
-    from mgr.inference.predict import Prediction, Segment
+    from mgr.inference.output import Prediction, Segment
     from mgr.synth.render import render_click
     from mgr.tempo.estimate import TempoChoice
 
@@ -207,7 +207,7 @@ def test_predict_cli_tempo_option(trained: Path, tmp_path: Path) -> None:
     def run(*a):
         return CliRunner().invoke(app, ["predict", str(wav), "--root", str(root), "--model", "cnn2d", "-f", "json", *a])
 
-    from mgr.inference.predict import list_models
+    from mgr.inference.catalog import list_models
 
     assert [m["name"] for m in list_models(root)] == ["cnn2d"]  # models/tempo is no genre model
     r = run("--tempo", "dsp", "--timeline")

@@ -98,7 +98,14 @@ def predict_cmd(
     not be found or loaded safely (nothing predicted).
     """
     from mgr.errors import ArtifactError, UserError
-    from mgr.inference.predict import EXIT_INPUT_FAILED, EXIT_MODEL, EXIT_USAGE, check_options, discover_inputs, display_text
+    from mgr.inference.inputs import (
+        EXIT_INPUT_FAILED,
+        EXIT_MODEL,
+        EXIT_USAGE,
+        check_options,
+        discover_inputs,
+    )
+    from mgr.inference.output import display_text
 
     if tempo not in ("auto", "dsp", "learned"):
         print(f"error: --tempo must be auto, dsp or learned (got {display_text(repr(tempo))})", file=sys.stderr)
@@ -116,7 +123,8 @@ def predict_cmd(
         print(f"error: {display_text(str(e))}", file=sys.stderr)
         raise typer.Exit(EXIT_USAGE) from None
     inputs = discover_inputs(paths, recursive=recursive)
-    from mgr.inference.predict import load_predictor, resolve_model
+    from mgr.inference.catalog import resolve_model
+    from mgr.inference.predictors import load_predictor
 
     try:
         predictor = load_predictor(resolve_model(model, root), **opts, tempo=tempo, tempo_dir=root / "models" / "tempo")
@@ -126,7 +134,7 @@ def predict_cmd(
     except UserError as e:  # an option this model cannot honour (exit 2)
         print(f"error: {display_text(str(e))}", file=sys.stderr)
         raise typer.Exit(e.exit_code) from None
-    from mgr.inference.predict import synthetic_warning
+    from mgr.inference.catalog import synthetic_warning
 
     note = synthetic_warning(predictor)
     if note and not quiet:  # one line per run, before any result
@@ -149,8 +157,17 @@ def _run_predict(predictor, inputs, fmt: str, quiet: bool = False, workers: int 
     import csv
     import os
 
-    from mgr.inference.predict import (CSV_HEADER, CSV_TIMELINE_HEADER, InputFailure, csv_rows, csv_timeline_rows, display_path,
-                             display_text, predict_many, to_json_line)
+    from mgr.inference.output import (
+        CSV_HEADER,
+        CSV_TIMELINE_HEADER,
+        InputFailure,
+        csv_rows,
+        csv_timeline_rows,
+        display_path,
+        display_text,
+        to_json_line,
+    )
+    from mgr.inference.predict import predict_many
 
     timeline = getattr(predictor, "timeline", False)
     n_files = sum(1 for i in inputs if not isinstance(i, InputFailure))
@@ -200,7 +217,7 @@ def _print_table(predictor, results) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from mgr.inference.predict import InputFailure, display_path, display_text
+    from mgr.inference.output import InputFailure, display_path, display_text
 
     def T(s: str) -> Text:  # plain text: a "[red]" in a file name or label is not rich markup
         return Text(display_text(s))
@@ -229,7 +246,7 @@ def _print_timeline(results) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from mgr.inference.predict import display_path, display_text
+    from mgr.inference.output import display_path, display_text
 
     console = Console(soft_wrap=False)
     for r in results:
@@ -258,7 +275,7 @@ def models_cmd(
     the built-in pretrained taggers (musicnn-msd, musicnn-mtt) that need no training run."""
     import json
 
-    from mgr.inference.predict import best_model_name, builtin_models, list_models
+    from mgr.inference.catalog import best_model_name, builtin_models, list_models
 
     recs = list_models(root) + builtin_models()
     if as_json:

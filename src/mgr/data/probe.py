@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mgr.data.fingerprint import Fingerprinter
+from mgr.io import process_pool  # workers die with the fetch, even on kill -9
 
 BLOCK_FRAMES = 1 << 16
 
@@ -139,10 +140,6 @@ def probe_files(
         else:
             n = min(workers, len(jobs))
             chunk = max(1, min(32, len(jobs) // (n * 4)))
-            from mgr.io import (
-                process_pool,  # workers die with the fetch, even on kill -9
-            )
-
             with process_pool(n) as ex:
                 for r in ex.map(_probe_star, jobs, chunksize=chunk):
                     out.append(r)

@@ -21,9 +21,12 @@ import numpy as np
 __all__ = [
     "chroma_filterbank",
     "chroma_stft",
+    "chroma_with_tuning",
     "dct_ortho_matrix",
     "estimate_tuning",
     "gtzan57",
+    "gtzan57_frames",
+    "gtzan57_reduce",
     "hpss_signals",
     "istft",
     "median_filter_1d",
@@ -37,6 +40,8 @@ __all__ = [
     "stft",
     "tempo",
     "tempo_from_envelope",
+    "tuning_candidates",
+    "tuning_from_candidates",
     "zero_crossing_rate",
 ]
 
@@ -271,12 +276,11 @@ def chroma_filterbank(sr: int, n_fft: int = N_FFT, n_chroma: int = 12, tuning: f
     return np.ascontiguousarray(wts[:, : int(1 + n_fft / 2)], dtype=np.float32)
 
 
-def estimate_tuning(S: np.ndarray, sr: int, n_fft: int = N_FFT, bins_per_octave: int = 12,
-                    resolution: float = 0.01, fmin: float = 150.0, fmax: float = 4000.0,
-                    threshold: float = 0.1) -> float:
-    """``librosa.estimate_tuning(S=S, sr=sr, bins_per_octave=...)`` (``piptrack`` peaks with
-    parabolic interpolation, magnitude above their median, histogram of the pitch residuals).
-    Returns 0.0 when no pitch is found (librosa warns and does the same)."""
+def tuning_candidates(S: np.ndarray, sr: int, n_fft: int = N_FFT, fmin: float = 150.0, fmax: float = 4000.0,
+                      threshold: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The per-frame part of :func:`estimate_tuning`: ``(pitches, mags, frames)`` of the
+    ``piptrack`` peaks (pitch > 0) of the frames (columns) of ``S``, ``frames`` the column of each;
+    each frame's peaks depend on that frame only."""
     S = np.abs(S)
     fmax = min(fmax, float(sr) / 2)
     freqs = _fft_freqs(sr, n_fft)
@@ -297,16 +301,20 @@ def estimate_tuning(S: np.ndarray, sr: int, n_fft: int = N_FFT, bins_per_octave:
     lmax[-1] = X[-1] > X[-2]
     fmask = ((fmin <= freqs) & (freqs < fmax))[:, None]
     fi, ti = np.nonzero(fmask & lmax)
-    if fi.size == 0:
-        return 0.0
     pitches = ((fi + shift[fi, ti]) * float(sr) / n_fft).astype(S.dtype)  # piptrack stores them as S.dtype
     mags = S[fi, ti] + dskew[fi, ti]
     # piptrack stores them in a zero array, so a pitch of exactly 0 counts as "no pitch"
     keep = pitches > 0
-    if not keep.any():
+    return pitches[keep], mags[keep], ti[keep]
+
+
+def tuning_from_candidates(pitches: np.ndarray, mags: np.ndarray, bins_per_octave: int = 12,
+                           resolution: float = 0.01) -> float:
+    """The reduction of :func:`estimate_tuning` over the peaks of all its frames (any order)."""
+    if pitches.size == 0:
         return 0.0
-    thr = np.median(mags[keep])
-    freqs_sel = pitches[(mags >= thr) & keep]
+    thr = np.median(mags)
+    freqs_sel = pitches[mags >= thr]
     freqs_sel = freqs_sel[freqs_sel > 0]
     if freqs_sel.size == 0:
         return 0.0
@@ -317,10 +325,25 @@ def estimate_tuning(S: np.ndarray, sr: int, n_fft: int = N_FFT, bins_per_octave:
     return float(edges[np.argmax(counts)])
 
 
+def estimate_tuning(S: np.ndarray, sr: int, n_fft: int = N_FFT, bins_per_octave: int = 12,
+                    resolution: float = 0.01, fmin: float = 150.0, fmax: float = 4000.0,
+                    threshold: float = 0.1) -> float:
+    """``librosa.estimate_tuning(S=S, sr=sr, bins_per_octave=...)`` (``piptrack`` peaks with
+    parabolic interpolation, magnitude above their median, histogram of the pitch residuals).
+    Returns 0.0 when no pitch is found (librosa warns and does the same)."""
+    pitches, mags, _ = tuning_candidates(S, sr, n_fft, fmin, fmax, threshold)
+    return tuning_from_candidates(pitches, mags, bins_per_octave, resolution)
+
+
 def chroma_stft(power: np.ndarray, sr: int, n_fft: int = N_FFT, n_chroma: int = 12) -> np.ndarray:
     """``librosa.feature.chroma_stft(S=power, sr=sr)``: tuning estimated from ``power``, chroma
     filterbank, max-normalised per frame. ``(n_chroma, n_frames)`` float32."""
-    tuning = estimate_tuning(power, sr, n_fft, bins_per_octave=n_chroma)
+    return chroma_with_tuning(power, sr, estimate_tuning(power, sr, n_fft, bins_per_octave=n_chroma), n_fft, n_chroma)
+
+
+def chroma_with_tuning(power: np.ndarray, sr: int, tuning: float, n_fft: int = N_FFT,
+                       n_chroma: int = 12) -> np.ndarray:
+    """:func:`chroma_stft` with the tuning given."""
     fb = chroma_filterbank(sr, n_fft, n_chroma, tuning)
     raw = fb @ power
     length = np.max(np.abs(raw).astype(np.float64), axis=0, keepdims=True)
@@ -432,31 +455,55 @@ def tempo(y: np.ndarray, sr: int) -> float:
 def gtzan57(y: np.ndarray, sr: int) -> dict[str, float]:
     """The Kaggle GTZAN ``features_30_sec.csv`` features of one mono signal (see
     :mod:`mgr.features.tables`), as ``{name: value}`` (not yet in table order). ``y`` must hold at
-    least ``N_FFT`` samples (``extract_features`` pads shorter input)."""
+    least ``N_FFT`` samples (``extract_features`` pads shorter input).
+
+    Computed as :func:`gtzan57_frames` (what each STFT frame gives on its own) then
+    :func:`gtzan57_reduce` (the signal-level rest), so :mod:`mgr.dsp.gtzan_stream` can share the
+    frame-level work between overlapping segments."""
     y = np.ascontiguousarray(y, dtype=np.float32)
     D = stft(y)
+    fr = gtzan57_frames(D, sr)
+    return gtzan57_reduce(y, sr, D, fr, tuning_from_candidates(fr["tun_pitch"], fr["tun_mag"]),
+                          hpss_signals(D, len(y)))
+
+
+def gtzan57_frames(D: np.ndarray, sr: int) -> dict[str, np.ndarray]:
+    """Per-frame pieces of :func:`gtzan57` of STFT frames ``D`` (each column on its own):
+    spectral centroid / bandwidth / roll-off, the unclipped dB mel spectrogram, and the tuning
+    peaks (``tun_pitch``, ``tun_mag``, ``tun_frame``: the column each peak is in)."""
     S = np.abs(D)
     power = S**2
+    cent = spectral_centroid(S, sr)
+    mel = mel_power(power, sr)
+    pitches, mags, cols = tuning_candidates(power, sr, N_FFT)
+    return {"cent": cent, "bw": spectral_bandwidth(S, sr, cent), "rolloff": spectral_rolloff(S, sr),
+            "mel_db": 10.0 * np.log10(np.maximum(1e-10, mel)), "tun_pitch": pitches, "tun_mag": mags,
+            "tun_frame": cols}
+
+
+def gtzan57_reduce(y: np.ndarray, sr: int, D: np.ndarray, fr: dict[str, np.ndarray], tuning: float,
+                   hpss: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
+    """:func:`gtzan57` from its frame-level pieces ``fr`` (:func:`gtzan57_frames` of ``D = stft(y)``),
+    the tuning of all the frames and the HPSS signals ``(harmonic, percussive)`` of ``y``."""
     out: dict[str, float] = {}
 
     def mv(name: str, x: np.ndarray) -> None:
         out[f"{name}_mean"] = float(np.mean(x))
         out[f"{name}_var"] = float(np.var(x))
 
-    mv("chroma_stft", chroma_stft(power, sr))
+    mv("chroma_stft", chroma_with_tuning(np.abs(D) ** 2, sr, tuning))
     mv("rms", rms(y))
-    cent = spectral_centroid(S, sr)
-    mv("spectral_centroid", cent)
-    mv("spectral_bandwidth", spectral_bandwidth(S, sr, cent))
-    mv("rolloff", spectral_rolloff(S, sr))
+    mv("spectral_centroid", fr["cent"])
+    mv("spectral_bandwidth", fr["bw"])
+    mv("rolloff", fr["rolloff"])
     mv("zero_crossing_rate", zero_crossing_rate(y))
-    harm, perc = hpss_signals(D, len(y))
+    harm, perc = hpss
     mv("harmony", harm)
     mv("perceptr", perc)
-    mel = mel_power(power, sr)
-    out["tempo"] = float(tempo_from_envelope(onset_strength_from_db(power_to_db(mel)), sr, HOP,
-                                             none_if_flat=False))
-    mfcc = mfcc_from_power(power, sr, 20, mel=mel)
+    db = fr["mel_db"]
+    db = np.maximum(db, db.max() - 80.0)  # power_to_db's top_db, relative to this signal's max
+    out["tempo"] = float(tempo_from_envelope(onset_strength_from_db(db), sr, HOP, none_if_flat=False))
+    mfcc = (dct_ortho_matrix(20, db.shape[0]) @ db).astype(np.float32)
     for i in range(20):
         out[f"mfcc{i + 1}_mean"] = float(np.mean(mfcc[i]))
         out[f"mfcc{i + 1}_var"] = float(np.var(mfcc[i]))

@@ -91,7 +91,8 @@ def leaderboard_markdown(
     has_tempo = any("tempo_acc1" in summary[n] for n in order) or baseline is not None
     has_tags = any("tags_roc_auc" in summary[n] for n in order)
     has_folds = any("n_folds" in summary[n] for n in order)
-    head = ["#", "model", "kind", "accuracy", "balanced acc.", "macro-F1", "top-3", "ECE", "Brier", "tracks (skipped)"]
+    head = ["#", "model", "kind", "accuracy", "balanced acc.", "macro-F1", "top-3", "ECE", "ECE raw", "Brier",
+            "tracks (skipped)"]
     if has_folds:
         head.insert(4, "folds")
     if has_tempo:
@@ -110,7 +111,8 @@ def leaderboard_markdown(
         s = summary[n]
         std = s.get("accuracy_std") if s.get("n_folds", 1) > 1 else None
         row = [str(rank), n, kinds.get(n, "?"), _fmt(s["accuracy"], std), _fmt(s["balanced_accuracy"]),
-               _fmt(s["macro_f1"]), _fmt(s["top3"]), _fmt(s.get("ece")), _fmt(s.get("brier")),
+               _fmt(s["macro_f1"]), _fmt(s["top3"]), _fmt(s.get("ece")), _fmt(s.get("ece_uncalibrated")),
+               _fmt(s.get("brier")),
                f"{s['n_tracks']} ({s['n_skipped']})"]
         if has_folds:
             row.insert(4, str(s.get("n_folds", 1)))
@@ -129,8 +131,9 @@ def leaderboard_markdown(
         "",
         "accuracy = headline track-level accuracy (± std over folds in k-fold mode); per-model detail",
         "(window level, mean vs vote, per-class precision/recall) is in `metrics/<model>.json`.",
-        f"ECE = top-label expected calibration error ({ECE_BINS} bins), Brier = multiclass Brier score, both",
-        "on the track-level (mean) probabilities: lower is better. Per-track predictions:",
+        f"ECE = top-label expected calibration error ({ECE_BINS} bins) of the calibrated probabilities (each model's",
+        "temperature, fitted on validation tracks at train time), ECE raw = the same before it, Brier = multiclass",
+        "Brier score; all on the track-level (mean) probabilities: lower is better. Per-track predictions:",
         "`reports/predictions/<model>.csv`; `mgr compare` tests differences between commits.",
     ]
     if has_folds:

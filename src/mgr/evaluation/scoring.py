@@ -79,7 +79,7 @@ from mgr.params import classical_models
 
 HEADLINE_KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "top3")
 # track-level calibration of the mean probabilities (classical: the row's probabilities)
-CALIBRATION_KEYS = ("ece", "brier")
+CALIBRATION_KEYS = ("ece", "brier", "ece_uncalibrated", "brier_uncalibrated")
 
 
 @dataclass(frozen=True)
@@ -171,15 +171,19 @@ def _label_map(model_labels: Sequence[str], data_labels: Sequence[str], name: st
 
 def _track_result(
     track_ids: Sequence[str], y: np.ndarray, scores: np.ndarray, pred: np.ndarray, labels: Sequence[str],
-    probs: np.ndarray | None = None,
+    probs: np.ndarray | None = None, raw: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Track-level metrics; ``probs`` (the mean probabilities; default ``scores``) give the
-    calibration (``ece``, ``brier``)."""
+    calibration (``ece``, ``brier``), ``raw`` (the same before the card's temperature) the
+    calibration before it (``ece_uncalibrated``, ``brier_uncalibrated``)."""
     m = classification_metrics(y, scores, list(labels), k=3, y_pred=pred)
     m.pop("confusion")
     pr = scores if probs is None else probs
     m["ece"] = expected_calibration_error(y, pr)
     m["brier"] = brier_score(y, pr)
+    if raw is not None:
+        m["ece_uncalibrated"] = expected_calibration_error(y, raw)
+        m["brier_uncalibrated"] = brier_score(y, raw)
     return m
 
 
@@ -208,11 +212,13 @@ def evaluate_classical(art: Any, table: Any, test_ids: Sequence[str]) -> dict[st
         )
     y = np.array([pos[g] for g in rows["genre"].astype(str)], dtype=np.int64)
     tids = rows["track_id"].astype(str).to_numpy()
-    probs = art.predict_proba(X) if len(X) else np.zeros((0, len(labels)))
+    raw = art.predict_proba(X, calibrated=False) if len(X) else np.zeros((0, len(labels)))
+    probs = art.calibrate(raw) if len(X) else raw
     tracks, scores, pred = aggregate_tracks(probs, tids, "mean")
+    _, raw_scores, _ = aggregate_tracks(raw, tids, "mean")
     first = dict(zip(tids, y))
     y_t = np.array([first[t] for t in tracks], dtype=np.int64)
-    track = _track_result(tracks, y_t, scores, pred, labels)
+    track = _track_result(tracks, y_t, scores, pred, labels, raw=raw_scores)
     return {
         "n_tracks": len(test_ids),
         "n_skipped": len(skipped),
@@ -282,6 +288,7 @@ def evaluate_deep(
     segment_frames = max(seg, W)
 
     seg_probs: list[np.ndarray] = []  # per track: (n_segments, n_classes)
+    seg_raw: list[np.ndarray] = []  # the same before the card's temperature
     seg_tempo: list[np.ndarray] = []
     seg_tags: list[np.ndarray] = []
     pending: list[tuple[np.ndarray, np.ndarray]] = []
@@ -290,12 +297,14 @@ def evaluate_deep(
         if not pending:
             return
         X = np.concatenate([p[0] for p in pending])
-        out = art.predict_windows(X)
+        out = art.predict_windows(X, calibrated=False)
+        out["genre_raw"] = out["genre"]
+        out["genre"] = art.calibrate(out["genre"])
         start = 0
         for Xi, segi in pending:
             n = len(Xi)
             nseg = int(segi.max()) + 1
-            for key, dest in (("genre", seg_probs), ("tempo", seg_tempo), ("tags", seg_tags)):
+            for key, dest in (("genre", seg_probs), ("genre_raw", seg_raw), ("tempo", seg_tempo), ("tags", seg_tags)):
                 if key not in out:
                     continue
                 o = np.asarray(out[key][start : start + n], dtype=np.float64)
@@ -327,9 +336,11 @@ def evaluate_deep(
     window["n_windows"] = int(len(wprobs))
     _, mscores, mpred = aggregate_tracks(wprobs, wtrack, "mean")
     _, vscores, vpred = aggregate_tracks(wprobs, wtrack, "vote")
-    track_mean = _track_result(tids, y, mscores, mpred, labels)
+    raw = np.concatenate(seg_raw) if idx else np.zeros((0, len(labels)))
+    _, rscores, _ = aggregate_tracks(raw, wtrack, "mean")
+    track_mean = _track_result(tids, y, mscores, mpred, labels, raw=rscores)
     # calibration is a property of probabilities: the vote rule reports the mean's
-    track_vote = _track_result(tids, y, vscores, vpred, labels, probs=mscores)
+    track_vote = _track_result(tids, y, vscores, vpred, labels, probs=mscores, raw=rscores)
     res: dict[str, Any] = {
         "n_tracks": len(test_ids),
         "n_skipped": len(skipped),
@@ -465,6 +476,7 @@ def summary_entry(m: dict[str, Any]) -> dict[str, Any]:
         "top3": t.get("top3"),
         "ece": t.get("ece"),
         "brier": t.get("brier"),
+        "ece_uncalibrated": t.get("ece_uncalibrated"),
         "n_tracks": m["n_tracks"],
         "n_skipped": m["n_skipped"],
     }

@@ -207,7 +207,6 @@ def run_parallel(
         import multiprocessing as mp
 
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-        from mgr.io import process_pool  # workers die with the stage, even on kill -9
 
         with process_pool(workers, mp_context=ctx, initializer=_limit_threads) as ex:
             pending = set()

@@ -39,7 +39,12 @@ from typing import Any
 
 import numpy as np
 
-from mgr.errors import DataError
+from mgr.audio.decode import describe, load_audio
+from mgr.dsp.kernels import gtzan57
+from mgr.errors import DataError, ParamsError
+from mgr.features.extract import run_parallel, skip_on_failure
+from mgr.io import atomic_path, n_workers
+from mgr.pretrained.builtin import embedding_names, ensure_builtin, track_embedding
 
 __all__ = ["FEATURE_SETS", "build_feature_table", "extract_features", "feature_names"]
 
@@ -76,8 +81,6 @@ def feature_names(feature_set: str) -> list[str]:
     if "+" in feature_set:
         return [n for fs in parse_feature_sets(feature_set) for n in feature_names(fs)]
     if feature_set in ("musicnn_msd", "musicnn_mtt"):
-        from mgr.pretrained.builtin import embedding_names
-
         return embedding_names(feature_set)
     if feature_set == "gtzan57":
         names = [f"{b}_{s}" for b in _GTZAN_BASE for s in ("mean", "var")] + ["tempo"]
@@ -88,8 +91,6 @@ def feature_names(feature_set: str) -> list[str]:
         return [
             f"{f}_{s}_{i:02d}" for f in sorted(_FMA_SIZES) for s in _FMA_STATS for i in range(1, _FMA_SIZES[f] + 1)
         ]
-    from mgr.errors import ParamsError
-
     raise ParamsError(f"params: features.set: {feature_set!r} is not allowed (allowed: {', '.join(FEATURE_SETS)})")
 
 
@@ -114,8 +115,6 @@ def _names_cached(fs: str) -> frozenset:
 
 
 def _musicnn(y: np.ndarray, sr: int, feature_set: str) -> dict[str, float]:
-    from mgr.pretrained.builtin import track_embedding
-
     vec = track_embedding(feature_set, y, sr)
     return dict(zip(feature_names(feature_set), (float(v) for v in vec)))
 
@@ -124,8 +123,6 @@ def _gtzan57(y: np.ndarray, sr: int) -> dict[str, float]:
     # NumPy re-implementation of the librosa calls (equality with librosa tested in
     # tests/test_fastdsp.py): no librosa import / numba JIT, ~3x faster warm, and the same code
     # runs in the features stage and in `mgr predict`
-    from mgr.dsp.kernels import gtzan57
-
     return gtzan57(y, sr)
 
 
@@ -206,8 +203,6 @@ def extract_features(y: np.ndarray, sr: int, feature_set: str = "gtzan57") -> di
 # ----------------------------------------------------------------------------------- the table
 def _feat_job(args: tuple) -> tuple:
     i, path, audio_d, feature_set = args
-    from mgr.audio.decode import load_audio
-    from mgr.features.extract import skip_on_failure
 
     def work() -> dict[str, float]:
         y = load_audio(path, sr=audio_d["sample_rate"], offset_s=audio_d["offset_s"],
@@ -245,9 +240,6 @@ def build_feature_table(
     """
     import pandas as pd
 
-    from mgr.audio.decode import describe
-    from mgr.features.extract import run_parallel
-    from mgr.io import atomic_path, n_workers
 
     t0 = time.perf_counter()
     names = feature_names(feature_set)
@@ -318,8 +310,6 @@ def build_feature_table(
 
         for fs in parse_feature_sets(feature_set):
             if fs.startswith("musicnn"):  # build the exported backbone once, before the workers fork
-                from mgr.pretrained.builtin import ensure_builtin
-
                 ensure_builtin(fs)
         if workers > 1 and "fma518" in parse_feature_sets(feature_set):  # the others need no librosa
             # import librosa and JIT-compile its numba kernels once in the parent: the forked

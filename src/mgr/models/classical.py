@@ -34,6 +34,11 @@ artifact is **fold 0's model** (trained on fold 0's train part only, as the hold
 trained on the holdout train part), so its test tracks - the ``split`` column's test part,
 which is what ``evaluate`` scores - were never used for training, search or calibration.
 Metrics are track level (rows of one track, if a feature set ever has several, are averaged).
+**Calibration** (:func:`fit_calibration`): a temperature (:mod:`mgr.evaluation.calibration`) is
+fitted per model on the track-level NLL of its validation rows (without any: on out-of-fold
+probabilities of its train rows), stored in the card's ``calibration`` and applied by
+:meth:`ClassicalArtifact.predict_proba` (``calibrated=False``: the raw probabilities), so
+evaluate and ``mgr predict`` see the same tempered probabilities; the argmax is unchanged.
 
 Artifacts (``models/<name>/``): ``model.json`` (the card), ``model.onnx`` (skl2onnx /
 onnxmltools via :func:`mgr.models.export.export_sklearn`: float32 input ``input``, output
@@ -62,8 +67,15 @@ from typing import Any
 
 import numpy as np
 
+from mgr.cards import read_card as read_any_card
+from mgr.data.split import fold_split, n_folds
 from mgr.errors import ArtifactError, DataError, ParamsError
+from mgr.evaluation.calibration import GRID, apply_temperature, calibration_record
+from mgr.evaluation.metrics import aggregate_tracks, classification_metrics, mean_std
 from mgr.features.tables import feature_names, feature_set_of
+from mgr.inference.runtime import OnnxModel
+from mgr.io import atomic_path, file_hash, library_versions, n_workers, write_json
+from mgr.models.export import PROBA_OUTPUT, export_sklearn
 from mgr.params import ML_MODELS, MlParams, ml_instance, params_from_dict
 
 META_COLUMNS = ("track_id", "split", "genre", "fold")
@@ -361,7 +373,6 @@ def fold_assignments(df: Any) -> list[tuple[int | None, np.ndarray]]:
     if "fold" in df.columns:
         fold = df["fold"]
         if fold.notna().all() and (fold >= 0).all() and fold.nunique() >= 2:
-            from mgr.data.split import fold_split, n_folds
 
             sdf = df[["track_id", "split"]].copy()
             sdf["fold"] = fold.astype(int).to_numpy()
@@ -379,9 +390,6 @@ def onnx_proba(model: Any, X: np.ndarray) -> np.ndarray:
     :func:`load` runs), exported to a temporary file."""
     import tempfile
 
-    from mgr.models.export import PROBA_OUTPUT, export_sklearn
-    from mgr.inference.runtime import OnnxModel
-
     X = np.atleast_2d(np.asarray(X, dtype=np.float64))
     if len(X) == 0:
         return np.zeros((0, len(model.classes_)))
@@ -396,8 +404,6 @@ def track_metrics(
     probs: np.ndarray, y: np.ndarray, track_ids: Sequence[str], labels: Sequence[str]
 ) -> dict[str, Any]:
     """Track-level metrics (rows of one track averaged) via :mod:`mgr.evaluation.metrics`."""
-    from mgr.evaluation.metrics import aggregate_tracks, classification_metrics
-
     tids = np.asarray(track_ids).astype(str)
     tracks, scores, pred = aggregate_tracks(probs, tids, "mean")
     first = {t: int(v) for t, v in zip(tids[::-1], np.asarray(y)[::-1])}
@@ -421,6 +427,8 @@ class FitResult:
     val: dict[str, Any] | None
     test: dict[str, Any] | None
     train_hash: str
+    #: the temperature fitted for this model (:func:`fit_calibration`), ``None`` when none could be
+    calibration: dict[str, Any] | None = None
 
 
 def fit(name: str, X: np.ndarray, y: np.ndarray, ml: MlParams, *, n_jobs: int = 1) -> tuple[Any, dict, dict | None]:
@@ -430,6 +438,48 @@ def fit(name: str, X: np.ndarray, y: np.ndarray, ml: MlParams, *, n_jobs: int = 
     _cap_calibration_folds(name, model, y)
     model.fit(X, y)
     return model, block_params(block), report
+
+
+def _track_labels(y: np.ndarray, track_ids: np.ndarray) -> np.ndarray:
+    """The label of each track, in ``np.unique(track_ids)`` order."""
+    tids = np.asarray(track_ids).astype(str)
+    first = {tid: int(v) for tid, v in zip(tids[::-1], np.asarray(y)[::-1])}
+    return np.array([first[tid] for tid in np.unique(tids)], dtype=np.int64)
+
+
+def fit_calibration(model: Any, X_val: np.ndarray, y_val: np.ndarray, tids_val: np.ndarray, X_tr: np.ndarray,
+                    y_tr: np.ndarray, tids_tr: np.ndarray, *, name: str, seed: int = 0) -> dict[str, Any] | None:
+    """Temperature scaling of ``model``'s probabilities (:mod:`mgr.evaluation.calibration`), fitted
+    on the track-level NLL of the **validation** rows; with none, on **out-of-fold** probabilities
+    of the train rows (stratified k-fold, k = min(5, rarest genre's train tracks), a clone of the
+    model refitted per fold). ``None`` when neither is possible (a genre with one train track) or
+    the calibration tracks are perfectly separated (NLL -> 0 as T -> 0: no optimum)."""
+    if len(y_val):
+        probs, y, tids, what = _proba(model, X_val), y_val, tids_val, "the validation tracks"
+    else:
+        from sklearn.base import clone
+        from sklearn.model_selection import StratifiedKFold
+
+        k = min(5, int(np.bincount(y_tr).min()) if len(y_tr) else 0)
+        if k < 2:
+            return None
+        probs = np.zeros((len(y_tr), int(y_tr.max()) + 1))
+        try:
+            for a, b in StratifiedKFold(k, shuffle=True, random_state=seed).split(X_tr, y_tr):
+                m = clone(model)
+                _cap_calibration_folds(name, m, y_tr[a])
+                m.fit(X_tr[a], y_tr[a])
+                probs[np.ix_(b, np.asarray(m.classes_, dtype=np.int64))] = _proba(m, X_tr[b])
+        except (ValueError, DataError):  # a fold too small for the model's own inner folds
+            return None
+        y, tids, what = y_tr, tids_tr, f"{k}-fold out-of-fold probabilities of the train tracks (no validation tracks)"
+    rec = calibration_record(probs, _track_labels(y, tids), np.asarray(tids).astype(str))
+    if rec["val_nll_after"] < 1e-6 or not round(float(GRID[0]), 6) < rec["temperature"] < round(float(GRID[-1]), 6):
+        # perfectly separated calibration tracks (e.g. a handful of them): the NLL keeps falling
+        # as T -> 0, there is no optimum, so no temperature is applied
+        return None
+    rec["method"] = f"temperature scaling (track-level NLL on {what})"
+    return rec
 
 
 @dataclass
@@ -454,8 +504,6 @@ def train(
 ) -> Outcome:
     """Train ``name`` on a features table (holdout or every fold), score val (and test per fold
     in k-fold mode), and build the card and the metrics for the artifact (fold 0's model)."""
-    from mgr.io import n_workers
-
     # an ml.models entry `<model>-<set>` trains <model> on that feature set's columns only
     algo, feature_set = ml_instance(name, feature_set)
     spec = get_spec(algo)
@@ -497,11 +545,14 @@ def train(
         if absent:
             raise DataError(f"{tag}: genre(s) {absent} have no train tracks; cannot train {name}")
         model, params, report = fit(algo, X[tr], y[tr], ml, n_jobs=n_jobs)
-        val = track_metrics(_proba(model, X[va]), y[va], tids[va], labels) if va.any() else None
+        cal = fit_calibration(model, X[va], y[va], tids[va], X[tr], y[tr], tids[tr], name=algo, seed=ml.seed)
+        temp = cal["temperature"] if cal else 1.0
+        val = track_metrics(apply_temperature(_proba(model, X[va]), temp), y[va], tids[va], labels) if va.any() else None
         # k-fold test metrics are what evaluate reports for the folds it has no artifact of:
-        # computed through the ONNX export, i.e. the runtime evaluate and predict use
-        test = track_metrics(onnx_proba(model, X[te]), y[te], tids[te], labels) if (kfold and te.any()) else None
-        res = FitResult(fold, model, params, report, int(tr.sum()), val, test, train_data_hash(table[tr], cols))
+        # computed through the ONNX export and the fold's temperature, as evaluate and predict do
+        test = (track_metrics(apply_temperature(onnx_proba(model, X[te]), temp), y[te], tids[te], labels)
+                if (kfold and te.any()) else None)
+        res = FitResult(fold, model, params, report, int(tr.sum()), val, test, train_data_hash(table[tr], cols), cal)
         results.append(res)
         msg = f"{name} {tag}: {int(tr.sum())} train tracks"
         if val is not None:
@@ -514,8 +565,6 @@ def train(
     metrics: dict[str, Any] = {"folds": len(results), "n_train": art.n_train, "val": headline(art.val)}
     cv: dict[str, Any] | None = None
     if kfold:
-        from mgr.evaluation.metrics import mean_std
-
         cv = {"k": len(results)}
         for part in ("val", "test"):
             per = [getattr(r, part) for r in results]
@@ -555,6 +604,8 @@ def train(
             else "the train part of the split"
         ),
         "val_metrics": art.val,
+        # applied to the ONNX model's probabilities by ClassicalArtifact.predict_proba (evaluate, predict)
+        "calibration": art.calibration,
         "cv": cv,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -564,8 +615,6 @@ def train(
 
 # ------------------------------------------------------------------------------ artifacts
 def _versions() -> dict[str, str]:
-    from mgr.io import library_versions
-
     return library_versions("mgr", "scikit-learn", "xgboost", "skops", "numpy", "pandas")
 
 
@@ -592,9 +641,6 @@ def save(model: Any, model_dir: str | Path, card: dict[str, Any], *, sample: np.
     synthetic rows, within 1e-4) and ``model.json``. Returns the card as written (``model_file``,
     ``model_sha256``, ``onnx_file``, ``onnx_sha256``, ``versions`` filled in)."""
     import skops.io as sio
-
-    from mgr.models.export import export_sklearn
-    from mgr.io import atomic_path, file_hash, write_json
 
     missing = [k for k in ("name", "labels", "feature_columns") if k not in card]
     if missing:
@@ -626,8 +672,6 @@ def save(model: Any, model_dir: str | Path, card: dict[str, Any], *, sample: np.
 
 def _check_hash(path: Path, expected: str | None) -> None:
     """The card's ``model_sha256`` (when present) must match the model file."""
-    from mgr.io import file_hash
-
     if expected is not None and file_hash(path) != expected:
         raise ArtifactError(f"{path} does not match the sha256 in its model card (modified or corrupt); refusing to load it")
 
@@ -678,8 +722,6 @@ def _load_xgboost(path: Path, sha256: str | None = None) -> Any:
 
 def read_card(model_dir: str | Path) -> dict[str, Any]:
     """The validated ``model.json`` of a classical artifact."""
-    from mgr.cards import read_card as read_any_card
-
     card = read_any_card(model_dir, kind="classical")
     path = Path(model_dir) / CARD_FILE
     missing = [k for k in CARD_KEYS if k not in card]
@@ -759,14 +801,25 @@ class ClassicalArtifact:
             raise DataError(f"{int((~np.isfinite(A)).sum())} non-finite feature values (NaN/inf)")
         return A
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """``(n, n_classes)`` class probabilities (float64) from the ONNX model; columns follow
+    @property
+    def temperature(self) -> float:
+        """The card's ``calibration.temperature`` (fitted at train time), 1.0 when it has none."""
+        return float((self.card.get("calibration") or {}).get("temperature", 1.0))
+
+    def predict_proba(self, X: Any, calibrated: bool = True) -> np.ndarray:
+        """``(n, n_classes)`` class probabilities (float64) from the ONNX model, tempered by the
+        card's temperature (``calibrated=False``: the model's raw probabilities); columns follow
         :attr:`labels`. Non-finite outputs raise :class:`mgr.inference.runtime.InferenceError`."""
         A = self.matrix(X)
         if len(A) == 0:
             return np.zeros((0, len(self.labels)))
-        out = self.model.run(A.astype(np.float32), ["probabilities"])["probabilities"]
-        return np.asarray(out, dtype=np.float64)
+        out = np.asarray(self.model.run(A.astype(np.float32), ["probabilities"])["probabilities"], dtype=np.float64)
+        return self.calibrate(out) if calibrated else out
+
+    def calibrate(self, probs: np.ndarray) -> np.ndarray:
+        """Raw probabilities (``predict_proba(calibrated=False)``) -> the calibrated ones (float64)."""
+        t = self.temperature
+        return apply_temperature(probs, t) if t != 1.0 else np.asarray(probs, dtype=np.float64)
 
     def predict(self, X: Any) -> list[str]:
         """The most probable genre per row."""
@@ -779,8 +832,6 @@ def load(model_dir: str | Path, *, threads: int | None = None) -> ClassicalArtif
     against the card's ``onnx_sha256`` before onnxruntime reads it; the native model file's
     sha256 too, when present, so a tampered artifact is refused as a whole). Input width and
     class count are checked against the card. Imports neither scikit-learn nor XGBoost."""
-    from mgr.inference.runtime import OnnxModel
-
     model_dir = Path(model_dir)
     card = read_card(model_dir)
     if not card.get("onnx_file") or not card.get("onnx_sha256"):

@@ -50,8 +50,14 @@ from typing import Any
 
 import numpy as np
 
-from mgr.evaluation.calibration import apply_temperature
+from mgr.cards import read_card
 from mgr.errors import ArtifactError
+from mgr.evaluation.calibration import apply_temperature
+from mgr.inference import ONNX_FILE
+from mgr.inference.runtime import OnnxModel
+from mgr.io import file_hash, write_json
+from mgr.models.export import export_keras
+from mgr.params import DlModelParams
 from mgr.pretrained import musicnn, transfer
 
 OUTPUTS = ("genre", "tempo", "tags")
@@ -308,8 +314,6 @@ def build(
     """
     import keras
 
-    from mgr.params import DlModelParams
-
     if name not in REGISTRY:
         raise KeyError(f"unknown deep model {name!r} (known: {', '.join(REGISTRY)})")
     if params is None:
@@ -372,10 +376,6 @@ def write_artifact(model, card: dict, model_dir: str | Path) -> dict:
     and predict run; checked against Keras on sample windows within 1e-4) and ``model.json`` into
     the existing directory ``model_dir``. The card gets ``model_file``, ``model_sha256``,
     ``onnx_file`` and ``onnx_sha256``. Returns the card as written."""
-    from mgr.inference import ONNX_FILE
-    from mgr.models.export import export_keras
-    from mgr.io import file_hash, write_json
-
     d = Path(model_dir)
     d.mkdir(parents=True, exist_ok=True)
     model.save(d / MODEL_FILE)
@@ -411,11 +411,23 @@ class DeepArtifact:
     def n_mels(self) -> int:
         return self.input_shape[0]
 
-    def predict_windows(self, X: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
+    @property
+    def temperature(self) -> float:
+        """The card's ``calibration.temperature`` (1.0 without one)."""
+        return float((self.card.get("calibration") or {}).get("temperature", 1.0))
+
+    def calibrate(self, genre_probs: np.ndarray) -> np.ndarray:
+        """Raw genre probabilities (``predict_windows(calibrated=False)``) -> the calibrated ones
+        that ``predict_windows`` returns (float32)."""
+        t = self.temperature
+        p = np.asarray(genre_probs)
+        return apply_temperature(p, t).astype(np.float32) if t != 1.0 else p.astype(np.float32, copy=False)
+
+    def predict_windows(self, X: np.ndarray, batch_size: int = 64, calibrated: bool = True) -> dict[str, np.ndarray]:
         """``X[n, n_mels, window_frames]`` (raw log-mel, as in the store) -> ``{output: array}``.
 
         Keys: ``genre`` (n, n_labels; tempered by the card's ``calibration.temperature`` when it has
-        one) and, where the model has them, ``tempo`` (n, n_tempo
+        one, unless ``calibrated=False``: the network's raw softmax) and, where the model has them, ``tempo`` (n, n_tempo
         classes), ``tempo_bpm`` (n,) (probability-weighted bin centre) and ``tags`` (n, n_tags).
         Non-finite model outputs raise :class:`mgr.inference.runtime.InferenceError`.
         """
@@ -431,9 +443,8 @@ class DeepArtifact:
         else:
             self.model.batch_size = max(1, int(batch_size))
             out = self.model.run(X.reshape(len(X), *self.input_shape))
-            t = float((self.card.get("calibration") or {}).get("temperature", 1.0))
-            if t != 1.0:  # the card's temperature, fitted on validation tracks at train time
-                out["genre"] = apply_temperature(out["genre"], t).astype(np.float32)
+            if calibrated:  # the card's temperature, fitted on validation tracks at train time
+                out["genre"] = self.calibrate(out["genre"])
         if "tempo" in out and self.tempo_centres:
             bins = self.card.get("tempo_bins") or {}
             out["tempo_bpm"] = bpm_from_probs(out["tempo"], self.tempo_centres, log=bins.get("kind") == "log")
@@ -441,8 +452,6 @@ class DeepArtifact:
 
 
 def _check_file_hash(path: Path, expected: str | None) -> None:
-    from mgr.io import file_hash
-
     if expected and file_hash(path) != str(expected).removeprefix("sha256:"):
         raise ArtifactError(f"{path} does not match the sha256 in its model card (modified or corrupt); refusing to load it")
 
@@ -452,10 +461,6 @@ def load(model_dir: str | Path, *, threads: int | None = None) -> DeepArtifact:
     card's ``onnx_sha256`` before onnxruntime reads it) in an onnxruntime session; its outputs,
     input shape and genre classes are checked against the card. ``model.keras`` is not read
     (only its hash is checked when present). Imports neither TensorFlow nor Keras."""
-    from mgr.cards import read_card
-    from mgr.inference import ONNX_FILE
-    from mgr.inference.runtime import OnnxModel
-
     model_dir = Path(model_dir)
     card_path = model_dir / CARD_FILE
     card = read_card(model_dir, kind="deep")
@@ -503,8 +508,6 @@ def load_keras(model_dir: str | Path):
     """The Keras model of ``model_dir`` (``model.keras``, hash-checked, ``safe_mode=True``), for
     inspection or further training; evaluate and predict never use it."""
     model_dir = Path(model_dir)
-    from mgr.cards import read_card
-
     card = read_card(model_dir, kind="deep")
     path = model_dir / MODEL_FILE
     if not path.is_file():
