@@ -122,7 +122,7 @@ def make_svm(out: Path) -> Path:
 
     from mgr.data.sources import synthetic
     from mgr.features.tables import extract_features
-    from mgr.models import classical
+    from mgr.models import classical, classical_artifact
     from mgr.params import MlParams
 
     rows = []
@@ -138,7 +138,7 @@ def make_svm(out: Path) -> Path:
             rows.append({"track_id": f"{g}{i}", "split": "val" if i == 0 else "train", "genre": g, **f})
     table = pd.DataFrame(rows)
     o = classical.train("svm", table, MlParams(), feature_set="gtzan57")
-    classical.save(o.model, out / "svm", o.card, sample=o.sample)
+    classical_artifact.save(o.model, out / "svm", o.card, sample=o.sample)
     return out / "svm"
 
 
@@ -149,10 +149,10 @@ def make_cnn2d(out: Path) -> Path:
     sys.path.insert(0, str(ROOT / "tests" / "data" / "predict"))
     import keras
 
-    from mgr.models import deep
-    from mgr.params import AudioParams, DlModelParams, SpectrogramParams
     from mgr.features.store import frontend_config
+    from mgr.models import deep
     from mgr.models.training import save_artifact
+    from mgr.params import AudioParams, DlModelParams, SpectrogramParams
 
     keras.utils.set_random_seed(0)
     fe = frontend_config(AudioParams(), SpectrogramParams())

@@ -49,8 +49,8 @@ def bench_render(clips: int, duration: float, sr: int, seed: int) -> dict:
 
 def bench_generate(clips: int, duration: float, sr: int, seed: int, workers: int, fmt: str) -> dict:
     from mgr.data.sources import synthetic as S
-    from mgr.params import SyntheticParams
     from mgr.io import n_workers
+    from mgr.params import SyntheticParams
 
     sp = SyntheticParams(clips_per_genre=clips, duration_s=duration, sample_rate=sr, format=fmt)  # type: ignore[arg-type]
     with tempfile.TemporaryDirectory() as d:

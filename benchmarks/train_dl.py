@@ -41,11 +41,11 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from mgr.models import deep
-    from mgr.params import load_params
     from mgr.features.store import SpectrogramStore
+    from mgr.models import deep
     from mgr.models.feeder import make_targets, window_feeder
     from mgr.models.training import store_fold
+    from mgr.params import load_params
 
     p = load_params(args.params)
     tp = p.train

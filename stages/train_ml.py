@@ -24,7 +24,7 @@ FEATURES = Path("data/features.parquet")
 def main(argv: list[str] | None = None) -> None:
     from mgr.errors import ParamsError
     from mgr.io import write_json
-    from mgr.models import classical
+    from mgr.models import classical, classical_artifact
     from mgr.params import classical_models, load_params
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
 
     part = outcome.card.get("trained_on")  # which part of the split (a sentence from classical.train)
     outcome.card["trained_on"] = {**trained_on(p.data, outcome.card.get("n_train")), "part": part}
-    classical.save(outcome.model, model_dir, outcome.card, sample=outcome.sample)
+    classical_artifact.save(outcome.model, model_dir, outcome.card, sample=outcome.sample)
     write_json(Path(args.metrics_dir) / f"{args.name}.json", outcome.metrics)
     val = outcome.metrics.get("val")
     k = outcome.metrics["folds"]

@@ -28,9 +28,9 @@ def main(store: str, n_devices: int, epochs: int, steps: int, out: str) -> None:
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n_devices)
     import numpy as np
 
-    from mgr.params import DlModelParams, TrainParams
     from mgr.features.store import SpectrogramStore
     from mgr.models.training import train_model
+    from mgr.params import DlModelParams, TrainParams
 
     mp = DlModelParams(epochs=epochs, dropout=0.0, width=0.25, learning_rate=0.003)
     res = {"logical_cpus": len(tf.config.list_logical_devices("CPU"))}

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mgr.evaluation.calibration import apply_temperature, calibration_record, expected_calibration_error, fit_temperature
+from mgr.evaluation.calibration import (
+    apply_temperature,
+    calibration_record,
+    expected_calibration_error,
+    fit_temperature,
+)
 
 
 def _softmax(z):

@@ -14,6 +14,7 @@ import pytest
 
 from mgr.errors import ArtifactError, DataError, ParamsError
 from mgr.models import classical as C
+from mgr.models import classical_artifact, estimators
 from mgr.params import ML_MODELS, params_from_dict
 
 GENRES = ["blues", "jazz", "metal", "pop"]
@@ -66,32 +67,32 @@ def trained(table, tmp_path_factory) -> dict:
     out = {}
     root = tmp_path_factory.mktemp("models")
     ml = small_ml()
-    for name in C.REGISTRY:
+    for name in estimators.REGISTRY:
         o = C.train(name, table, ml, feature_set="gtzan57")
-        card = C.save(o.model, root / name, o.card)
+        card = classical_artifact.save(o.model, root / name, o.card)
         out[name] = (o, card, root / name)
     return out
 
 
 def test_registry_matches_params():
-    assert tuple(C.REGISTRY) == ML_MODELS
+    assert tuple(estimators.REGISTRY) == ML_MODELS
     with pytest.raises(ParamsError, match="unknown classical model 'knn'"):
-        C.get_spec("knn")
+        estimators.get_spec("knn")
 
 
 @pytest.mark.parametrize("name", ML_MODELS)
 def test_round_trip_identical_predictions(trained, table, name):
     o, card, model_dir = trained[name]
-    expected_file = C.XGB_FILE if name == "xgboost" else C.SKOPS_FILE
-    assert sorted(p.name for p in model_dir.iterdir()) == sorted([C.CARD_FILE, expected_file, C.ONNX_FILE])
-    art = C.load(model_dir)  # the ONNX model on onnxruntime (what evaluate and predict run)
+    expected_file = classical_artifact.XGB_FILE if name == "xgboost" else classical_artifact.SKOPS_FILE
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted([classical_artifact.CARD_FILE, expected_file, classical_artifact.ONNX_FILE])
+    art = classical_artifact.load(model_dir)  # the ONNX model on onnxruntime (what evaluate and predict run)
     X = table[card["feature_columns"]].to_numpy()
     before = o.model.predict_proba(X)
     after = art.predict_proba(table, calibrated=False)  # the model's raw probabilities
     assert after.shape == (len(table), len(GENRES))
     np.testing.assert_allclose(after, before, atol=1e-4, rtol=0)  # float32 ONNX vs float64 sklearn
     np.testing.assert_allclose(after.sum(axis=1), 1.0, rtol=1e-5)
-    np.testing.assert_array_equal(C.load_native(model_dir).predict_proba(X), before)  # native file round trip
+    np.testing.assert_array_equal(classical_artifact.load_native(model_dir).predict_proba(X), before)  # native file round trip
     assert art.labels == GENRES
     assert art.feature_columns == [f"mfcc{i + 1}_mean" for i in range(N_FEAT)]
     # the blobs are separable: every model is far above chance (0.25) on val
@@ -101,7 +102,7 @@ def test_round_trip_identical_predictions(trained, table, name):
 
 def test_card_contents(trained, table):
     o, card, model_dir = trained["svm"]
-    disk = json.loads((model_dir / C.CARD_FILE).read_text())
+    disk = json.loads((model_dir / classical_artifact.CARD_FILE).read_text())
     assert disk == json.loads(json.dumps(card))
     for key in ("name", "kind", "labels", "feature_set", "feature_columns", "params", "train_data_hash",
                 "val_metrics", "versions", "created", "model_file", "model_sha256", "onnx_file", "onnx_sha256"):
@@ -120,7 +121,7 @@ def test_card_contents(trained, table):
 
 
 def test_train_data_hash_tracks_rows_and_values(table):
-    cols = C.feature_columns(table)
+    cols = classical_artifact.feature_columns(table)
     h = C.train_data_hash(table, cols)
     assert h == C.train_data_hash(table.copy(), cols)
     changed = table.copy()
@@ -130,7 +131,7 @@ def test_train_data_hash_tracks_rows_and_values(table):
 
 
 def test_columns_reordered_and_checked(trained, table):
-    art = C.load(trained["logreg"][2])
+    art = classical_artifact.load(trained["logreg"][2])
     shuffled = table[["genre", "track_id"] + art.feature_columns[::-1]]
     np.testing.assert_array_equal(art.predict_proba(shuffled), art.predict_proba(table))
     with pytest.raises(ArtifactError, match=r"feature columns do not match model 'logreg'.*missing \['mfcc3_mean'\]"):
@@ -162,14 +163,14 @@ class _Boom:
 @pytest.mark.parametrize("name", ["svm", "xgboost"])
 def test_plain_pickle_refused_before_any_code_runs(trained, tmp_path, name):
     src = trained[name][2]
-    card = json.loads((src / C.CARD_FILE).read_text())
+    card = json.loads((src / classical_artifact.CARD_FILE).read_text())
     d = tmp_path / name
     d.mkdir()
-    (d / C.CARD_FILE).write_text(json.dumps(card))
+    (d / classical_artifact.CARD_FILE).write_text(json.dumps(card))
     marker = tmp_path / "pwned"
     (d / card["model_file"]).write_bytes(pickle.dumps(_Boom(str(marker))))
     with pytest.raises(ArtifactError, match="plain pickle"):
-        C.load_native(d)
+        classical_artifact.load_native(d)
     assert not marker.exists()
 
 
@@ -204,16 +205,16 @@ def test_tampered_skops_refused(trained, tmp_path, module, cls):
     src = trained["logreg"][2]
     d = tmp_path / "logreg"
     d.mkdir()
-    (d / C.CARD_FILE).write_text((src / C.CARD_FILE).read_text())
+    (d / classical_artifact.CARD_FILE).write_text((src / classical_artifact.CARD_FILE).read_text())
 
     def edit(schema):
         node = _first_node(schema, "sklearn.preprocessing")
         assert node is not None
         node["__module__"], node["__class__"] = module, cls
 
-    _rewrite_schema(src / C.SKOPS_FILE, d / C.SKOPS_FILE, edit)
+    _rewrite_schema(src / classical_artifact.SKOPS_FILE, d / classical_artifact.SKOPS_FILE, edit)
     with pytest.raises(ArtifactError, match=rf"not trusted: {module}\.{cls}"):
-        C.load_native(d)
+        classical_artifact.load_native(d)
 
 
 def test_skops_with_untrusted_function_refused(tmp_path, trained):
@@ -225,52 +226,52 @@ def test_skops_with_untrusted_function_refused(tmp_path, trained):
     src = trained["logreg"][2]
     d = tmp_path / "evil"
     d.mkdir()
-    (d / C.CARD_FILE).write_text((src / C.CARD_FILE).read_text())
-    sio.dump(Pipeline([("f", FunctionTransformer(os.system))]), d / C.SKOPS_FILE)
+    (d / classical_artifact.CARD_FILE).write_text((src / classical_artifact.CARD_FILE).read_text())
+    sio.dump(Pipeline([("f", FunctionTransformer(os.system))]), d / classical_artifact.SKOPS_FILE)
     with pytest.raises(ArtifactError, match="not trusted: .*system"):
-        C.load_native(d)
+        classical_artifact.load_native(d)
 
 
 def test_foreign_and_broken_artifacts(trained, tmp_path):
     src = trained["svm"][2]
-    card = json.loads((src / C.CARD_FILE).read_text())
+    card = json.loads((src / classical_artifact.CARD_FILE).read_text())
     d = tmp_path / "m"
     d.mkdir()
-    (d / C.CARD_FILE).write_text(json.dumps(card))
-    (d / C.SKOPS_FILE).write_bytes(b"RIFF....WAVEfmt not a model")
+    (d / classical_artifact.CARD_FILE).write_text(json.dumps(card))
+    (d / classical_artifact.SKOPS_FILE).write_bytes(b"RIFF....WAVEfmt not a model")
     with pytest.raises(ArtifactError, match="not a skops file"):
-        C.load_native(d)
-    (d / C.SKOPS_FILE).unlink()
+        classical_artifact.load_native(d)
+    (d / classical_artifact.SKOPS_FILE).unlink()
     with pytest.raises(ArtifactError, match="not found"):
-        C.load_native(d)
+        classical_artifact.load_native(d)
     for bad, msg in [
         ({"model_file": "../../etc/passwd"}, "model_file must be a file name inside"),
         ({"model_file": "other.bin"}, "model_file must be one of"),
         ({"kind": "deep"}, "not a classical one"),
         ({"labels": []}, "labels must be a list of at least two strings"),
     ]:
-        (d / C.CARD_FILE).write_text(json.dumps({**card, **bad}))
+        (d / classical_artifact.CARD_FILE).write_text(json.dumps({**card, **bad}))
         with pytest.raises(ArtifactError, match=msg):
-            C.load_native(d)
-    (d / C.CARD_FILE).write_text("{not json")
+            classical_artifact.load_native(d)
+    (d / classical_artifact.CARD_FILE).write_text("{not json")
     with pytest.raises(ArtifactError, match="not valid JSON"):
-        C.load_native(d)
+        classical_artifact.load_native(d)
     with pytest.raises(ArtifactError, match="not a model directory"):
-        C.load_native(tmp_path / "nowhere")
+        classical_artifact.load_native(tmp_path / "nowhere")
     # card and model disagree on the label count
     x = tmp_path / "x"
     x.mkdir()
-    (x / C.SKOPS_FILE).write_bytes((src / C.SKOPS_FILE).read_bytes())
-    (x / C.CARD_FILE).write_text(json.dumps({**card, "labels": card["labels"][:3]}))
+    (x / classical_artifact.SKOPS_FILE).write_bytes((src / classical_artifact.SKOPS_FILE).read_bytes())
+    (x / classical_artifact.CARD_FILE).write_text(json.dumps({**card, "labels": card["labels"][:3]}))
     with pytest.raises(ArtifactError, match="4 classes but the card lists 3"):
-        C.load_native(x)
+        classical_artifact.load_native(x)
     # an XGBoost file that is not a model
     xg = tmp_path / "xg"
     xg.mkdir()
-    (xg / C.CARD_FILE).write_text(json.dumps({**card, "model_file": C.XGB_FILE, "model_sha256": None}))
-    (xg / C.XGB_FILE).write_bytes(b"{garbage")
+    (xg / classical_artifact.CARD_FILE).write_text(json.dumps({**card, "model_file": classical_artifact.XGB_FILE, "model_sha256": None}))
+    (xg / classical_artifact.XGB_FILE).write_bytes(b"{garbage")
     with pytest.raises(ArtifactError, match="not a valid XGBoost model"):
-        C.load_native(xg)
+        classical_artifact.load_native(xg)
 
 
 def test_kfold_reports_every_fold_and_saves_fold0(tmp_path):
@@ -288,7 +289,7 @@ def test_kfold_reports_every_fold_and_saves_fold0(tmp_path):
     assert len({r.train_hash for r in o.folds}) == 5
     fold0_train = df[~df["fold"].isin([0, 1])]
     assert o.card["n_train"] == len(fold0_train)
-    assert o.card["train_data_hash"] == C.train_data_hash(fold0_train.sort_values("track_id"), C.feature_columns(df))
+    assert o.card["train_data_hash"] == C.train_data_hash(fold0_train.sort_values("track_id"), classical_artifact.feature_columns(df))
     assert o.card["cv"]["k"] == 5 and o.card["val_metrics"] == o.folds[0].val
     assert o.model is o.folds[0].model
 
@@ -307,11 +308,11 @@ def test_grid_search_on_train_picks_best(table):
 
 def test_random_search_is_capped_and_seeded():
     ml = small_ml(search="random", search_iter=3, random_forest={"grid": {"n_estimators": [5, 10], "max_depth": [2, 3, None]}})
-    c1 = C.candidates("random_forest", ml)
-    assert len(c1) == 3 and c1 == C.candidates("random_forest", ml)
-    full = C.candidates("random_forest", small_ml(search="grid", random_forest=ml.random_forest.__dict__))
+    c1 = estimators.candidates("random_forest", ml)
+    assert len(c1) == 3 and c1 == estimators.candidates("random_forest", ml)
+    full = estimators.candidates("random_forest", small_ml(search="grid", random_forest=ml.random_forest.__dict__))
     assert len(full) == 6 and all(c in full for c in c1)
-    assert C.candidates("random_forest", small_ml(random_forest=ml.random_forest.__dict__)) == []  # search: none
+    assert estimators.candidates("random_forest", small_ml(random_forest=ml.random_forest.__dict__)) == []  # search: none
 
 
 def test_bad_grid_is_a_params_error(table):
@@ -351,23 +352,23 @@ def test_modified_model_file_fails_the_card_hash(trained, tmp_path):
     from mgr.io import file_hash
 
     src = trained["logreg"][2]
-    card = json.loads((src / C.CARD_FILE).read_text())
-    assert card["model_sha256"] == file_hash(src / C.SKOPS_FILE)
+    card = json.loads((src / classical_artifact.CARD_FILE).read_text())
+    assert card["model_sha256"] == file_hash(src / classical_artifact.SKOPS_FILE)
     d = tmp_path / "logreg"
     d.mkdir()
-    (d / C.CARD_FILE).write_text(json.dumps(card))
+    (d / classical_artifact.CARD_FILE).write_text(json.dumps(card))
 
     def edit(schema):  # a different, still valid and trusted, model: max_iter changed
         node = _first_node(schema, "sklearn.linear_model")
         assert node is not None
         node["content"]["content"]["max_iter"]["content"] = "7"
 
-    _rewrite_schema(src / C.SKOPS_FILE, d / C.SKOPS_FILE, edit)
+    _rewrite_schema(src / classical_artifact.SKOPS_FILE, d / classical_artifact.SKOPS_FILE, edit)
     with pytest.raises(ArtifactError, match="does not match the sha256 in its model card"):
-        C.load_native(d)
+        classical_artifact.load_native(d)
     # a card without a hash (hand-made) still gets every safety check, then loads
-    (d / C.CARD_FILE).write_text(json.dumps({k: v for k, v in card.items() if k != "model_sha256"}))
-    assert C.load_native(d).steps[1][1].max_iter == 7
+    (d / classical_artifact.CARD_FILE).write_text(json.dumps({k: v for k, v in card.items() if k != "model_sha256"}))
+    assert classical_artifact.load_native(d).steps[1][1].max_iter == 7
 
 
 def test_svm_grid_from_yaml_mixes_names_and_numbers():
@@ -375,13 +376,13 @@ def test_svm_grid_from_yaml_mixes_names_and_numbers():
 
     raw = yaml.safe_load("ml: {search: grid, svm: {grid: {C: [1, 3], gamma: [scale, 0.01]}}}")
     ml = params_from_dict(raw).ml
-    combos = C.candidates("svm", ml)
+    combos = estimators.candidates("svm", ml)
     assert combos == [{"C": 1, "gamma": "scale"}, {"C": 1, "gamma": 0.01}, {"C": 3, "gamma": "scale"}, {"C": 3, "gamma": 0.01}]
-    svc = C.build("svm", ml, block=C._block_with("svm", ml.svm, combos[1])).estimator.named_steps["svc"]
+    svc = estimators.build("svm", ml, block=estimators._block_with("svm", ml.svm, combos[1])).estimator.named_steps["svc"]
     assert svc.C == 1.0 and svc.gamma == 0.01 and svc.kernel == "rbf"
     bad = params_from_dict(yaml.safe_load("ml: {search: grid, svm: {grid: {gamma: [huge]}}}")).ml
     with pytest.raises(ParamsError, match="ml.svm.grid.gamma: 'huge' is not a valid value"):
-        C.candidates("svm", bad)
+        estimators.candidates("svm", bad)
 
 
 @pytest.mark.parametrize("name", ML_MODELS)
@@ -392,12 +393,12 @@ def test_temperature_fitted_on_val_stored_and_applied(trained, table, name):
     from mgr.evaluation.calibration import apply_temperature
 
     o, card, model_dir = trained[name]
-    disk = json.loads((model_dir / C.CARD_FILE).read_text())
+    disk = json.loads((model_dir / classical_artifact.CARD_FILE).read_text())
     cal = disk["calibration"]
     assert cal == o.card["calibration"] and cal["temperature"] > 0
     assert "validation tracks" in cal["method"] and cal["n_val_tracks"] == int((table["split"] == "val").sum())
     assert cal["val_nll_after"] <= cal["val_nll_before"] + 1e-9
-    art = C.load(model_dir)
+    art = classical_artifact.load(model_dir)
     assert art.temperature == cal["temperature"]
     raw, tempered = art.predict_proba(table, calibrated=False), art.predict_proba(table)
     np.testing.assert_allclose(tempered, apply_temperature(raw, cal["temperature"]), rtol=0, atol=1e-12)

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mgr.evaluation import compare as C
 from mgr.errors import UserError
+from mgr.evaluation import compare as C
 
 LABELS = ["blues", "jazz", "metal", "rock"]
 

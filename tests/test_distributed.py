@@ -23,9 +23,9 @@ from mgr.distributed.engine import SCHEDULER_ENV, map_tasks, scheduler_address
 from mgr.distributed.shards import build_sharded_store, shard_dir, shard_ranges
 from mgr.distributed.tables import build_sharded_feature_table
 from mgr.features.extract import load_inputs
+from mgr.features.store import SpectrogramStore, build_store
 from mgr.features.tables import build_feature_table, read_feature_table
 from mgr.params import AudioParams, SpectrogramParams
-from mgr.features.store import SpectrogramStore, build_store
 
 SR = 8000
 AUDIO = AudioParams(sample_rate=SR)

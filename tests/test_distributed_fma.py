@@ -11,8 +11,8 @@ from _fetch_helpers import serve, sha1, write_tone
 from test_fma import _params, _zip_dir, write_audio, write_metadata
 
 from mgr.data.fetch import fetch
-from mgr.data.tracks import load_rejected, load_tracks
 from mgr.data.sources.fma import SUBSETS, audio_relpath, parse_metadata
+from mgr.data.tracks import load_rejected, load_tracks
 from mgr.params import AudioParams, FmaParams, SpectrogramParams
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from test_training import make_store
 
 HERE = Path(__file__).resolve().parent

@@ -7,12 +7,12 @@ import math
 
 import numpy as np
 import pytest
+from _eval_helpers import eval_paths
 
 from mgr.evaluation import calibration as CAL
 from mgr.evaluation import metrics as M
 from mgr.evaluation import report as R
 from mgr.evaluation import scoring as S
-from _eval_helpers import eval_paths
 
 # y_true / y_pred used by several tests (3 classes)
 T = [0, 0, 0, 1, 1, 2]
@@ -361,9 +361,10 @@ def _classical_project(root, folds=None, models=("logreg", "random_forest")):
     train-ml metrics (the real train-ml code on a tiny generated table)."""
     import pandas as pd
 
-    from mgr.models import classical as C
-    from mgr.params import params_from_dict
     from mgr.io import write_json
+    from mgr.models import classical as C
+    from mgr.models import classical_artifact
+    from mgr.params import params_from_dict
 
     rng = np.random.default_rng(0)
     genres = ["blues", "jazz", "metal"]
@@ -392,7 +393,7 @@ def _classical_project(root, folds=None, models=("logreg", "random_forest")):
     table = C.load_table(root / "data" / "features.parquet")
     for name in models:
         out = C.train(name, table, p.ml, feature_set="gtzan57", workers=1)
-        C.save(out.model, root / "models" / name, out.card)
+        classical_artifact.save(out.model, root / "models" / name, out.card)
         write_json(root / "metrics" / "train-ml" / f"{name}.json", out.metrics)
     return p, lost
 

@@ -170,7 +170,7 @@ def test_streamed_gtzan57_equals_the_per_segment_features():
     """Overlapping segments on the frame grid: the STFT and HPSS computed once over the stream
     (mgr.dsp.gtzan_stream) give each segment the features kernels.gtzan57 gives it alone; the
     end-aligned last segment and the cover are those of stream_segments."""
-    from mgr.dsp.gtzan_stream import H, MIN_FRAMES, stream_gtzan57
+    from mgr.dsp.gtzan_stream import MIN_FRAMES, H, stream_gtzan57
 
     rng = np.random.default_rng(3)
     t = np.arange(int(31.3 * SR)) / SR

@@ -108,8 +108,8 @@ def test_export_keras_is_generic_list_outputs_and_rank3_input(tmp_path):
 
 
 def test_deep_artifact_writes_onnx_and_hashes(tmp_path):
-    from mgr.models.deep import load, write_artifact
     from mgr.io import file_hash
+    from mgr.models.deep import load, write_artifact
 
     m = _tiny_deep("tempo_genre")
     card = {"name": "tg", "kind": "deep", "labels": ["a", "b", "c", "d"], "frontend": {"n_mels": 32},
@@ -157,13 +157,14 @@ def _ml():
 @pytest.mark.parametrize("name", ["svm", "xgboost", "logreg", "random_forest"])
 def test_every_classical_registry_model_onnx_equals_native(name, n_classes, tmp_path):
     from mgr.models import classical as C
+    from mgr.models import classical_artifact, estimators
 
-    assert name in C.REGISTRY
+    assert name in estimators.REGISTRY
     df = _table(n_classes=n_classes)
     o = C.train(name, df, _ml(), feature_set="test")
-    card = C.save(o.model, tmp_path / name, o.card, sample=o.sample)
+    card = classical_artifact.save(o.model, tmp_path / name, o.card, sample=o.sample)
     assert card["onnx_file"] == "model.onnx" and len(card["onnx_sha256"]) == 64
-    art = C.load(tmp_path / name)
+    art = classical_artifact.load(tmp_path / name)
     X = df[card["feature_columns"]].to_numpy()
     ref = o.model.predict_proba(X)
     got = art.predict_proba(df, calibrated=False)  # the model's own probabilities (no temperature)
@@ -176,9 +177,9 @@ def test_every_classical_registry_model_onnx_equals_native(name, n_classes, tmp_
 
 
 def test_classical_registry_is_covered():
-    from mgr.models import classical as C
+    from mgr.models import estimators
 
-    assert set(C.REGISTRY) == {"svm", "xgboost", "logreg", "random_forest"}
+    assert set(estimators.REGISTRY) == {"svm", "xgboost", "logreg", "random_forest"}
 
 
 def test_svm_keeps_every_training_row_and_the_svc_decision():
@@ -193,7 +194,7 @@ def test_svm_keeps_every_training_row_and_the_svc_decision():
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    from mgr.models import classical as C
+    from mgr.models import estimators
     from mgr.params import MlParams
 
     ml = MlParams()
@@ -210,7 +211,7 @@ def test_svm_keeps_every_training_row_and_the_svc_decision():
         for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(X, y):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                svm = C.build("svm", ml).fit(X[tr], y[tr])
+                svm = estimators.build("svm", ml).fit(X[tr], y[tr])
                 ref = plain().fit(X[tr], y[tr])
                 old = CalibratedClassifierCV(plain(), method="sigmoid", cv=3).fit(X[tr], y[tr])
             p = svm.predict_proba(X[te]).argmax(1)
@@ -227,7 +228,6 @@ def test_svm_keeps_every_training_row_and_the_svc_decision():
 
 # ------------------------------------------------------------------------ the runtime
 def _log_model(path: Path) -> Path:
-    import onnx
     from onnx import TensorProto, helper
 
     g = helper.make_graph([helper.make_node("Log", ["input"], ["y"])], "log",
@@ -272,11 +272,12 @@ def test_tampered_onnx_is_refused_in_one_line(kind, tmp_path):
         d = shutil.copytree(FIX / "tiny_cnn", tmp_path / "m")
     else:
         from mgr.models import classical as C
+        from mgr.models import classical_artifact
 
-        load = C.load
+        load = classical_artifact.load
         o = C.train("logreg", _table(), _ml(), feature_set="test")
         d = tmp_path / "m"
-        C.save(o.model, d, o.card, sample=o.sample)
+        classical_artifact.save(o.model, d, o.card, sample=o.sample)
     load(d)  # intact: fine
     data = bytearray((d / "model.onnx").read_bytes())
     data[len(data) // 2] ^= 0x01  # one bit
@@ -332,10 +333,10 @@ def test_evaluate_and_predict_give_the_same_probabilities_deep(tmp_path):
     model: the same model object type, the same probabilities."""
     from mgr.evaluation.scoring import evaluate_deep
     from mgr.features.extract import load_inputs
+    from mgr.features.store import SpectrogramStore, build_store
+    from mgr.inference.predictors import load_predictor
     from mgr.models.deep import load
     from mgr.params import AudioParams, SpectrogramParams
-    from mgr.inference.predictors import load_predictor
-    from mgr.features.store import SpectrogramStore, build_store
 
     path = tmp_path / "song.wav"
     sf.write(path, _clip(4.0), SR)
@@ -372,8 +373,9 @@ def test_evaluate_and_predict_give_the_same_probabilities_classical(name, tmp_pa
     from mgr.audio.decode import load_audio
     from mgr.evaluation.scoring import evaluate_classical
     from mgr.features.tables import extract_features
-    from mgr.models import classical as C
     from mgr.inference.predictors import load_predictor
+    from mgr.models import classical as C
+    from mgr.models import classical_artifact
 
     rows = []
     for g, (f0, bpm) in {"low": (150.0, 90.0), "high": (900.0, 140.0)}.items():
@@ -382,12 +384,12 @@ def test_evaluate_and_predict_give_the_same_probabilities_classical(name, tmp_pa
             rows.append({"track_id": f"{g}{i}", "split": "train", "genre": g, **extract_features(y, SR, "gtzan57")})
     o = C.train(name, pd.DataFrame(rows), _ml(), feature_set="gtzan57")
     d = tmp_path / name
-    C.save(o.model, d, o.card, sample=o.sample)
+    classical_artifact.save(o.model, d, o.card, sample=o.sample)
     path = tmp_path / "q.wav"
     sf.write(path, _clip(3.0, seed=9, f0=880.0, bpm=140.0), SR)
     feats = extract_features(load_audio(path, sr=SR), SR, "gtzan57")
     table = pd.DataFrame([{"track_id": "q", "split": "test", "genre": "high", **feats}])
-    spy = _Spy(C.load(d))
+    spy = _Spy(classical_artifact.load(d))
     res = evaluate_classical(spy, table, ["q"])
     ev = spy.calls[0][0]
     r = load_predictor(d, top_k=2).predict_file(path)
@@ -402,14 +404,15 @@ def test_classical_predict_imports_no_heavy_library(tmp_path):
     """Loading and running a classical artifact (ONNX) imports neither scikit-learn nor XGBoost,
     nor TensorFlow/Keras."""
     from mgr.models import classical as C
+    from mgr.models import classical_artifact
 
     o = C.train("xgboost", _table(), _ml(), feature_set="test")
     d = tmp_path / "xgb"
-    C.save(o.model, d, o.card, sample=o.sample)
+    classical_artifact.save(o.model, d, o.card, sample=o.sample)
     X = _table()[o.card["feature_columns"]].to_numpy()[:3].tolist()
     code = (
-        "import sys\nfrom mgr.models import classical as C\nimport mgr.inference.predict\n"
-        f"p = C.load({str(d)!r}).predict_proba({X!r})\n"
+        "import sys\nfrom mgr.models import classical_artifact\nimport mgr.inference.predict\n"
+        f"p = classical_artifact.load({str(d)!r}).predict_proba({X!r})\n"
         "heavy = [m for m in ('tensorflow', 'keras', 'sklearn', 'xgboost', 'skops', 'librosa', 'tf2onnx', 'skl2onnx') if m in sys.modules]\n"
         "print(p.shape, heavy)\n"
     )

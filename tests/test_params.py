@@ -10,7 +10,13 @@ import pytest
 import yaml
 
 from mgr.errors import ParamsError
-from mgr.params import DATA_SOURCES, SPLIT_STRATEGIES, Params, load_params, params_from_dict
+from mgr.params import (
+    DATA_SOURCES,
+    SPLIT_STRATEGIES,
+    Params,
+    load_params,
+    params_from_dict,
+)
 
 
 def test_repo_params_file_is_valid_and_matches_defaults(project_root: Path) -> None:

@@ -20,7 +20,12 @@ from mgr.inference.inputs import check_file, discover_inputs
 from mgr.inference.output import InputFailure, Prediction, to_json_line
 from mgr.inference.predict import predict_many
 from mgr.inference.predictors import load_predictor
-from mgr.inference.streaming import StreamingFrontEnd, WindowStream, dsp_tempo_from_envelope, file_spectrogram
+from mgr.inference.streaming import (
+    StreamingFrontEnd,
+    WindowStream,
+    dsp_tempo_from_envelope,
+    file_spectrogram,
+)
 
 FIX = Path(__file__).resolve().parent / "data" / "predict"
 TEMPO_MODEL = FIX / "tiny_tempo"  # genre + tempo + tags heads
@@ -68,8 +73,8 @@ def test_predict_features_equal_the_hdf5_store(tmp_path):
     import pandas as pd
 
     from mgr.features.extract import load_inputs
-    from mgr.params import AudioParams, SpectrogramParams
     from mgr.features.store import SpectrogramStore, build_store
+    from mgr.params import AudioParams, SpectrogramParams
 
     rows = []
     for i, (secs, sr, ext) in enumerate([(2.0, SR, "wav"), (1.3, SR, "flac"), (2.5, 44100, "flac"), (1.7, 16000, "ogg")]):
@@ -470,7 +475,7 @@ def test_classical_long_file_streamed_features_give_the_per_segment_answer(tmp_p
     import mgr.inference.predictors as P
     from mgr.audio.decode import load_audio
     from mgr.features.tables import extract_features
-    from mgr.models import classical
+    from mgr.models import classical, classical_artifact
     from mgr.params import MlParams
 
     rows = []
@@ -479,7 +484,7 @@ def test_classical_long_file_streamed_features_give_the_per_segment_answer(tmp_p
             rows.append({"track_id": f"{g}{i}", "split": "train", "genre": g,
                          **extract_features(_tone(2.5, f0 + 20 * i, bpm), SR, "gtzan57")})
     o = classical.train("logreg", pd.DataFrame(rows), MlParams(), feature_set="gtzan57")
-    classical.save(o.model, tmp_path / "logreg", o.card)
+    classical_artifact.save(o.model, tmp_path / "logreg", o.card)
     y = np.concatenate([_tone(8.0, 910.0, 140.0), _tone(12.0, 160.0, 90.0)])
     path = _write(tmp_path / "long.wav", y)
     orig = (P.CLASSICAL_WHOLE_MAX_S, P.CLASSICAL_SEGMENT_S)
@@ -492,7 +497,7 @@ def test_classical_long_file_streamed_features_give_the_per_segment_answer(tmp_p
     n, hop = 7 * SR, 150 * 512  # the hop (3.5 s) rounded down to the frame grid
     starts = [0, hop, 2 * hop, 3 * hop, len(yd) - n]
     assert [sg.start_s for sg in res.segments] == [round(s / SR, 3) for s in starts]
-    art = classical.load(tmp_path / "logreg")
+    art = classical_artifact.load(tmp_path / "logreg")
     seg_p = art.predict_proba(pd.DataFrame([extract_features(yd[s : s + n], SR, "gtzan57") for s in starts]))
     for sg, p in zip(res.segments, seg_p):
         assert dict(sg.top_k) == pytest.approx({lab: p[i] for i, lab in enumerate(art.card["labels"])}, abs=1e-5)
@@ -511,7 +516,7 @@ def test_classical_artifact_end_to_end(tmp_path):
     import pandas as pd
 
     from mgr.features.tables import extract_features
-    from mgr.models import classical
+    from mgr.models import classical, classical_artifact
     from mgr.params import MlParams
 
     rows = []
@@ -521,14 +526,14 @@ def test_classical_artifact_end_to_end(tmp_path):
             y = (0.3 * np.sin(2 * np.pi * (f0 + 20 * i) * t) * (0.3 + (np.mod(t, 60 / bpm) < 0.03))).astype(np.float32)
             rows.append({"track_id": f"{g}{i}", "split": "train", "genre": g, **extract_features(y, SR, "gtzan57")})
     o = classical.train("logreg", pd.DataFrame(rows), MlParams(), feature_set="gtzan57")
-    classical.save(o.model, tmp_path / "models" / "logreg", o.card)
+    classical_artifact.save(o.model, tmp_path / "models" / "logreg", o.card)
     pred = load_predictor(tmp_path / "models" / "logreg", top_k=2)
     assert pred.kind == "classical"
     t = np.arange(int(3.0 * SR)) / SR
     y = (0.3 * np.sin(2 * np.pi * 910 * t) * (0.3 + (np.mod(t, 60 / 140) < 0.03))).astype(np.float32)
     from mgr.audio.decode import load_audio
 
-    art = classical.load(tmp_path / "models" / "logreg")
+    art = classical_artifact.load(tmp_path / "models" / "logreg")
     for ext in ("wav", "au", "flac", "ogg", "mp3"):
         path = _write(tmp_path / f"q.{ext}", y)
         res = pred.predict_file(path)

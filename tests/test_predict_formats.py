@@ -284,7 +284,7 @@ def classical_model(tmp_path_factory):
     import pandas as pd
 
     from mgr.features.tables import extract_features
-    from mgr.models import classical
+    from mgr.models import classical, classical_artifact
     from mgr.params import MlParams
 
     d = tmp_path_factory.mktemp("classical")
@@ -295,7 +295,7 @@ def classical_model(tmp_path_factory):
             y = (0.3 * np.sin(2 * np.pi * (f0 + 20 * i) * t) * (0.3 + (np.mod(t, 60 / bpm) < 0.03))).astype(np.float32)
             rows.append({"track_id": f"{g}{i}", "split": "train", "genre": g, **extract_features(y, 22050, "gtzan57")})
     o = classical.train("logreg", pd.DataFrame(rows), MlParams(), feature_set="gtzan57")
-    classical.save(o.model, d / "models" / "logreg", o.card)
+    classical_artifact.save(o.model, d / "models" / "logreg", o.card)
     return d / "models" / "logreg"
 
 

@@ -13,9 +13,14 @@ import soundfile as sf
 
 from mgr.audio.decode import load_audio
 from mgr.errors import DataError
-from mgr.params import AudioParams, SpectrogramParams
 from mgr.features.extract import load_inputs
-from mgr.features.store import SpectrogramStore, build_store, compute_spectrogram, frontend_config
+from mgr.features.store import (
+    SpectrogramStore,
+    build_store,
+    compute_spectrogram,
+    frontend_config,
+)
+from mgr.params import AudioParams, SpectrogramParams
 
 SR = 8000
 AUDIO = AudioParams(sample_rate=SR)

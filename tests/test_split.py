@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mgr.data.split import SplitWarning, fold_split, make_split, n_folds, summary
 from mgr.errors import DataError
 from mgr.params import SplitParams
-from mgr.data.split import SplitWarning, fold_split, make_split, n_folds, summary
 
 
 def check_disjoint(split: pd.DataFrame, tracks: pd.DataFrame, *, by_artist: bool) -> list[str]:

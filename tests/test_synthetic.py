@@ -10,10 +10,10 @@ import pytest
 
 from mgr.data.sources import synthetic as S
 from mgr.errors import ParamsError
+from mgr.io import file_hash
 from mgr.params import SyntheticParams
 from mgr.synth import dsp
 from mgr.synth.render import beat_times, render, step_time
-from mgr.io import file_hash
 
 SR = 22050
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from mgr.models import classical as C
+from mgr.models import classical_artifact
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -55,7 +56,7 @@ def test_stage_writes_artifact_and_metrics(workdir, name, capsys):
     assert metrics["folds"] == 1
     assert set(metrics["val"]) == set(C.HEADLINE) and metrics["val"]["n"] == 24
     assert metrics["val"]["accuracy"] > 0.5
-    art = C.load(workdir / "models" / name)
+    art = classical_artifact.load(workdir / "models" / name)
     assert art.card["feature_set"] == "gtzan57" and art.card["params"]["seed"] == 42
     assert art.card["val_metrics"]["accuracy"] == metrics["val"]["accuracy"]
     # nothing half-written is left next to the outputs

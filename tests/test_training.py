@@ -35,8 +35,8 @@ def make_store(tmp_path, *, reps: int = 5, silent_eval: bool = False, tags: bool
     import pandas as pd
     import soundfile as sf
 
-    from mgr.params import AudioParams, SpectrogramParams
     from mgr.features.store import build_store
+    from mgr.params import AudioParams, SpectrogramParams
 
     rng = np.random.default_rng(0)
     rows = []
@@ -171,10 +171,10 @@ def test_tempo_bins_and_readout():
 @pytest.mark.slow
 def test_tempo_genre_learns_tempo_from_clicks(click_store, tmp_path):
     """The joint net learns the click tempo: loss falls, val tempo class accuracy above chance."""
-    from mgr.models.deep import load
-    from mgr.params import DlModelParams
     from mgr.features.store import SpectrogramStore
+    from mgr.models.deep import load
     from mgr.models.training import save_artifact, train_model
+    from mgr.params import DlModelParams
 
     tp = tparams(learning_rate=3e-3, windows_per_track=8)
     mp = DlModelParams(epochs=10, width=0.5, dropout=0.1)
@@ -212,10 +212,10 @@ def test_tempo_genre_learns_tempo_from_clicks(click_store, tmp_path):
 
 def test_train_model_writes_card_and_reloads(tmp_path):
     """One short run of cnn2d with tags, mixup and SpecAugment on fold 1 of a k-fold store."""
-    from mgr.models.deep import load
-    from mgr.params import DlModelParams
     from mgr.features.store import SpectrogramStore
+    from mgr.models.deep import load
     from mgr.models.training import save_artifact, train_model
+    from mgr.params import DlModelParams
 
     path = make_store(tmp_path, reps=3, tags=True, folds=True)
     tp = tparams(fold=1, mixup=0.3, specaugment=True, steps_per_epoch=2, batch_size=8, window_s=1.0)
@@ -256,11 +256,11 @@ def test_musicnn_transfer_trains_frozen_then_finetunes(tmp_path):
     Normalization layer, frozen for `epochs` (its weights stay the checkpoint's), then unfrozen for
     `finetune_epochs`; the card records the weights' provenance; the ONNX artifact equals Keras."""
     from mgr.errors import DataError
+    from mgr.features.store import SpectrogramStore
     from mgr.models.deep import load
+    from mgr.models.training import save_artifact, train_model
     from mgr.params import SpectrogramParams, TransferParams
     from mgr.pretrained.musicnn import build_musicnn
-    from mgr.features.store import SpectrogramStore
-    from mgr.models.training import save_artifact, train_model
 
     (tmp_path / "plain").mkdir()
     plain = make_store(tmp_path / "plain", reps=2)
@@ -295,8 +295,8 @@ def test_musicnn_transfer_trains_frozen_then_finetunes(tmp_path):
 
 def test_stage_entry_user_errors(tmp_path):
     from mgr.errors import DataError, ParamsError
-    from mgr.params import Params
     from mgr.models.training import run_train_dl
+    from mgr.params import Params
 
     with pytest.raises(ParamsError, match="unknown model"):
         run_train_dl("resnet", Params(), store_path=tmp_path / "s.h5", models_dir=tmp_path / "m", metrics_dir=tmp_path / "x")
@@ -338,8 +338,8 @@ def test_stage_kfold_trains_one_model_per_fold(tmp_path):
     """k-fold store: fold_0..fold_2 artifacts + the top-level one (= train.fold's), metrics mean over folds,
     and the evaluate stage finds one artifact per fold."""
     from mgr.evaluation.scoring import find_artifacts
-    from mgr.models.deep import load
     from mgr.features.store import SpectrogramStore
+    from mgr.models.deep import load
     from mgr.models.training import run_train_dl
 
     store = make_store(tmp_path, reps=3, folds=True)

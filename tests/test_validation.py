@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mgr.errors import DataError
 from mgr.data.validation import validate_split, validate_tracks
+from mgr.errors import DataError
 
 
 def tracks_df(n: int = 6) -> pd.DataFrame:

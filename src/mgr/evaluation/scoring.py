@@ -73,7 +73,7 @@ from mgr.evaluation.metrics import (
 from mgr.evaluation.report import ROUND, prediction_rows
 from mgr.features.store import SpectrogramStore
 from mgr.io import n_workers, process_pool
-from mgr.models import classical, deep
+from mgr.models import classical, classical_artifact, deep
 from mgr.models.deep import bpm_from_probs, bpm_to_class
 from mgr.params import classical_models
 
@@ -567,7 +567,7 @@ def run_evaluate(p: Any, paths: EvaluatePaths, *, log: Any = print, tempo_hook: 
                 if kind == "classical":
                     if table is None:
                         table = classical.load_table(paths.features)
-                    art = classical.load(d)
+                    art = classical_artifact.load(d)
                     res = evaluate_classical(art, table, test_ids[f])
                     y_pred_pairs = res["predictions"]
                     cm = res["confusion"]

@@ -23,7 +23,7 @@ Pipeline per input file
 * **Tempo**: the model's tempo head when it has one (probability-weighted bin centre), else
   the DSP estimate ``librosa.feature.tempo`` as re-implemented in :mod:`mgr.dsp.kernels` (for
   ``gtzan57`` classical models, its ``tempo`` feature, which is exactly that estimate).
-  Classical models run their ``model.onnx`` on onnxruntime too (:func:`mgr.models.classical.load`,
+  Classical models run their ``model.onnx`` on onnxruntime too (:func:`mgr.models.classical_artifact.load`,
   as evaluate does); the ``gtzan57`` features come from :mod:`mgr.dsp.kernels`, so a classical
   prediction imports neither scikit-learn, XGBoost nor librosa. **Tags**: the tags head's mean scores above
   ``--tag-threshold``.

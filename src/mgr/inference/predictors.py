@@ -5,7 +5,7 @@
   ``model.onnx`` (:func:`mgr.models.deep.load`, the object evaluate scores).
 * :class:`TaggerPredictor`: a built-in pretrained tagger (musicnn) on the same stream.
 * :class:`ClassicalPredictor`: handcrafted features -> the classical artifact's ``model.onnx``
-  (:func:`mgr.models.classical.load`).
+  (:func:`mgr.models.classical_artifact.load`).
 * Segments are combined by ``--aggregate``: ``mean`` probability, or ``vote`` with evaluate's
   rule (:func:`mgr.evaluation.metrics.vote`; the reported probabilities are the vote fractions).
 """
@@ -52,7 +52,7 @@ from mgr.inference.streaming import (
     spectrogram_frames,
     stream_segments,
 )
-from mgr.models import classical, deep
+from mgr.models import classical_artifact, deep
 from mgr.tempo.estimate import TempoChoice
 
 BATCH_WINDOWS = 16  # model windows per forward pass
@@ -329,7 +329,7 @@ class ClassicalPredictor(Predictor):
         self.model_dir, self.card = model_dir, card
         # the card, then model.onnx (sha256-checked) on onnxruntime: the very object evaluate
         # scores; neither scikit-learn nor XGBoost is imported
-        self.art = classical.load(model_dir)
+        self.art = classical_artifact.load(model_dir)
         self.runtime = "onnx"
         ccard = self.art.card
         self.name = str(ccard.get("name", model_dir.name))

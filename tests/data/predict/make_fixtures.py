@@ -23,8 +23,8 @@ WINDOW_FRAMES = 44
 
 
 def frontend() -> dict:
-    from mgr.params import AudioParams, SpectrogramParams
     from mgr.features.store import frontend_config
+    from mgr.params import AudioParams, SpectrogramParams
 
     return frontend_config(AudioParams(sample_rate=22050), SpectrogramParams(n_fft=1024, hop_length=512, n_mels=32))
 
@@ -32,10 +32,10 @@ def frontend() -> dict:
 def make(out: Path, name: str, arch: str, *, tempo: bool, tags: bool, seed: int = 0) -> Path:
     import keras
 
-    from mgr.models import deep
-    from mgr.params import DlModelParams
-    from mgr.models.training import save_artifact
     from mgr.io import library_versions
+    from mgr.models import deep
+    from mgr.models.training import save_artifact
+    from mgr.params import DlModelParams
 
     keras.utils.set_random_seed(seed)
     fe = frontend()
