@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 # Use this checkout's package even if another copy of mgr is installed in the environment.
@@ -45,6 +46,24 @@ def finish_extraction(metrics: str | Path, report: dict, out: str) -> None:
     write_metrics(metrics, report)
     for s in report["skipped"]:
         print(f"warning: skipped {s['track_id']}: {s['reason']}", file=sys.stderr)
+
+
+def stage_args(ap: Any, *, out: str, metrics: str, tracks: bool = True, split: bool = True,
+               validation: bool = True) -> Any:
+    """The arguments every data stage shares (dvc.yaml's cmd names each path): ``--params``,
+    ``--tracks`` (tracks.csv; default ``data/raw/<data.source>/tracks.csv``), ``--split``,
+    ``--out``, ``--metrics`` and ``--validation-reports``; returns ``ap``."""
+    ap.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    if tracks:
+        ap.add_argument("--tracks", default=None, help="tracks.csv (default: data/raw/<data.source>/tracks.csv)")
+    if split:
+        ap.add_argument("--split", default="data/split.csv", help="split file (default: %(default)s)")
+    ap.add_argument("--out", default=out, help="output (default: %(default)s)")
+    ap.add_argument("--metrics", default=metrics, help="metrics file (default: %(default)s)")
+    if validation:
+        ap.add_argument("--validation-reports", default="reports/validation",
+                        help="data-validation reports (default: %(default)s)")
+    return ap
 
 
 class Timer:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import finish_extraction, run  # noqa: E402
+from _common import finish_extraction, run, stage_args  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,13 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     from mgr.params import feature_sets_needed, load_params
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
-    ap.add_argument("--tracks", default=None, help="tracks.csv (default: data/raw/<data.source>/tracks.csv)")
-    ap.add_argument("--split", default="data/split.csv", help="split file (default: %(default)s)")
-    ap.add_argument("--out", default="data/features.parquet", help="feature table (default: %(default)s)")
-    ap.add_argument("--metrics", default="metrics/features.json", help="metrics file (default: %(default)s)")
-    ap.add_argument("--validation-reports", default="reports/validation",
-                    help="data-validation reports (default: %(default)s)")
+    stage_args(ap, out="data/features.parquet", metrics="metrics/features.json")
     args = ap.parse_args(argv)
     OUT = args.out
     p = load_params(args.params)

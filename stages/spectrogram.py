@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import finish_extraction, run  # noqa: E402
+from _common import finish_extraction, run, stage_args  # noqa: E402
 
 
 def keep_freed_memory() -> None:
@@ -50,13 +50,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default=None, help="front-end preset overriding spectrogram.preset (e.g. musicnn)")
-    ap.add_argument("--out", default="data/spectrograms.h5", help="the store (default: %(default)s)")
-    ap.add_argument("--metrics", default="metrics/spectrogram.json", help="metrics file (default: %(default)s)")
-    ap.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
-    ap.add_argument("--tracks", default=None, help="tracks.csv (default: data/raw/<data.source>/tracks.csv)")
-    ap.add_argument("--split", default="data/split.csv", help="split file (default: %(default)s)")
-    ap.add_argument("--validation-reports", default="reports/validation",
-                    help="data-validation reports (default: %(default)s)")
+    stage_args(ap, out="data/spectrograms.h5", metrics="metrics/spectrogram.json")
     args = ap.parse_args(argv)
 
     p = load_params(args.params)

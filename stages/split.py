@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import run, write_metrics  # noqa: E402
+from _common import run, stage_args, write_metrics  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,12 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     from mgr.params import load_params
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
-    ap.add_argument("--tracks", default=None, help="tracks.csv (default: data/raw/<data.source>/tracks.csv)")
-    ap.add_argument("--out", default="data/split.csv", help="split file (default: %(default)s)")
-    ap.add_argument("--metrics", default="metrics/split.json", help="metrics file (default: %(default)s)")
-    ap.add_argument("--validation-reports", default="reports/validation",
-                    help="data-validation reports (default: %(default)s)")
+    stage_args(ap, out="data/split.csv", metrics="metrics/split.json", split=False)
     args = ap.parse_args(argv)
     p = load_params(args.params)
     tracks_csv = Path(args.tracks or f"data/raw/{p.data.source}/tracks.csv")

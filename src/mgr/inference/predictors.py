@@ -91,6 +91,15 @@ class Predictor:
     def _budget(self) -> _Budget:
         return _Budget(self.max_duration_s, self.time_limit_s)
 
+    def _open(self, path: Path) -> tuple[int, int, int, _Budget]:
+        """Header checks of one file: ``(frames, sample rate, channels, budget)``; a file shorter
+        than :data:`MIN_DURATION_S` is refused (a header declaring no length is decoded anyway)."""
+        frames, file_sr, channels = check_file(path, self.max_duration_s)
+        duration = frames / file_sr  # 0 when FFmpeg's container declares none
+        if frames and duration < MIN_DURATION_S:
+            raise AudioError(f"too short ({duration:.2f} s; at least {MIN_DURATION_S} s needed)")
+        return frames, file_sr, channels, self._budget()
+
     def predict_file(self, path: Path) -> Prediction:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -175,11 +184,7 @@ class DeepPredictor(Predictor):
         return self.model.predict_windows(X, batch_size=self.batch_windows)
 
     def predict_file(self, path: Path) -> Prediction:
-        frames_total_hint, file_sr, _ = check_file(path, self.max_duration_s)
-        budget = self._budget()
-        duration = frames_total_hint / file_sr  # 0 when FFmpeg's container declares none
-        if frames_total_hint and duration < MIN_DURATION_S:
-            raise AudioError(f"too short ({duration:.2f} s; at least {MIN_DURATION_S} s needed)")
+        frames_total_hint, file_sr, _, budget = self._open(path)
         warnings: list[str] = []
         L = self.window_frames
         seg_frames = L if self.window_s is None else max(1, int(round(self.window_s / self.hop_s)))
@@ -341,11 +346,8 @@ class ClassicalPredictor(Predictor):
         self.audio = audio
 
     def predict_file(self, path: Path) -> Prediction:
-        frames, file_sr, channels = check_file(path, self.max_duration_s)
-        budget = self._budget()
+        frames, file_sr, channels, budget = self._open(path)
         duration = frames / file_sr  # 0 when FFmpeg's container declares none
-        if frames and duration < MIN_DURATION_S:
-            raise AudioError(f"too short ({duration:.2f} s; at least {MIN_DURATION_S} s needed)")
         offset = float(self.audio.get("offset_s", 0.0) or 0.0)
         crop = self.audio.get("duration_s")
         pad = bool(self.audio.get("pad", True))
