@@ -146,7 +146,7 @@ def test_stage_writes_the_artifact_card_and_protocol(trained: Path) -> None:
     from mgr.io import file_hash
 
     d = trained / "models" / "tempo"
-    card = json.loads((d / "card.json").read_text())
+    card = json.loads((d / "model.json").read_text())
     assert card["kind"] == "tempo" and card["sha256"] == file_hash(d / "model.onnx")
     assert card["trained_on"]["tempo_set"]["heldout_styles"] == ["country", "jazz", "reggae"]
     assert isinstance(card["beats_dsp_on_validation"], bool) and card["validation"]["learned"]["n"] == 4
@@ -250,3 +250,21 @@ def test_params_refuse_holding_out_every_style() -> None:
         params_from_dict({"tempo": {"heldout_styles": list(GENRES_GTZAN)}})
     with pytest.raises(ParamsError, match="tempo.heldout_styles"):
         params_from_dict({"tempo": {"heldout_styles": ["polka"]}})
+
+
+def test_the_tempo_estimator_is_not_a_genre_model(trained: Path) -> None:
+    """Its card is an mgr card of kind ``tempo`` (one reader, file names checked); predict refuses it
+    as a genre model in one line."""
+    from mgr.cards import read_card
+    from mgr.errors import ArtifactError
+    from mgr.inference.predictors import load_predictor
+
+    d = trained / "models" / "tempo"
+    assert read_card(d, kind="tempo")["kind"] == "tempo"
+    with pytest.raises(ArtifactError, match="tempo estimator, not a genre model"):
+        load_predictor(d)
+    card = json.loads((d / "model.json").read_text())
+    (d / "model.json").write_text(json.dumps({**card, "onnx_file": "../model.onnx"}))
+    with pytest.raises(ArtifactError, match="must be a file name inside"):
+        read_card(d)
+    (d / "model.json").write_text(json.dumps(card))

@@ -13,14 +13,17 @@ from typing import Any
 from mgr.errors import ArtifactError
 
 CARD_FILE = "model.json"
-KINDS = ("classical", "deep", "pretrained")  # pretrained: built-in taggers (mgr.pretrained.builtin)
+KINDS = ("classical", "deep", "pretrained", "tempo")  # pretrained: built-in taggers (mgr.pretrained.builtin);
+# tempo: the learned tempo estimator (mgr.tempo), which has no genre labels
+GENRE_KINDS = ("classical", "deep", "pretrained")
 
 
 def read_card(model_dir: str | Path, *, kind: str | None = None) -> dict[str, Any]:
     """Parse ``model_dir/model.json`` and check it is an mgr card (of ``kind`` when given).
 
     Raises :class:`ArtifactError` naming the file and the problem: no directory, no card,
-    not JSON, not an object, an unknown kind or labels that are not a list of >= 2 strings.
+    not JSON, not an object, an unknown kind, a file name outside the directory, or (genre models)
+    labels that are not a list of >= 2 strings.
     """
     model_dir = Path(model_dir)
     path = model_dir / CARD_FILE
@@ -43,6 +46,8 @@ def read_card(model_dir: str | Path, *, kind: str | None = None) -> dict[str, An
         if v is not None and (not isinstance(v, str) or v in ("", ".", "..") or "/" in v or "\\" in v):
             raise ArtifactError(f"{path}: {key} must be a file name inside {model_dir}, not {v!r}")
     labels = card.get("labels")
+    if found not in GENRE_KINDS:
+        return card
     if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(s, str) for s in labels):
         raise ArtifactError(f"{path}: labels must be a list of at least two strings")
     return card

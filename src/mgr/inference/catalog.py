@@ -215,7 +215,7 @@ def list_models(root: str | os.PathLike = ".") -> list[dict]:
     if not models.is_dir():
         return out
     for d in sorted(models.iterdir()):
-        if not d.is_dir() or (d / "card.json").is_file():  # card.json: models/tempo, the tempo estimator
+        if not d.is_dir():
             continue
         rec: dict[str, Any] = {"name": d.name, "path": str(d)}
         try:
@@ -223,6 +223,8 @@ def list_models(root: str | os.PathLike = ".") -> list[dict]:
         except ArtifactError as e:
             rec["error"] = str(e)
             out.append(rec)
+            continue
+        if card["kind"] == "tempo":  # models/tempo: the tempo estimator (--tempo), not a genre model
             continue
         rec.update({
             "kind": card["kind"],

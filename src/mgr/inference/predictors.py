@@ -477,6 +477,8 @@ def load_predictor(model_dir: str | os.PathLike, **kw: Any) -> Predictor:
     model_dir = Path(model_dir)
     tempo_kw = {k: kw.pop(k) for k in ("tempo", "tempo_dir") if k in kw}  # --tempo: mgr.tempo.estimate
     card = read_card(model_dir)
+    if card["kind"] == "tempo":
+        raise ArtifactError(f"{model_dir} is the tempo estimator, not a genre model (predict uses it through --tempo)")
     if card["kind"] == "pretrained":
         pred: Predictor = TaggerPredictor(model_dir, card, **kw)
     elif card["kind"] == "deep":

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mgr.audio.decode import load_audio
+from mgr.cards import CARD_FILE
 from mgr.evaluation.metrics import (
     TEMPO_TOLERANCE,
     tempo_acc1,
@@ -120,7 +121,7 @@ def side_by_side(paths: Any, p: Any, tracks: Any, test_ids: dict, baseline: dict
         if h:
             est[f"{name} (tempo head)"] = np.array([h.get(i, np.nan) for i in ids], dtype=float)
     model_dir = Path(paths.models) / "tempo"
-    if (model_dir / "card.json").is_file():
+    if (model_dir / CARD_FILE).is_file():
 
         lt = LearnedTempo(model_dir)
         sr = p.audio.sample_rate

@@ -5,7 +5,7 @@ fit :func:`mgr.tempo.model.build` on the train items with scale augmentation
 (:func:`mgr.tempo.features.stretch`), keep the epoch with the best validation loss, then report
 the learned estimator and the DSP estimate side by side (:mod:`mgr.tempo.protocol`) on the
 validation set, the held-out styles, the click tracks and the dataset's annotated test tracks.
-The artifact is ``models/tempo/model.onnx`` + ``card.json`` (sha256, what it was trained on,
+The artifact is ``models/tempo/model.onnx`` + ``model.json`` (sha256, what it was trained on,
 the validation numbers, and ``beats_dsp_on_validation``, which ``mgr predict --tempo auto`` reads).
 """
 
@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mgr.cards import trained_on
+from mgr.cards import CARD_FILE, trained_on
 from mgr.data.tracks import load_tracks
 from mgr.io import file_hash, write_json
 from mgr.models.export import export_keras
@@ -28,7 +28,6 @@ from mgr.tempo import protocol
 from mgr.tempo.dataset import Item
 from mgr.tempo.model import build
 
-CARD_FILE = "card.json"
 ONNX_FILE = "model.onnx"
 
 
