@@ -364,7 +364,8 @@ TEMPO_METERS = {"4/4": (4, 4), "3/4": (3, 4), "12/8": (4, 3), "6/8": (2, 3), "2/
 PULSE_INSTRUMENTS = ("piano", "electric-piano", "guitar", "distorted-guitar", "organ")
 
 
-def sample_tempo_plan(genre: str, rng: np.random.Generator, tempo_range: tuple[float, float] = (50.0, 220.0)) -> Plan:
+def sample_tempo_plan(genre: str, rng: np.random.Generator, tempo_range: tuple[float, float] = (50.0, 220.0),
+                      pulse: bool = True) -> Plan:
     """A plan of ``genre``'s style with a widened rhythmic vocabulary, for tempo training/testing.
 
     The style keeps its own instruments, grooves and progressions (so holding a style out holds
@@ -378,8 +379,8 @@ def sample_tempo_plan(genre: str, rng: np.random.Generator, tempo_range: tuple[f
     the same timbre but softer: a pumping piano, a chugging guitar) in half of the drum-less plans
     and 15 % of the others, and half of those drum-less ones keep only that pulse and the melody:
     music whose beat is marked by loudness alone, as with 8th-note hi-hats over a quarter-note
-    beat. These draws come after all others, so a plan's tempo, meter and phase (what the click
-    sets use) do not depend on them.
+    beat. ``pulse=False`` leaves this step (and its random draws) out: the click sets use it, so
+    their plans and audio do not depend on it.
     """
     plan = sample_plan(genre, rng)
     lo, hi = float(tempo_range[0]), float(tempo_range[1])
@@ -410,7 +411,7 @@ def sample_tempo_plan(genre: str, rng: np.random.Generator, tempo_range: tuple[f
     plan.humanise_ms = float(plan.humanise_ms * rng.uniform(0.5, 1.5))
     # accented pulse comping (a piano pumping 8ths, a guitar chugging): the subdivisions in the
     # beat's timbre, only softer; without drums it is often the only metrical cue
-    if rng.random() < (0.5 if plan.drums is None else 0.15):
+    if pulse and rng.random() < (0.5 if plan.drums is None else 0.15):
         comps = [i for i, pt in enumerate(plan.parts) if pt.role == "comp" and pt.instrument in PULSE_INSTRUMENTS]
         if comps:
             i = comps[int(rng.integers(len(comps)))]
