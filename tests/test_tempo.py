@@ -87,6 +87,35 @@ def test_stretching_the_envelopes_scales_the_tempo() -> None:
         assert abs(F.BPM_GRID[np.argmax(X[:, F.N_ENV])] / (100.0 * s) - 1) <= 0.03
 
 
+def test_band_envelopes_keep_the_loudness_that_db_flux_flattens() -> None:
+    """8th-note clicks, every other one at -9 dB: librosa's dB flux (row 0) sees two near-equal
+    pulses per beat; the loudness flux of the band groups (rows 1-4) and the linear accent flux
+    (row 5) see the loud beat, and their autocorrelation prefers the beat to the 8th level."""
+    from mgr.synth import dsp
+
+    y = np.zeros(10 * SR)
+    step = 0.25  # 8ths at 120 BPM
+    for i, t in enumerate(np.arange(0.1, 9.9, step)):
+        dsp.add_at(y, (1.0 if i % 2 == 0 else 0.35) * dsp.click(SR), int(t * SR))
+    y += 1e-4 * np.random.default_rng(0).standard_normal(y.size)
+    env = F.envelopes(y.astype(np.float32), SR)
+    assert env.shape[0] == F.N_ENV == 6
+    fr = F.fps(SR)
+    frames = np.round(np.arange(0.1, 9.9, step) * fr).astype(int)
+
+    def ratio(row: np.ndarray) -> float:  # soft / loud onset peak
+        pk = np.array([row[max(0, f - 1): f + 3].max() for f in frames])
+        return float(pk[1::2].mean() / pk[0::2].mean())
+
+    assert ratio(env[0]) > 0.7  # the dB flux: the soft click counts almost as much
+    reached = [r for r in range(1, 5) if env[r].max() > 0.1 * env[1:5].max()]  # the groups the click reaches
+    assert reached and all(ratio(env[r]) < 0.65 for r in reached) and ratio(env[5]) < 0.5
+    X = F.evidence(env, fr)
+    q, e = int(round(F.bin_of(120.0))), int(round(F.bin_of(240.0)))
+    for r in reached + [5]:  # autocorrelation: the beat above the 8th level (row 0: the other way round)
+        assert X[q, r] - X[e, r] > 0.1 and X[q, r] - X[e, r] > X[q, 0] - X[e, 0] + 0.15
+
+
 def test_tempo_plans_widen_the_vocabulary_and_keep_the_grid_exact() -> None:
     from mgr.synth.render import beat_times, render
     from mgr.synth.styles import GENRES, sample_tempo_plan
@@ -101,6 +130,16 @@ def test_tempo_plans_widen_the_vocabulary_and_keep_the_grid_exact() -> None:
     r = render(g, SR, 3.0, np.random.default_rng(0))
     bar = g.beats_per_bar * g.steps_per_beat
     assert "drums" in r.tags and all(0 <= st < bar for st, _, _ in g.extra["groove"])
+    # accented pulse comping (the chord on every 8th, the beat louder), sometimes with no drums or bass
+    pulse = [p for p in plans if any(pt.pattern == "pulse" for pt in p.parts)]
+    assert len(pulse) >= 10 and any(p.drums is None and all(pt.role != "bass" for pt in p.parts) for p in pulse)
+    from mgr.synth.render import comp_notes
+
+    g = next(p for p in pulse if p.steps_per_beat == 4)
+    notes = comp_notes(g, "pulse", "piano", 4 * g.beats_per_bar * 4, np.random.default_rng(0))
+    beat = np.array([nt.vel for nt in notes if nt.step % 4 == 0])
+    off = np.array([nt.vel for nt in notes if nt.step % 4 == 2])
+    assert len(beat) == len(off) > 0 and beat.min() > off.max()  # every 8th, only softer off the beat
     p = next(p for p in plans if p.meter == "6/8")
     r = render(p, SR, 3.0, np.random.default_rng(0))
     assert r.audio.shape == (3 * SR,) and np.isfinite(r.audio).all()

@@ -112,6 +112,14 @@ def comp_notes(plan: Plan, pattern: str, instrument: str, total_steps: int, rng:
                     dur = 1.5 if pattern == "power8" else (spb - e if j else e + 2) * 0.9
                     out.append(Note(s0 + b * spb + e, dur, ps, 0.9 if j == 0 else 0.65,
                                     strum_s=strum * (1 if j == 0 else -1)))
+        elif pattern == "pulse":  # the chord repeated on every 8th, the beat louder (pumping piano / chugging guitar)
+            soft = float(rng.uniform(0.3, 0.65))
+            sub = (0, 2) if spb == 4 else tuple(range(spb))  # 8ths; triplet 8ths in compound meters
+            for b in range(beats):
+                for j, e in enumerate(sub):
+                    nxt = sub[j + 1] if j + 1 < len(sub) else spb
+                    out.append(Note(s0 + b * spb + e, (nxt - e) * 0.6, tuple(notes), 0.9 if j == 0 else 0.9 * soft,
+                                    strum_s=strum))
         elif pattern == "skank":
             for b in range(beats):
                 out.append(Note(s0 + b * spb + 2, 1.0, tuple(notes[-3:]), 0.85, strum_s=0.004))

@@ -8,7 +8,7 @@ progressions are shared between genres) so that no single label classifies the g
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -360,7 +360,12 @@ def sample_plan(genre: str, rng: np.random.Generator) -> Plan:
 TEMPO_METERS = {"4/4": (4, 4), "3/4": (3, 4), "12/8": (4, 3), "6/8": (2, 3), "2/4": (2, 4)}
 
 
-def sample_tempo_plan(genre: str, rng: np.random.Generator, tempo_range: tuple[float, float] = (50.0, 220.0)) -> Plan:
+#: comping instruments that can play the accented 8th pulse of :func:`sample_tempo_plan`
+PULSE_INSTRUMENTS = ("piano", "electric-piano", "guitar", "distorted-guitar", "organ")
+
+
+def sample_tempo_plan(genre: str, rng: np.random.Generator, tempo_range: tuple[float, float] = (50.0, 220.0),
+                      pulse: bool = True) -> Plan:
     """A plan of ``genre``'s style with a widened rhythmic vocabulary, for tempo training/testing.
 
     The style keeps its own instruments, grooves and progressions (so holding a style out holds
@@ -369,7 +374,13 @@ def sample_tempo_plan(genre: str, rng: np.random.Generator, tempo_range: tuple[f
     redraw the meter (incl. 6/8 and 2/4), a fifth drop the drums (drum-less music: the beat is
     only in the comping, bass and melody), a third of the others play a random, often syncopated
     groove (:func:`mgr.synth.render.random_groove`), swing is drawn for any style 15 % of the time, and the
-    "room" is wider: longer reverbs, more of them, and noise up to -30 dBFS.
+    "room" is wider: longer reverbs, more of them, and noise up to -30 dBFS. Finally, one comping
+    part plays the accented ``pulse`` (its chord on every 8th, the beat louder, the off-beats in
+    the same timbre but softer: a pumping piano, a chugging guitar) in half of the drum-less plans
+    and 15 % of the others, and half of those drum-less ones keep only that pulse and the melody:
+    music whose beat is marked by loudness alone, as with 8th-note hi-hats over a quarter-note
+    beat. ``pulse=False`` leaves this step (and its random draws) out: the click sets use it, so
+    their plans and audio do not depend on it.
     """
     plan = sample_plan(genre, rng)
     lo, hi = float(tempo_range[0]), float(tempo_range[1])
@@ -398,4 +409,13 @@ def sample_tempo_plan(genre: str, rng: np.random.Generator, tempo_range: tuple[f
     plan.reverb_wet = float(min(0.6, plan.reverb_wet + rng.uniform(0.0, 0.2)))
     plan.noise_db = float(rng.uniform(-85.0, -30.0))
     plan.humanise_ms = float(plan.humanise_ms * rng.uniform(0.5, 1.5))
+    # accented pulse comping (a piano pumping 8ths, a guitar chugging): the subdivisions in the
+    # beat's timbre, only softer; without drums it is often the only metrical cue
+    if pulse and rng.random() < (0.5 if plan.drums is None else 0.15):
+        comps = [i for i, pt in enumerate(plan.parts) if pt.role == "comp" and pt.instrument in PULSE_INSTRUMENTS]
+        if comps:
+            i = comps[int(rng.integers(len(comps)))]
+            plan.parts[i] = replace(plan.parts[i], pattern="pulse")
+            if plan.drums is None and rng.random() < 0.5:  # a solo piano / guitar: the pulse and a melody alone
+                plan.parts = [pt for j, pt in enumerate(plan.parts) if j == i or pt.role == "lead"]
     return plan

@@ -58,8 +58,9 @@ def render_item(seed: int, kind: str, style: str, index: int, duration_s: float,
     """The audio (float32) and exact tempo of one synthetic tempo-set clip."""
 
     rng = _rng(seed, kind, style, index)
-    plan = sample_tempo_plan(style, rng)
-    if kind in ("click", "click_sub"):
+    click = kind in ("click", "click_sub")
+    plan = sample_tempo_plan(style, rng, pulse=not click)  # clicks: no comping to draw
+    if click:
         y = render_click(plan, sr, duration_s).astype(np.float64)
         if kind == "click_sub":  # a softer click on every subdivision: the beat stays the label
             sub = plan.steps_per_beat // 2 if plan.steps_per_beat == 4 else 3

@@ -1,11 +1,19 @@
 """Tempo features: onset envelopes and their evidence on a log-BPM grid (NumPy only).
 
-One STFT per clip (librosa's defaults: ``n_fft=2048``, hop 512, 128 Slaney mels in dB) gives six
-onset envelopes: librosa's own (mean positive dB difference over all bands, from which the DSP
-estimate :func:`mgr.dsp.kernels.tempo_from_envelope` is computed, so the DSP baseline costs nothing
-extra), the same over four mel-band groups (kick / bass, low-mid, high-mid, hats) and the rise
-of the linear amplitude (accents). For each
-envelope, :func:`evidence` samples on :data:`BPM_GRID` (30-295 BPM, 36 bins per octave):
+One STFT per clip (librosa's defaults: ``n_fft=2048``, hop 512, 128 Slaney mels) gives six onset
+envelopes:
+
+* row 0, librosa's own (mean positive dB difference over all bands), from which the DSP estimate
+  :func:`mgr.dsp.kernels.tempo_from_envelope` is computed, so the DSP baseline costs nothing extra;
+* rows 1-4, the *loudness* flux of four mel-band groups (kick / bass, low-mid, high-mid, hats):
+  the rise of the band power raised to :data:`LOUDNESS_EXPONENT` (Stevens' power law, relative to
+  the clip's loudest bin). A dB difference scores a soft onset almost like a loud one (an 8th-note
+  hi-hat or a pumping piano's off-beats as much as the beat), so dB-only envelopes made the model
+  pick the subdivision level; this compression keeps loud onsets louder (a -9 dB click counts
+  about half) while still seeing quiet instruments;
+* row 5, the rise of the linear amplitude (the accents of the whole mix).
+
+For each envelope, :func:`evidence` samples on :data:`BPM_GRID` (30-295 BPM, 36 bins per octave):
 
 * the autocorrelation at the beat period (peaks at the tempo and its *sub*-multiples), and
 * the Fourier tempogram magnitude at the beat frequency (peaks at the tempo and its *multiples*),
@@ -28,7 +36,9 @@ N_BINS = 120
 BPM_GRID = BPM_MIN * 2.0 ** (np.arange(N_BINS) / BINS_PER_OCTAVE)
 #: mel band groups (of 128 Slaney bands at 22.05 kHz: ~0-300 Hz, 300-1100 Hz, 1.1-4 kHz, 4 kHz-)
 BAND_EDGES = (0, 12, 40, 80, 128)
-N_ENV = len(BAND_EDGES) + 1  # full band + 4 groups + the accent (linear-amplitude) flux
+N_ENV = len(BAND_EDGES) + 1  # librosa's dB flux + 4 groups' loudness flux + the accent (linear-amplitude) flux
+#: the band envelopes' compression: power ** 0.3 (loudness ~ intensity ** 0.3, Stevens' law)
+LOUDNESS_EXPONENT = 0.3
 N_CHANNELS = 2 * N_ENV + 1  # acf + fourier per envelope, + the log-BPM position
 HOP = 512
 N_FFT = 2048
@@ -37,8 +47,9 @@ N_FFT = 2048
 def envelopes(y: np.ndarray, sr: int) -> np.ndarray:
     """``(6, n_frames)`` float32 onset envelopes at ``sr / 512`` frames per second; row 0 is
     ``librosa.onset.onset_strength(y=y, sr=sr)`` (what the DSP tempo estimate reads), rows 1-4
-    the same per mel-band group, row 5 the rise of the linear amplitude (dB envelopes make a
-    soft click as strong as a loud one; this one keeps the accents)."""
+    the loudness flux (power ** :data:`LOUDNESS_EXPONENT`) per mel-band group, row 5 the rise of
+    the linear amplitude (dB envelopes make a soft click as strong as a loud one; these keep the
+    accents)."""
 
     y = np.ascontiguousarray(y, dtype=np.float32)
     if y.size < N_FFT:
@@ -48,9 +59,12 @@ def envelopes(y: np.ndarray, sr: int) -> np.ndarray:
     db = fastdsp.power_to_db(mel).astype(np.float32)
     d = np.maximum(0.0, db[:, 1:] - db[:, :-1])
     pad = 1 + N_FFT // (2 * HOP)
+    top = max(float(mel.max()), 1e-20)
+    loud = (mel / top) ** LOUDNESS_EXPONENT
+    dl = np.maximum(0.0, loud[:, 1:] - loud[:, :-1])
     amp = np.sqrt(mel.sum(axis=0))
     amp = amp / max(float(amp.max()), 1e-12)
-    rows = ([d.mean(axis=0)] + [d[a:b].mean(axis=0) for a, b in zip(BAND_EDGES[:-1], BAND_EDGES[1:])]
+    rows = ([d.mean(axis=0)] + [dl[a:b].mean(axis=0) for a, b in zip(BAND_EDGES[:-1], BAND_EDGES[1:])]
             + [np.maximum(0.0, np.diff(amp))])
     env = np.concatenate([np.zeros((len(rows), pad), np.float32), np.stack(rows).astype(np.float32)], axis=1)
     return env[:, : db.shape[1]]
