@@ -31,6 +31,8 @@ TINY = {
            "musicnn_transfer": {"epochs": 1, "finetune_epochs": 1}},
     "train": {"window_s": 1.0, "windows_per_track": 2},
     "evaluate": {"window_s": 1.0, "tempo_baseline": False},
+    "tempo": {"train_clips": 8, "val_clips": 4, "heldout_clips": 3, "click_clips": 2, "duration_s": 3.0,
+              "epochs": 2, "stretches": 1, "workers": 2},
 }
 
 
@@ -105,6 +107,10 @@ def test_repro_produces_every_output(project: Path) -> None:
     assert tr["frontend"]["preset"] == "musicnn" and tr["window_frames"] == 187
     assert tr["pretrained"]["source"]["package"] == "musicnn" and tr["pretrained"]["licence"]["spdx"] == "ISC"
     assert len(tr["pretrained"]["source"]["files"]) == 5  # sha256 of every checkpoint file
+    # the learned tempo estimator: an ONNX artifact with its card, and the protocol's metrics
+    tempo = json.loads((project / "models/tempo/model.json").read_text())
+    assert tempo["kind"] == "tempo" and (project / "models/tempo" / tempo["onnx_file"]).exists()
+    assert set(json.loads((project / "metrics/tempo.json").read_text())["sets"]) >= {"validation", "heldout_styles", "clicks"}
     for m in models:  # every card says what it was trained on (predict warns for the synthetic set)
         on = json.loads((project / "models" / m / "model.json").read_text())["trained_on"]
         assert on["source"] == "synthetic" and on["synthetic"] is True and on["n_train_tracks"] > 0, (m, on)
