@@ -17,6 +17,7 @@ from _common import finish_extraction, run, stage_args  # noqa: E402
 
 def main(argv: list[str] | None = None) -> None:
     from mgr.data.validation.features import validate_feature_table
+    from mgr.distributed.engine import empty_shard_dir
     from mgr.features.extract import load_inputs
     from mgr.features.tables import (
         build_feature_table,
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         report = build_feature_table(tracks, p.audio, feature_set, OUT, workers=p.features.workers,
                                      progress=sys.stderr.isatty())
+        empty_shard_dir(OUT)  # the parts folder is an output in both modes (empty here)
     validate_feature_table(read_feature_table(OUT), feature_names(feature_set),
                            sample_rate=p.audio.sample_rate, expected_tracks=tracks["track_id"].tolist(),
                            report_dir=Path(args.validation_reports))

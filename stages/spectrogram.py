@@ -44,6 +44,7 @@ def keep_freed_memory() -> None:
 def main(argv: list[str] | None = None) -> None:
     keep_freed_memory()
     from mgr.data.validation.features import validate_store
+    from mgr.distributed.engine import empty_shard_dir
     from mgr.features.extract import read_inputs
     from mgr.features.store import build_store
     from mgr.params import load_params
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         report = build_store(tracks, p.audio, sp, args.out, workers=p.spectrogram.workers,
                              progress=sys.stderr.isatty())
+        empty_shard_dir(args.out)  # the shards folder is an output in both modes (empty here)
     validate_store(args.out, report_dir=Path(args.validation_reports))
     finish_extraction(args.metrics, report, args.out)
     print(f"spectrogram ({sp.preset}): {report['n_tracks']} tracks, {report['n_skipped']} skipped, "

@@ -257,3 +257,17 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0]
     except (OSError, IndexError):
         return "Z"
+
+
+def test_one_file_mode_leaves_an_empty_shards_folder(tmp_path):
+    """The shards folder is a DVC output of the stage in both modes: empty (stale shards of an
+    earlier sharded run removed) when the store is one file."""
+    from mgr.distributed.engine import empty_shard_dir, shard_dir
+
+    out = tmp_path / "spectrograms.h5"
+    d = shard_dir(out)
+    d.mkdir()
+    (d / "shard-00000.h5").write_bytes(b"stale")
+    (d / "tmpdir").mkdir()
+    assert empty_shard_dir(out) == d and d.is_dir() and list(d.iterdir()) == []
+    assert empty_shard_dir(tmp_path / "features.parquet").name == "features.shards"

@@ -386,13 +386,15 @@ def test_dvc_stage_wiring_keeps_features_independent_of_spectrogram(project_root
 
     for d in ("src/mgr/audio/decode.py", "src/mgr/features/extract.py", "data/split.csv"):
         assert covered(d, spec["deps"]) and covered(d, feat["deps"])
-    assert spec["outs"] == ["data/spectrograms.h5"] and feat["outs"] == ["data/features.parquet"]
+    # the store / table and the shards folder beside it (empty in one-file mode): one output set in both modes
+    assert spec["outs"] == ["data/spectrograms.h5", "data/spectrograms.shards"]
+    assert feat["outs"] == ["data/features.parquet", "data/features.shards"]
     # every module the stages import from src/mgr is a declared dependency
     assert covered("src/mgr/features/store.py", spec["deps"]) and covered("src/mgr/features/tables.py", feat["deps"])
     # the one front end (mgr.dsp.frontend) is shared: musicnn embeddings in the features table use it
     assert covered("src/mgr/dsp/frontend.py", spec["deps"]) and covered("src/mgr/dsp/frontend.py", feat["deps"])
     mus = stages["spectrogram-musicnn"]
-    assert "--preset musicnn" in mus["cmd"] and mus["outs"] == ["data/spectrograms_musicnn.h5"]
+    assert "--preset musicnn" in mus["cmd"] and mus["outs"] == ["data/spectrograms_musicnn.h5", "data/spectrograms_musicnn.shards"]
     assert set(mus["params"]) == {"audio", "distributed.shard_tracks"}  # musicnn's front end is fixed by the weights
 
 

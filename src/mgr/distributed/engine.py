@@ -142,6 +142,21 @@ def shard_dir(out_path: str | os.PathLike) -> Path:
     return p.with_name(p.stem + ".shards")
 
 
+def empty_shard_dir(out_path: str | os.PathLike) -> Path:
+    """One-file mode: the shards folder beside ``out_path`` exists and is empty (stale shards of an
+    earlier sharded run removed), so the stage's DVC outputs are the same in both modes."""
+    d = shard_dir(out_path)
+    d.mkdir(parents=True, exist_ok=True)
+    for f in d.iterdir():
+        if f.is_file() or f.is_symlink():
+            f.unlink()
+        else:
+            import shutil
+
+            shutil.rmtree(f)
+    return d
+
+
 def shard_ranges(n: int, shard_tracks: int) -> list[tuple[int, int]]:
     """``[(start, stop), ...]`` of ``shard_tracks`` consecutive items covering ``range(n)``."""
     if shard_tracks < 1:
