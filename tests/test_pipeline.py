@@ -247,7 +247,7 @@ def test_changing_split_seed_reruns_split_and_dependants_only(project: Path) -> 
     # dependants rerun unless their inputs came out identical (DVC then skips them)
     assert ran <= {"split", "spectrogram", "spectrogram-musicnn", "features", "train-ml@logreg", "train-ml@xgboost",
                    "train-ml-embedding@svm", "train-ml-embedding@logreg", "train-dl@cnn2d",
-                   "train-dl@musicnn_transfer", "evaluate"}
+                   "train-dl@musicnn_transfer", "train-tempo", "evaluate"}
 
 
 def test_bad_param_stops_with_one_line(project: Path) -> None:

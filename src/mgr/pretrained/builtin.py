@@ -53,14 +53,20 @@ def cache_root() -> Path:
     return Path(base) / "mgr"
 
 
+#: bumped when the artifact :func:`save_backbone` writes changes (its card or files), so a cache
+#: entry built by an older mgr is rebuilt instead of reused
+BUILD_VERSION = 2
+
+
 def _source_key(name: str) -> str:
-    """musicnn version + a hash of the checkpoint files: a new wheel gets a new cache entry."""
+    """musicnn version + a hash of the checkpoint files + :data:`BUILD_VERSION`: a new wheel or a
+    new artifact layout gets a new cache entry."""
     ck = musicnn.checkpoint_dir(BUILTIN[name])
-    h = hashlib.sha256()
+    h = hashlib.sha256(f"build {BUILD_VERSION}".encode())
     for f in musicnn.CHECKPOINT_FILES:
         h.update(f.encode())
         h.update(hashlib.sha256((ck / f).read_bytes()).digest())
-    version = musicnn._wheel_info()["version"]
+    version = musicnn.wheel_info()["version"]
     return f"{version}-{h.hexdigest()[:12]}"
 
 
@@ -162,7 +168,7 @@ def save_backbone(name: str, out_dir: str | Path, *, onnx: bool | None = None) -
     """
     import datetime as _dt
 
-    name = musicnn._canon(name)
+    name = musicnn.canonical_name(name)
     art = musicnn.ARTIFACT_NAMES[name]
     out_dir = Path(out_dir)
     export_keras = None
@@ -184,7 +190,7 @@ def save_backbone(name: str, out_dir: str | Path, *, onnx: bool | None = None) -
         "versions": library_versions("keras", "tensorflow", "numpy", "musicnn"),
         **musicnn.provenance(name),
         "labels": musicnn.tag_vocab(name),
-        "musicnn.tag_vocab": musicnn.tag_vocab(name),
+        "tag_vocab": musicnn.tag_vocab(name),
         "frontend": dict(musicnn.FRONTEND),
         "input_shape": [musicnn.PATCH_FRAMES, musicnn.N_MELS],
         "window_frames": musicnn.PATCH_FRAMES,

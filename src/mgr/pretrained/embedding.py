@@ -53,10 +53,10 @@ def onnx_runner(path: str | Path, threads: int = 1) -> Runner:
 
 
 def embed_patches(run: Runner, patch_batch: np.ndarray) -> np.ndarray:
-    """``(n, 200)`` float32 penultimate-layer embeddings of ``(n, 187, 96)`` musicnn.patches."""
+    """``(n, 200)`` float32 penultimate-layer embeddings of ``(n, 187, 96)`` patches."""
     X = np.asarray(patch_batch, dtype=np.float32)
     if X.ndim != 3 or X.shape[1:] != (musicnn.PATCH_FRAMES, musicnn.N_MELS):
-        raise ValueError(f"embed_patches: expected (n, {musicnn.PATCH_FRAMES}, {musicnn.N_MELS}) musicnn.patches, got {X.shape}")
+        raise ValueError(f"embed_patches: expected (n, {musicnn.PATCH_FRAMES}, {musicnn.N_MELS}) patches, got {X.shape}")
     if len(X) == 0:
         return np.zeros((0, musicnn.PENULTIMATE), np.float32)
     out = run(X)
@@ -68,8 +68,8 @@ def embed_patches(run: Runner, patch_batch: np.ndarray) -> np.ndarray:
 
 def track_embedding(run: Runner, y16k: np.ndarray, hop: int | None = None, pad_mode: str = "reflect") -> np.ndarray:
     """``(400,)`` float32 track embedding of a mono 16 kHz signal: the mean then the max over
-    its musicnn.patches (:func:`musicnn.patches` with ``hop``; a clip under 3 s is repeat-padded to one patch)
-    of the penultimate layer (``pad_mode``: see :func:`musicnn.logmel`). Column names:
+    its patches (:func:`mgr.pretrained.musicnn.patches` with ``hop``; a clip under 3 s is repeat-padded to one patch)
+    of the penultimate layer (``pad_mode``: see :func:`mgr.pretrained.musicnn.logmel`). Column names:
     :func:`embedding_names`."""
     E = embed_patches(run, musicnn.patches(musicnn.logmel(y16k, pad_mode), hop))
     return np.concatenate([E.mean(axis=0), E.max(axis=0)]).astype(np.float32)

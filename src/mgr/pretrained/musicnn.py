@@ -173,7 +173,7 @@ CHECKPOINT_FILES = (".data-00000-of-00001", ".index", ".meta", "checkpoint", "co
 
 
 # ---------------------------------------------------------------------------------- names
-def _canon(name: str) -> str:
+def canonical_name(name: str) -> str:
     """``MSD_musicnn`` / ``MTT_musicnn`` from any spelling (``musicnn_msd``, ``msd`` too)."""
     for k, v in ARTIFACT_NAMES.items():
         if name in (k, v, k.lower(), k.split("_")[0].lower()):  # MSD_musicnn, musicnn_msd, msd
@@ -184,12 +184,12 @@ def _canon(name: str) -> str:
 
 def tag_vocab(name: str) -> list[str]:
     """The 50 tags of ``name``'s taggram, in output order."""
-    return list(MSD_LABELS if _canon(name).startswith("MSD") else MTT_LABELS)
+    return list(MSD_LABELS if canonical_name(name).startswith("MSD") else MTT_LABELS)
 
 
 def embedding_names(name: str) -> list[str]:
     """Column names of :func:`mgr.pretrained.embedding.track_embedding`: ``musicnn_msd_mean_000 .. _199`` then ``_max_``."""
-    art = ARTIFACT_NAMES[_canon(name)]
+    art = ARTIFACT_NAMES[canonical_name(name)]
     return [f"{art}_{stat}_{i:03d}" for stat in ("mean", "max") for i in range(PENULTIMATE)]
 
 
@@ -216,7 +216,7 @@ def package_dir() -> Path:
 
 def checkpoint_dir(name: str) -> Path:
     """Directory of checkpoint ``name``; its TF checkpoint prefix is ``str(dir) + "/"``."""
-    d = package_dir() / _canon(name)
+    d = package_dir() / canonical_name(name)
     missing = [f for f in CHECKPOINT_FILES if not (d / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{d}: checkpoint files missing: {', '.join(missing)}")
@@ -227,7 +227,7 @@ def _checkpoint_config(name: str) -> dict[str, Any]:
     return json.loads((checkpoint_dir(name) / "config.json").read_text())
 
 
-def _wheel_info() -> dict[str, str]:
+def wheel_info() -> dict[str, str]:
     from importlib import metadata
 
     try:
@@ -448,7 +448,7 @@ def build_musicnn(
     """
     import keras
 
-    name = _canon(name)
+    name = canonical_name(name)
     cfg = _checkpoint_config(name)
     if (cfg.get("xInput"), cfg.get("yInput"), cfg.get("num_classes_dataset")) != (PATCH_FRAMES, N_MELS, N_TAGS):
         raise ValueError(f"{name}: unexpected config.json (xInput, yInput, classes) = "
@@ -472,9 +472,9 @@ def provenance(name: str) -> dict[str, Any]:
     """Where backbone ``name``'s weights come from, for every card built on them: the wheel
     (package, version, sha256 of each checkpoint file), its ISC licence notice and the citation."""
 
-    name = _canon(name)
+    name = canonical_name(name)
     ck = checkpoint_dir(name)
-    wheel = _wheel_info()
+    wheel = wheel_info()
     licence_text = wheel["licence_text"]
     copyright_line = next((ln.strip() for ln in licence_text.splitlines() if "Copyright" in ln), "")
     return {

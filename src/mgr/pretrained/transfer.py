@@ -56,7 +56,7 @@ def build_transfer(
         outputs["tempo"] = L.Dense(n_tempo_classes, activation="softmax", name="tempo")(z)
     if n_tags:
         outputs["tags"] = L.Dense(n_tags, activation="sigmoid", name="tags")(z)
-    model = keras.Model(inp, outputs, name=f"transfer_{musicnn.ARTIFACT_NAMES[musicnn._canon(backbone)]}")
+    model = keras.Model(inp, outputs, name=f"transfer_{musicnn.ARTIFACT_NAMES[musicnn.canonical_name(backbone)]}")
     set_backbone_trainable(model, trainable_backbone)
     return model
 
@@ -75,7 +75,7 @@ def transfer_body(x: Any, backbone: str, *, dropout: float = 0.3, weights: bool 
     elif tuple(x.shape[1:]) != (musicnn.PATCH_FRAMES, musicnn.N_MELS):
         raise ValueError(f"musicnn takes ({musicnn.N_MELS}, {musicnn.PATCH_FRAMES}, 1) or ({musicnn.PATCH_FRAMES}, {musicnn.N_MELS}) windows, "
                          f"got {tuple(x.shape[1:])}")
-    bb = musicnn.build_musicnn(musicnn._canon(backbone), outputs="penultimate", weights=weights, model_name=BACKBONE_LAYER,
+    bb = musicnn.build_musicnn(musicnn.canonical_name(backbone), outputs="penultimate", weights=weights, model_name=BACKBONE_LAYER,
                        dropout=False)
     bb.trainable = False
     z = bb(x)
