@@ -164,6 +164,42 @@ def test_readout_inverts_the_soft_targets() -> None:
     assert np.allclose(est, bpm, rtol=0.005) and (conf > 0.95).all()
 
 
+def test_the_prior_decides_between_a_tempo_and_its_double() -> None:
+    """Label-shift correction: equal evidence for 110 and 220 BPM is read as 110 under a prior with
+    median 95 BPM, as 220 under one with median 200; a log-uniform training prior is undone."""
+    rng = np.random.default_rng(0)
+    train = np.exp(rng.uniform(np.log(50), np.log(220), 4000))  # log-uniform labels, as the tempo sets
+    p = F.soft_targets(np.array([110.0])) + F.soft_targets(np.array([220.0]))
+    p /= p.sum()
+    for median, want in ((95.0, 110.0), (200.0, 220.0)):
+        w = F.prior_weights(train, median, 0.5)
+        est, _ = F.readout(F.apply_prior(p, w))
+        assert abs(est[0] / want - 1) <= 0.02, (median, est)
+        assert np.isfinite(w).all() and w.max() == pytest.approx(1.0) and (w > 0).all()
+    # the floor: grid ends the training labels never reached are not amplified above the centre
+    w = F.prior_weights(train, 95.0, 0.5)
+    assert w[F.BPM_GRID > 280].max() < w[np.abs(F.BPM_GRID - 95) < 3].min()
+    assert np.array_equal(F.apply_prior(p, None), p.astype(np.float64))
+    # posteriors stay distributions
+    q = F.apply_prior(rng.dirichlet(np.ones(F.N_BINS), 5), w)
+    assert np.allclose(q.sum(axis=1), 1.0) and (q >= 0).all()
+    with pytest.raises(ValueError):
+        F.prior_weights(train, float("nan"), 0.5)
+
+
+def test_a_card_prior_is_checked() -> None:
+    from mgr.errors import ArtifactError
+    from mgr.tempo.estimate import prior_of
+
+    assert prior_of({}) is None and prior_of({"prior": None}) is None
+    ok = {"prior": {"weights": [1.0] * F.N_BINS}}
+    assert prior_of(ok).shape == (F.N_BINS,)
+    for bad in ([1.0] * (F.N_BINS - 1), [float("nan")] * F.N_BINS, [-1.0] + [1.0] * (F.N_BINS - 1),
+                [0.0] * F.N_BINS, "x", None):
+        with pytest.raises(ArtifactError, match="prior.weights"):
+            prior_of({"prior": {"weights": bad}})
+
+
 # -------------------------------------------------------------- stage + predict
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
@@ -192,7 +228,11 @@ def test_stage_writes_the_artifact_card_and_protocol(trained: Path) -> None:
     m = json.loads((trained / "metrics.json").read_text())
     assert set(m["sets"]) == {"validation", "heldout_styles", "clicks", "clicks_subdivided"}
     for s in m["sets"].values():
-        assert set(s) == {"dsp", "learned"} and {"acc1", "acc2", "mae_bpm", "octave"} <= set(s["learned"])
+        assert set(s) == {"dsp", "learned", "learned (training prior)"}
+        assert {"acc1", "acc2", "mae_bpm", "octave"} <= set(s["learned"])
+    prior = card["prior"]
+    assert (prior["median_bpm"], prior["octaves"]) == (95.0, 0.5) and len(prior["weights"]) == F.N_BINS
+    assert max(prior["weights"]) == pytest.approx(1.0) and min(prior["weights"]) > 0
     assert set(m["sets"]["heldout_styles"]["dsp"]["per_genre_acc1"]) <= {"country", "jazz", "reggae"}
     assert m["n"]["heldout_styles"] == 3 and m["n"]["clicks"] == m["n"]["clicks_subdivided"] == 2
 

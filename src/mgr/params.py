@@ -347,7 +347,10 @@ class TempoParams:
     trained on) and ``click_clips`` metronome tracks (plain, and as many with soft subdivision
     clicks); plus (``use_dataset``) the ``data.source``
     tracks with a ``tempo_bpm``, by split part. Each training clip is also seen at ``stretches``
-    random tempo scales in [stretch_min, stretch_max] (label scaled)."""
+    random tempo scales in [stretch_min, stretch_max] (label scaled). The trained posteriors are
+    moved from the training sets' tempo prior (log-uniform) to a log-normal one with median
+    ``prior_median_bpm`` and ``prior_octaves`` standard deviation (``mgr.tempo.features.prior_weights``;
+    ``prior_median_bpm: null`` keeps the training prior)."""
 
     seed: int = num(14, 0)
     train_clips: int = num(600, 1, 1_000_000)
@@ -366,6 +369,8 @@ class TempoParams:
     width: int = num(16, 4, 512)
     dropout: float = num(0.3, 0.0, 1.0, hi_open=True)
     workers: int = num(0, 0, 256)  # processes for rendering and decoding (0 = all CPUs)
+    prior_median_bpm: float | None = num(95.0, 30.0, 300.0)
+    prior_octaves: float = num(0.5, 0.05, 10.0)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@
 
 Both estimators read the same onset envelopes (:func:`mgr.tempo.features.envelopes`) of the file
 (its first :data:`MAX_ANALYSIS_S` seconds). The confidence is the learned model's probability
-within +-4 % of the reported tempo (``None`` without the model). With ``--timeline`` each segment
+within +-4 % of the reported tempo (``None`` without the model), after the card's tempo prior
+(:func:`prior_of`). With ``--timeline`` each segment
 gets a local tempo from at least :data:`MIN_CONTEXT_S` seconds of audio centred on it.
 Imports NumPy at module level only (onnxruntime when a model is opened; never TensorFlow).
 """
@@ -52,6 +53,22 @@ def read_card(model_dir: str | Path) -> dict[str, Any]:
     return card
 
 
+def prior_of(card: dict[str, Any]) -> np.ndarray | None:
+    """The card's tempo-prior weights (``None`` when it has none), checked: one finite,
+    non-negative, not all-zero weight per grid bin, else a one-line :class:`ArtifactError`."""
+    prior = card.get("prior")
+    if prior is None:
+        return None
+    w = prior.get("weights") if isinstance(prior, dict) else None
+    try:
+        arr = np.asarray(w, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = np.zeros(0)
+    if arr.shape != (F.N_BINS,) or not np.isfinite(arr).all() or (arr < 0).any() or not arr.any():
+        raise ArtifactError(f"tempo card: prior.weights must be {F.N_BINS} finite non-negative numbers, not all zero")
+    return arr
+
+
 class LearnedTempo:
     """The trained estimator: envelopes -> (BPM, confidence)."""
 
@@ -61,15 +78,15 @@ class LearnedTempo:
         self.card = read_card(self.model_dir)
         self.model = OnnxModel(self.model_dir / self.card["onnx_file"], sha256=self.card["sha256"], threads=threads)
         self.beats_dsp = bool(self.card.get("beats_dsp_on_validation"))
+        self.weights = prior_of(self.card)
 
     def probs(self, envs: list[np.ndarray], sr: int) -> np.ndarray:
         X = np.stack([F.evidence(e, F.fps(sr)) for e in envs]).astype(np.float32)
         out = self.model.run_feeds({"input": X})
         p = np.asarray(out["tempo"] if isinstance(out, dict) else out[0], dtype=np.float64)
         if not np.isfinite(p).all():
-
             raise InferenceError(f"{self.model_dir}: non-finite tempo probabilities")
-        return p
+        return F.apply_prior(p, self.weights)
 
     def estimate(self, envs: list[np.ndarray], sr: int) -> tuple[np.ndarray, np.ndarray]:
         return F.readout(self.probs(envs, sr))

@@ -6,7 +6,9 @@ fit :func:`mgr.tempo.model.build` on the train items with scale augmentation
 the learned estimator and the DSP estimate side by side (:mod:`mgr.tempo.protocol`) on the
 validation set, the held-out styles, the click tracks and the dataset's annotated test tracks.
 The artifact is ``models/tempo/model.onnx`` + ``model.json`` (sha256, what it was trained on,
-the validation numbers, and ``beats_dsp_on_validation``, which ``mgr predict --tempo auto`` reads).
+the tempo prior's weights (:func:`mgr.tempo.features.prior_weights`, applied to the model's
+posteriors wherever it is read), the validation numbers, and ``beats_dsp_on_validation``, which
+``mgr predict --tempo auto`` reads).
 """
 
 from __future__ import annotations
@@ -78,10 +80,12 @@ def fit(X: np.ndarray, bpm: np.ndarray, Xv: np.ndarray, bpmv: np.ndarray, tp: An
     return model
 
 
-def predict_keras(model: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def predict_keras(model: Any, X: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(BPM, confidence) of the Keras model, its posteriors moved to the prior of ``weights``
+    (:func:`mgr.tempo.features.prior_weights`; ``None``: the training prior)."""
     if not len(X):
         return np.zeros(0), np.zeros(0)
-    return F.readout(np.asarray(model.predict(X, batch_size=256, verbose=0)))
+    return F.readout(F.apply_prior(np.asarray(model.predict(X, batch_size=256, verbose=0)), weights))
 
 
 def run(p: Any, *, tracks_dir: str | Path, split_csv: str | Path, out_dir: str | Path,
@@ -123,6 +127,7 @@ def run(p: Any, *, tracks_dir: str | Path, split_csv: str | Path, out_dir: str |
     t1 = time.perf_counter()
     model = fit(X, bpm, Xv, bpmv, tp, log)
     t_fit = time.perf_counter() - t1
+    weights = None if tp.prior_median_bpm is None else F.prior_weights(bpm, tp.prior_median_bpm, tp.prior_octaves)
 
     eval_sets = {"validation": val_items, "heldout_styles": sets["heldout"], "clicks": sets["click"],
                  "clicks_subdivided": sets["click_sub"],
@@ -132,9 +137,11 @@ def run(p: Any, *, tracks_dir: str | Path, split_csv: str | Path, out_dir: str |
         if not its:
             continue
         ref = np.array([i.tempo_bpm for i in its])
-        est, _ = predict_keras(model, _features(its))
-        dsp = np.array([i.dsp_bpm for i in its])
-        results[name] = protocol.compare({"dsp": dsp, "learned": est}, ref, [i.genre for i in its])
+        Xs = _features(its)
+        est = {"dsp": np.array([i.dsp_bpm for i in its]), "learned": predict_keras(model, Xs, weights)[0]}
+        if weights is not None:  # what the prior does: the same model read with its training prior
+            est["learned (training prior)"] = predict_keras(model, Xs)[0]
+        results[name] = protocol.compare(est, ref, [i.genre for i in its])
         m, d = results[name]["learned"], results[name]["dsp"]
         log(f"train-tempo: {name} ({m['n']}): learned Acc1 {m['acc1']:.3f} Acc2 {m['acc2']:.3f} | "
             f"dsp Acc1 {d['acc1']:.3f} Acc2 {d['acc2']:.3f}")
@@ -156,6 +163,10 @@ def run(p: Any, *, tracks_dir: str | Path, split_csv: str | Path, out_dir: str |
         "trained_on": {**trained_on(p.data, len(ds["train"])), "tempo_set": {
             "train_styles": train_styles, "heldout_styles": list(tp.heldout_styles), "train_clips": len(sets["train"]),
             "dataset_train_tracks": len(ds["train"]), "stretches": tp.stretches, "duration_s": tp.duration_s, "seed": tp.seed}},
+        "prior": None if weights is None else {
+            "kind": "log-normal", "median_bpm": tp.prior_median_bpm, "octaves": tp.prior_octaves,
+            "floor": F.PRIOR_FLOOR, "weights": [round(float(w), 8) for w in weights],
+            "note": "posteriors x weights, renormalised (label-shift correction from the training sets' tempo prior)"},
         "validation": results.get("validation"),
         "beats_dsp_on_validation": beat,
         "license": "MIT (weights trained by this project's pipeline)",
