@@ -22,11 +22,17 @@ So the features equal the per-segment computation up to float32 summation order 
 ``rtol 1e-4``). Segments that do not start on the grid (the end-aligned last one) or are short
 are computed by :func:`~mgr.dsp.kernels.gtzan57` directly. Memory: about two segments of
 samples and frames, whatever the stream length.
+
+:func:`stream_gtzan57_chunked` cuts the same segments but hands groups of :data:`GROUP`
+consecutive grid-aligned segments (a chunk: the first one's start to the last one's end) to worker
+processes, each running :func:`stream_gtzan57` on its chunk alone (:func:`chunk_features`); a
+segment's features depend on its own samples only, so they are the same within that tolerance.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -275,3 +281,92 @@ def stream_gtzan57(blocks: Iterable[np.ndarray], sr: int, n: int, hop: int,
     elif last_end < total:
         seg = buf[len(buf) - n :]
         yield total - n, seg, n, direct(seg)
+
+
+# ------------------------------------------------------------------ chunks on worker processes
+#: aligned segments per chunk in :func:`stream_gtzan57_chunked`: a chunk recomputes the STFT / HPSS
+#: of its overlap with the next one (``n - hop`` samples), about ``1 / GROUP`` extra work at 50 % overlap
+GROUP = 8
+
+
+def chunk_features(chunk: np.ndarray, sr: int, n: int, hop: int, want: list[bool]) -> list[dict[str, float] | None]:
+    """The features of the ``len(want)`` segments of ``n`` samples at ``0, hop, 2 hop, ...`` of
+    ``chunk`` (which ends where the last one ends), computed by :func:`stream_gtzan57` on the chunk
+    alone; ``None`` where ``want`` is false (a silent segment: no features). A worker process runs
+    this on one chunk of a long stream: a segment's features depend on its own samples only, so they
+    are those of the whole-stream computation (both equal ``kernels.gtzan57`` of the segment at
+    ``rtol 1e-4``)."""
+    step = 10 * sr  # fed in 10 s blocks, as a decoded stream is: the global frames are computed
+    # and dropped a block at a time (the whole chunk at once would hold all its frames)
+    blocks = (chunk[i : i + step] for i in range(0, len(chunk), step))
+    out: list[dict[str, float] | None] = []
+    for (_, _, _, feats), w in zip(stream_gtzan57(blocks, sr, n, hop), want):
+        out.append(feats() if w else None)
+    return out
+
+
+def direct_features(seg: np.ndarray, sr: int) -> dict[str, float]:
+    """``kernels.gtzan57(seg, sr)``: a segment off the frame grid (the end-aligned last one), on a worker."""
+    return K.gtzan57(seg, sr)
+
+
+def stream_gtzan57_chunked(blocks: Iterable[np.ndarray], sr: int, n: int, hop: int, submit: Callable[..., Any],
+                           skip: Callable[[np.ndarray], bool], *, group: int = GROUP, in_flight: int = 4,
+                           on_block: Callable[[int], None] | None = None,
+                           wait: Callable[[Any], Any] | None = None) -> Iterator[tuple[int, np.ndarray, int, Callable]]:
+    """:func:`stream_gtzan57` with the features computed elsewhere: the same segments (starts,
+    samples, ``real``), yielded in order, but every ``group`` consecutive grid-aligned segments
+    form a chunk (from the first one's start to the last one's end; its starts are on the 512-sample
+    grid, so is its frame grid) handed to ``submit(chunk_features, chunk, sr, n, hop, want)``, a
+    process pool's ``submit`` returning a future; the end-aligned last segment goes to
+    ``submit(direct_features, segment, sr)``. ``features()`` of a segment returns its future's
+    result through ``wait(future)`` (default ``future.result()``; a caller may poll it to enforce a
+    time limit) and re-raises a worker's exception. ``skip(segment)`` true: no features wanted (the
+    caller will not ask). At most ``in_flight`` chunks are submitted and not yet yielded, so memory
+    is bounded by about ``in_flight + 1`` chunks whatever the stream length; a too-short stream is
+    one zero-padded segment computed here, as :func:`stream_gtzan57` does."""
+    from collections import deque
+
+    if wait is None:
+        wait = lambda fut: fut.result()  # noqa: E731
+    pending: deque[list[tuple[int, np.ndarray, int, Callable]]] = deque()
+
+    def getter(fut: Any, j: int | None) -> Callable[[], dict]:
+        return lambda: wait(fut) if j is None else wait(fut)[j]
+
+    def submit_chunk(s0: int, chunk: np.ndarray, m: int) -> None:
+        segs = [chunk[j * hop : j * hop + n] for j in range(m)]
+        fut = submit(chunk_features, chunk, sr, n, hop, [not skip(s) for s in segs])
+        pending.append([(s0 + j * hop, s, n, getter(fut, j)) for j, s in enumerate(segs)])
+
+    buf = np.zeros(0, np.float32)
+    base = nxt = 0  # nxt: the next aligned segment start not yet submitted
+    span = (group - 1) * hop + n
+    for block in blocks:
+        block = np.asarray(block, np.float32)
+        if on_block is not None:
+            on_block(len(block))
+        buf = np.concatenate([buf, block])
+        while nxt + span <= base + len(buf):
+            submit_chunk(nxt, buf[nxt - base : nxt - base + span].copy(), group)
+            nxt += group * hop
+            while len(pending) > in_flight:
+                yield from pending.popleft()
+        keep_from = min(nxt, base + len(buf) - n)  # (the last n samples: the end-aligned segment)
+        if keep_from > base:
+            buf, base = buf[keep_from - base :], keep_from
+    total = base + len(buf)
+    if total < n:  # (nothing was submitted: a chunk needs n samples)
+        seg = np.concatenate([buf, np.zeros(n - len(buf), np.float32)])
+        yield 0, seg, total, (lambda: K.gtzan57(seg, sr))
+        return
+    last = (total - n) // hop * hop  # the last aligned start
+    m = (last - nxt) // hop + 1 if last >= nxt else 0
+    if m:
+        submit_chunk(nxt, buf[nxt - base : last + n - base].copy(), m)
+    if last + n < total:
+        seg = buf[len(buf) - n :].copy()
+        fut = None if skip(seg) else submit(direct_features, seg, sr)
+        pending.append([(total - n, seg, n, getter(fut, None))])
+    while pending:
+        yield from pending.popleft()

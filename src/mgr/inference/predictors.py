@@ -5,7 +5,8 @@
   ``model.onnx`` (:func:`mgr.models.deep.load`, the object evaluate scores).
 * :class:`TaggerPredictor`: a built-in pretrained tagger (musicnn) on the same stream.
 * :class:`ClassicalPredictor`: handcrafted features -> the classical artifact's ``model.onnx``
-  (:func:`mgr.models.classical_artifact.load`).
+  (:func:`mgr.models.classical_artifact.load`); a long file's streamed ``gtzan57`` segments are
+  computed in chunks on worker processes (:func:`_parallel_gtzan57`).
 * Segments are combined by ``--aggregate``: ``mean`` probability, or ``vote`` with evaluate's
   rule (:func:`mgr.evaluation.metrics.vote`; the reported probabilities are the vote fractions).
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -329,6 +330,10 @@ def _finite_tempo(bpm: float | None, source: str, warnings: list[str]) -> tuple[
 class ClassicalPredictor(Predictor):
     kind = "classical"
 
+    #: worker processes for a long file's ``gtzan57`` segments (:meth:`_segment_workers`; ``None``:
+    #: one per CPU, 1: in-process)
+    segment_workers: int | None = None
+
     def __init__(self, model_dir: Path, card: dict, **kw: Any):
         super().__init__(**kw)
         self.model_dir, self.card = model_dir, card
@@ -379,24 +384,33 @@ class ClassicalPredictor(Predictor):
                 # starts on the 512-sample frame grid (the hop rounded down to it: no gaps)
                 hop = max(gtzan_stream.H, hop // gtzan_stream.H * gtzan_stream.H)
                 blocks = stream_blocks(path, self.sr, block_s=10.0)
-                segs = gtzan_stream.stream_gtzan57(blocks, self.sr, n, hop, on_block=lambda k: budget.add(k, self.sr))
+                workers = self._segment_workers(duration if frames else 0.0, n, hop)
+                if workers > 1:  # a long file: chunks of segments on worker processes
+                    segs = _parallel_gtzan57(blocks, self.sr, n, hop, workers, budget)
+                else:
+                    segs = gtzan_stream.stream_gtzan57(blocks, self.sr, n, hop,
+                                                       on_block=lambda k: budget.add(k, self.sr))
             else:  # streamed: memory is bounded by one segment whatever the file length
                 segs = stream_segments(path, self.sr, n, hop, budget=budget, with_starts=True)
         rows, tempos, starts, ends, silent = [], [], [], [], []
         decoded = 0
-        for start, seg, real, *shared in segs:
-            budget.check()
-            starts.append(start)
-            ends.append(start + max(real, 1))
-            decoded = max(decoded, start + real)
-            part = np.asarray(seg[:real], np.float64)
-            q = is_silent(float(np.mean(np.square(part))) if len(part) else 0.0)
-            silent.append(q)
-            if q:  # no features for silence (they are not finite there): no say in the answer
-                continue
-            feats = shared[0]() if shared else extract_features(seg, self.sr, self.feature_set)
-            rows.append([feats[c] for c in self.columns])
-            tempos.append(float(feats["tempo"]) if "tempo" in feats else _fastdsp.tempo(seg, self.sr))
+        try:
+            for start, seg, real, *shared in segs:
+                budget.check()
+                starts.append(start)
+                ends.append(start + max(real, 1))
+                decoded = max(decoded, start + real)
+                q = _silent_samples(seg[:real])
+                silent.append(q)
+                if q:  # no features for silence (they are not finite there): no say in the answer
+                    continue
+                feats = shared[0]() if shared else extract_features(seg, self.sr, self.feature_set)
+                rows.append([feats[c] for c in self.columns])
+                tempos.append(float(feats["tempo"]) if "tempo" in feats else _fastdsp.tempo(seg, self.sr))
+        finally:  # (a worker pool is shut down now, also on an error or Ctrl-C)
+            close = getattr(segs, "close", None)
+            if close is not None:
+                close()
         if not frames:
             duration = decoded / self.sr
             if duration < MIN_DURATION_S:
@@ -434,6 +448,22 @@ class ClassicalPredictor(Predictor):
             warnings.append(reason)
         return Prediction(str(path), genre, top, bpm, tempo_src, [], warnings, len(starts), duration, reason, segments)
 
+    def _segment_workers(self, duration: float, n: int, hop: int) -> int:
+        """Worker processes for the streamed ``gtzan57`` segments of a file of ``duration`` seconds
+        (0: undeclared): :attr:`segment_workers` (``None``: one per CPU, :func:`mgr.io.n_workers`), at
+        most one per chunk; 1 (in-process) for a file shorter than :data:`CLASSICAL_PARALLEL_MIN_S`
+        (the pool's start-up would cost more than it saves) or inside a worker process already
+        (``mgr predict --jobs`` runs files on workers: pools are not nested)."""
+        import multiprocessing as mp
+
+        if duration <= CLASSICAL_PARALLEL_MIN_S or mp.parent_process() is not None:
+            return 1
+        from mgr.io import n_workers
+
+        want = n_workers(self.segment_workers or 0)
+        chunks = max(1, int(duration * self.sr - n) // hop // gtzan_stream.GROUP + 1)
+        return max(1, min(want, chunks))
+
 
 
 #: classical models take a file whole (as their training clips) up to this length; a longer file
@@ -446,6 +476,67 @@ CLASSICAL_SEGMENT_S = 30.0
 #: ... and up to this many samples (frames x channels: 60 s of 192 kHz stereo), so a file with
 #: many channels or a high rate is streamed too rather than decoded whole
 CLASSICAL_WHOLE_MAX_SAMPLES = 60 * 192_000 * 2
+#: ... and with ``gtzan57`` a file longer than this is split into chunks of
+#: :data:`mgr.dsp.gtzan_stream.GROUP` consecutive segments whose features are computed on worker
+#: processes (:func:`_parallel_gtzan57`; starting the pool costs about a second)
+CLASSICAL_PARALLEL_MIN_S = 180.0
+#: one BLAS / OpenMP / onnxruntime thread per worker process (the workers are the parallelism)
+_ONE_THREAD = {k: "1" for k in ("MGR_ONNX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+def _silent_samples(part: np.ndarray) -> bool:
+    """Whether a segment's real samples are silence (:func:`~mgr.inference.streaming.is_silent`)."""
+    part = np.asarray(part, np.float64)
+    return is_silent(float(np.mean(np.square(part))) if len(part) else 0.0)
+
+
+def _parallel_gtzan57(blocks: Iterable[np.ndarray], sr: int, n: int, hop: int, workers: int,
+                      budget: _Budget) -> Iterator[tuple[int, np.ndarray, int, Any]]:
+    """The segments of :func:`mgr.dsp.gtzan_stream.stream_gtzan57`, their features computed by
+    ``workers`` fresh processes (:func:`mgr.dsp.gtzan_stream.stream_gtzan57_chunked`: this process
+    decodes and cuts chunks, at most ``2 * workers`` in flight). The budget applies as in-process:
+    every decoded block is added, and the wait for a worker's answer checks the time limit. A
+    worker's exception is re-raised here (same type and message, so the same one-line error).
+    Workers are spawned (a fork would inherit this process's thread pools) with one thread of each
+    library, die with this process (:func:`mgr.io.process_pool`), and are terminated when the
+    generator is closed early (an error, a time limit, Ctrl-C)."""
+    import multiprocessing as mp
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    from mgr.io import process_pool
+
+    def wait(fut: Any) -> Any:
+        while True:
+            try:
+                return fut.result(timeout=0.25)
+            except FutureTimeout:
+                budget.check()
+
+    saved = {k: os.environ.get(k) for k in _ONE_THREAD}
+    os.environ.update(_ONE_THREAD)  # (read by the workers as they start, on the first submits)
+    ex = process_pool(workers, mp_context=mp.get_context("spawn"))
+    finished = False
+    try:
+        yield from gtzan_stream.stream_gtzan57_chunked(
+            blocks, sr, n, hop, ex.submit, _silent_samples, in_flight=2 * workers,
+            on_block=lambda k: budget.add(k, sr), wait=wait)
+        finished = True
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if finished:
+            ex.shutdown(wait=True)
+        else:  # stop now: drop the queued chunks and end the busy workers
+            procs = list((getattr(ex, "_processes", None) or {}).values())
+            ex.shutdown(wait=False, cancel_futures=True)
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+            for p in procs:
+                p.join(timeout=5)
 
 
 
