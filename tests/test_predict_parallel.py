@@ -111,3 +111,17 @@ def test_short_files_and_workers_stay_in_process(long_case):
     assert pred._segment_workers(0.0, n, hop) == 1  # (undeclared length)
     pred.segment_workers = 1
     assert pred._segment_workers(3600.0, n, hop) == 1
+
+
+def test_jobs_sets_the_segment_workers(long_case):
+    """`mgr predict --jobs 1` is in-process throughout: predict_many hands its worker count to the
+    classical predictor (a long file's segments then stay in this process)."""
+    from mgr.inference.predict import predict_many
+
+    model, path = long_case
+    pred = load_predictor(model)
+    [res] = predict_many(pred, [path], workers=1)
+    assert pred.segment_workers == 1 and res.genre is not None and not mp.active_children()
+    assert pred._segment_workers(3600.0, 30 * SR, 15 * SR // 512 * 512) == 1
+    predict_many(pred, [], workers=2)
+    assert pred.segment_workers == 2 and pred._segment_workers(3600.0, 30 * SR, 15 * SR // 512 * 512) == 2

@@ -112,8 +112,12 @@ def predict_many(
     With ``workers > 1`` and at least :data:`PARALLEL_MIN_FILES` files, decoding, the front end
     and the model run in that many fresh worker processes (each loads the same artifact,
     hash-checked, with one onnxruntime and one BLAS thread; at most ``2 * workers`` files in
-    flight; workers die with this process); the answers are the same as in-process."""
+    flight; workers die with this process); the answers are the same as in-process. In-process,
+    a long file's classical ``gtzan57`` segments use up to ``workers`` processes
+    (``ClassicalPredictor.segment_workers``; ``workers=1``: none)."""
     items = list(inputs)
+    if hasattr(predictor, "segment_workers"):
+        predictor.segment_workers = max(1, int(workers))
     n_files = sum(1 for i in items if not isinstance(i, InputFailure))
     if workers > 1 and n_files >= PARALLEL_MIN_FILES and getattr(predictor, "model_dir", None) is not None:
         return _predict_parallel(predictor, items, on_result, min(workers, n_files))

@@ -514,6 +514,7 @@ def _parallel_gtzan57(blocks: Iterable[np.ndarray], sr: int, n: int, hop: int, w
 
     saved = {k: os.environ.get(k) for k in _ONE_THREAD}
     os.environ.update(_ONE_THREAD)  # (read by the workers as they start, on the first submits)
+    before = {c.pid for c in mp.active_children()}
     ex = process_pool(workers, mp_context=mp.get_context("spawn"))
     finished = False
     try:
@@ -531,10 +532,16 @@ def _parallel_gtzan57(blocks: Iterable[np.ndarray], sr: int, n: int, hop: int, w
             ex.shutdown(wait=True)
         else:  # stop now: drop the queued chunks and end the busy workers
             procs = list((getattr(ex, "_processes", None) or {}).values())
+            manager = getattr(ex, "_executor_manager_thread", None)
             ex.shutdown(wait=False, cancel_futures=True)
+            procs += [c for c in mp.active_children() if c.pid not in before and c not in procs]
             for p in procs:
                 if p.is_alive():
                     p.terminate()
+            # the pool's manager thread reaps the workers too: wait for it, or a worker it reaped
+            # first can still read as running here (both wait on the same pid)
+            if manager is not None:
+                manager.join(timeout=5)
             for p in procs:
                 p.join(timeout=5)
 
