@@ -187,6 +187,18 @@ def test_the_prior_decides_between_a_tempo_and_its_double() -> None:
         F.prior_weights(train, float("nan"), 0.5)
 
 
+def test_the_ensemble_averages_its_members() -> None:
+    pytest.importorskip("keras")
+    from mgr.tempo.model import average, build
+
+    members = [build(width=4, seed=s, name=f"m{s}") for s in (1, 2)]
+    x = np.random.default_rng(0).random((3, F.N_BINS, F.N_CHANNELS)).astype(np.float32)
+    want = np.mean([np.asarray(m(x, training=False)) for m in members], axis=0)
+    ens = average(members)
+    assert ens.output_names == ["tempo"] and average(members[:1]) is members[0]
+    np.testing.assert_allclose(np.asarray(ens(x, training=False)), want, rtol=1e-5, atol=1e-7)
+
+
 def test_a_card_prior_is_checked() -> None:
     from mgr.errors import ArtifactError
     from mgr.tempo.estimate import prior_of
@@ -210,7 +222,7 @@ def trained(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tempo_root")
     p = Params()
     p = dataclasses.replace(p, tempo=dataclasses.replace(
-        p.tempo, train_clips=8, val_clips=4, heldout_clips=3, click_clips=2, duration_s=3.0, epochs=2, stretches=1, workers=1))
+        p.tempo, train_clips=8, val_clips=4, heldout_clips=3, click_clips=2, duration_s=3.0, epochs=2, stretches=1, workers=1, ensemble=2))
     metrics, facts = run(p, tracks_dir=root / "data" / "raw" / p.data.source, split_csv=root / "data" / "split.csv",
                          out_dir=root / "models" / "tempo", log=lambda s: None)
     (root / "metrics.json").write_text(json.dumps(metrics))
@@ -224,6 +236,7 @@ def test_stage_writes_the_artifact_card_and_protocol(trained: Path) -> None:
     card = json.loads((d / "model.json").read_text())
     assert card["kind"] == "tempo" and card["sha256"] == file_hash(d / "model.onnx")
     assert card["trained_on"]["tempo_set"]["heldout_styles"] == ["country", "jazz", "reggae"]
+    assert card["trained_on"]["tempo_set"]["ensemble"] == 2 and "mean of 2" in card["method"]
     assert isinstance(card["beats_dsp_on_validation"], bool) and card["validation"]["learned"]["n"] == 4
     m = json.loads((trained / "metrics.json").read_text())
     assert set(m["sets"]) == {"validation", "heldout_styles", "clicks", "clicks_subdivided"}

@@ -369,6 +369,7 @@ class TempoParams:
     width: int = num(16, 4, 512)
     dropout: float = num(0.3, 0.0, 1.0, hi_open=True)
     workers: int = num(0, 0, 256)  # processes for rendering and decoding (0 = all CPUs)
+    ensemble: int = num(3, 1, 64)  # models from seeds seed, seed + 1, ...; their posteriors averaged
     prior_median_bpm: float | None = num(95.0, 30.0, 300.0)
     prior_octaves: float = num(0.5, 0.05, 10.0)
 

@@ -5,8 +5,8 @@ Input ``(batch, N_BINS, N_CHANNELS)`` (:func:`mgr.tempo.features.evidence`), out
 equivariant to a tempo scaling (a factor is a shift), so what the model learns at 90 BPM holds
 at 140 BPM; dilations of 12, 21 and 36 bins let each tempo candidate see its x4/3, x3/2 and x2
 relatives, which is the octave decision (a DSP estimator takes the largest peak after a fixed
-prior instead). The position channel lets it learn a tempo prior. Keras layers only; TensorFlow
-is imported when a model is built.
+prior instead). The position channel lets it learn a tempo prior. :func:`average` makes one model of several trained from different seeds. Keras layers
+only; TensorFlow is imported when a model is built.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from mgr.tempo.features import N_BINS, N_CHANNELS
 
 
-def build(width: int = 32, dropout: float = 0.1, seed: int = 0) -> Any:
+def build(width: int = 32, dropout: float = 0.1, seed: int = 0, name: str = "tempo_estimator") -> Any:
     import keras
     from keras import layers
 
@@ -34,4 +34,19 @@ def build(width: int = 32, dropout: float = 0.1, seed: int = 0) -> Any:
     h = layers.Dropout(dropout, name="drop")(h)
     logits = layers.Flatten(name="flat")(layers.Conv1D(1, 1, name="logit")(h))
     out = layers.Softmax(name="tempo")(logits)
-    return keras.Model(inp, out, name="tempo_estimator")
+    return keras.Model(inp, out, name=name)
+
+
+def average(members: list[Any]) -> Any:
+    """One model whose ``tempo`` output is the mean of ``members``' posteriors (an ensemble of the
+    same architecture trained from different seeds; one member is returned as it is). Where the
+    evidence is ambiguous (a tempo against its double) single members disagree from seed to seed;
+    their mean is a steadier octave decision."""
+    if len(members) == 1:
+        return members[0]
+    import keras
+    from keras import layers
+
+    inp = keras.Input((N_BINS, N_CHANNELS), name="input")
+    out = layers.Average(name="tempo")([m(inp) for m in members])
+    return keras.Model(inp, out, name="tempo_ensemble")

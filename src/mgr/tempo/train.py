@@ -2,7 +2,8 @@
 
 :func:`run` is the whole ``train-tempo`` stage: build the tempo sets (:mod:`mgr.tempo.dataset`),
 fit :func:`mgr.tempo.model.build` on the train items with scale augmentation
-(:func:`mgr.tempo.features.stretch`), keep the epoch with the best validation loss, then report
+(:func:`mgr.tempo.features.stretch`), keep the epoch with the best validation loss, ``tempo.ensemble``
+times from consecutive seeds (their posteriors averaged, :func:`mgr.tempo.model.average`), then report
 the learned estimator and the DSP estimate side by side (:mod:`mgr.tempo.protocol`) on the
 validation set, the held-out styles, the click tracks and the dataset's annotated test tracks.
 The artifact is ``models/tempo/model.onnx`` + ``model.json`` (sha256, what it was trained on,
@@ -28,7 +29,7 @@ from mgr.tempo import dataset as D
 from mgr.tempo import features as F
 from mgr.tempo import protocol
 from mgr.tempo.dataset import Item
-from mgr.tempo.model import build
+from mgr.tempo.model import average, build
 
 ONNX_FILE = "model.onnx"
 
@@ -57,14 +58,16 @@ def augmented(items: list[Item], stretches: int, lo: float, hi: float, seed: int
     return np.stack(X).astype(np.float32), np.asarray(y, dtype=np.float64)
 
 
-def fit(X: np.ndarray, bpm: np.ndarray, Xv: np.ndarray, bpmv: np.ndarray, tp: Any, log: Callable[[str], None] = print) -> Any:
-    """Fit the Keras model; the weights of the epoch with the lowest validation loss are kept."""
+def fit(X: np.ndarray, bpm: np.ndarray, Xv: np.ndarray, bpmv: np.ndarray, tp: Any, log: Callable[[str], None] = print,
+        *, seed: int | None = None, name: str = "tempo_estimator") -> Any:
+    """Fit the Keras model (seed ``seed``, default ``tp.seed``); the weights of the epoch with the
+    lowest validation loss are kept."""
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    model = build(width=tp.width, dropout=tp.dropout, seed=tp.seed)
+    model = build(width=tp.width, dropout=tp.dropout, seed=tp.seed if seed is None else seed, name=name)
     model.compile(optimizer=keras.optimizers.Adam(tp.learning_rate), loss="categorical_crossentropy")
     cbs = [keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=4, min_lr=1e-4, verbose=0)]
     val = None
@@ -125,7 +128,8 @@ def run(p: Any, *, tracks_dir: str | Path, split_csv: str | Path, out_dir: str |
     Xv = _features(val_items)
     bpmv = np.array([i.tempo_bpm for i in val_items])
     t1 = time.perf_counter()
-    model = fit(X, bpm, Xv, bpmv, tp, log)
+    # an ensemble: members from seeds seed, seed + 1, ... whose posteriors are averaged
+    model = average([fit(X, bpm, Xv, bpmv, tp, log, seed=tp.seed + k, name=f"member_{k}") for k in range(tp.ensemble)])
     t_fit = time.perf_counter() - t1
     weights = None if tp.prior_median_bpm is None else F.prior_weights(bpm, tp.prior_median_bpm, tp.prior_octaves)
 
@@ -159,10 +163,11 @@ def run(p: Any, *, tracks_dir: str | Path, split_csv: str | Path, out_dir: str |
         "output": {"name": "tempo", "grid": {"bpm_min": F.BPM_MIN, "bins_per_octave": F.BINS_PER_OCTAVE, "n_bins": F.N_BINS}},
         "sample_rate": sr,
         "method": ("multi-band onset envelopes -> autocorrelation + Fourier tempogram on a log-BPM grid -> "
-                   "dilated 1-D CNN over the grid (softmax), trained with scale augmentation"),
+                   "dilated 1-D CNN over the grid (softmax), trained with scale augmentation; the mean of "
+                   f"{tp.ensemble} such models from different seeds, then the tempo prior"),
         "trained_on": {**trained_on(p.data, len(ds["train"])), "tempo_set": {
             "train_styles": train_styles, "heldout_styles": list(tp.heldout_styles), "train_clips": len(sets["train"]),
-            "dataset_train_tracks": len(ds["train"]), "stretches": tp.stretches, "duration_s": tp.duration_s, "seed": tp.seed}},
+            "dataset_train_tracks": len(ds["train"]), "stretches": tp.stretches, "duration_s": tp.duration_s, "seed": tp.seed, "ensemble": tp.ensemble}},
         "prior": None if weights is None else {
             "kind": "log-normal", "median_bpm": tp.prior_median_bpm, "octaves": tp.prior_octaves,
             "floor": F.PRIOR_FLOOR, "weights": [round(float(w), 8) for w in weights],
