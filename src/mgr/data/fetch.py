@@ -91,13 +91,10 @@ def dataset_dir(params: Params, root: str | Path) -> Path:
 def _collect(params: Params, work_dir: Path, progress: bool) -> Candidates:
     source = params.data.source
     if source == "folder":
-
         return folder.collect(params, work_dir)
     if source == "gtzan":
-
         return gtzan.collect(params, work_dir, progress=progress)
     if source == "fma":
-
         return fma.collect(params, work_dir, progress=progress)
     if source == "synthetic":
         return _collect_synthetic(params, work_dir)
@@ -105,7 +102,6 @@ def _collect(params: Params, work_dir: Path, progress: bool) -> Candidates:
 
 
 def _collect_synthetic(params: Params, work_dir: Path) -> Candidates:
-
     df = synthetic.generate(
         work_dir,
         params.data.synthetic,

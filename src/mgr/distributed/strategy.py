@@ -39,7 +39,6 @@ def get_strategy(distribution: str) -> Any:
     if distribution == "none":
         return tf.distribute.get_strategy()
     if distribution not in ("mirrored", "multi_worker"):
-
         raise ParamsError(f"params: train.distribution: {distribution!r} is not allowed "
                           "(allowed: none, mirrored, multi_worker)")
     if distribution not in _STRATEGIES:

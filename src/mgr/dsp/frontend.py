@@ -60,7 +60,6 @@ def frontend_config(audio_params: Any, spectrogram_params: Any) -> dict:
     fmax = float(sr) / 2 if sp.fmax is None else min(float(sp.fmax), float(sr) / 2)
     fmin = float(sp.fmin)
     if sp.kind == "logmel" and fmin >= fmax:
-
         raise ParamsError(f"params: spectrogram.fmin ({fmin:g}) must be below fmax ({fmax:g} Hz)")
     n_bins = n_fft // 2 + 1
     rows = n_mels if sp.kind == "logmel" else n_bins
@@ -273,6 +272,5 @@ def compute_spectrogram(y: np.ndarray, sr: int, frontend: dict) -> np.ndarray:
     if y.ndim != 1:
         raise ValueError(f"compute_spectrogram expects a mono 1-D signal, got shape {y.shape}")
     if int(sr) != int(frontend["sr"]):
-
         y = resample(y.astype(np.float32, copy=False), int(sr), int(frontend["sr"]))
     return _frames_major(y, frontend).T

@@ -181,7 +181,6 @@ def _limit_threads() -> None:
 
 
 def _probe(path: str) -> tuple[int, int] | str:
-
     try:
         frames, sr, _ = audio_info(path)
         return frames, sr

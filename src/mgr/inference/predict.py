@@ -61,7 +61,6 @@ Modules
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -69,7 +68,7 @@ from typing import Any
 from mgr.errors import ArtifactError, AudioError, UserError
 from mgr.inference.inputs import UsageError, _short, _strip_prefix
 from mgr.inference.output import InputFailure, Prediction, display_text
-from mgr.inference.predictors import Predictor, load_predictor
+from mgr.inference.predictors import Predictor, load_predictor, one_thread_env
 from mgr.inference.runtime import InferenceError
 from mgr.io import process_pool
 
@@ -148,29 +147,18 @@ def _predict_parallel(predictor: Predictor, items: list, on_result: Callable[[An
                       workers: int) -> list[Prediction | InputFailure]:
     import multiprocessing as mp  # (stdlib, only for --jobs)
 
-    
     # fresh interpreters (spawn): a fork would inherit the parent's BLAS/OpenMP/onnxruntime thread
     # state, which can deadlock the child; one thread of each per worker (the workers are the
     # parallelism), set in the environment they start with
     ctx = mp.get_context("spawn")
-    one = {k: "1" for k in ("MGR_ONNX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-    saved = {k: os.environ.get(k) for k in one}
-    os.environ.update(one)
-    try:
+    with one_thread_env():
         return _run_pool(predictor, items, on_result, workers, ctx)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _run_pool(predictor: Predictor, items: list, on_result: Callable[[Any], None] | None, workers: int,
               ctx: Any) -> list[Prediction | InputFailure]:
     from concurrent.futures import FIRST_COMPLETED, wait  # (stdlib, only for --jobs)
 
-    
     results: list[Any] = [None] * len(items)
     done_flags = [False] * len(items)
     next_out = 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -484,6 +485,22 @@ CLASSICAL_PARALLEL_MIN_S = 180.0
 _ONE_THREAD = {k: "1" for k in ("MGR_ONNX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
+@contextmanager
+def one_thread_env() -> Iterator[None]:
+    """Within the block, the environment asks for one thread of each library (:data:`_ONE_THREAD`),
+    so worker processes spawned meanwhile start with it; restored afterwards."""
+    saved = {k: os.environ.get(k) for k in _ONE_THREAD}
+    os.environ.update(_ONE_THREAD)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _silent_samples(part: np.ndarray) -> bool:
     """Whether a segment's real samples are silence (:func:`~mgr.inference.streaming.is_silent`)."""
     part = np.asarray(part, np.float64)
@@ -512,22 +529,16 @@ def _parallel_gtzan57(blocks: Iterable[np.ndarray], sr: int, n: int, hop: int, w
             except FutureTimeout:
                 budget.check()
 
-    saved = {k: os.environ.get(k) for k in _ONE_THREAD}
-    os.environ.update(_ONE_THREAD)  # (read by the workers as they start, on the first submits)
     before = {c.pid for c in mp.active_children()}
     ex = process_pool(workers, mp_context=mp.get_context("spawn"))
     finished = False
     try:
-        yield from gtzan_stream.stream_gtzan57_chunked(
-            blocks, sr, n, hop, ex.submit, _silent_samples, in_flight=2 * workers,
-            on_block=lambda k: budget.add(k, sr), wait=wait)
+        with one_thread_env():  # (read by the workers as they start, on the first submits)
+            yield from gtzan_stream.stream_gtzan57_chunked(
+                blocks, sr, n, hop, ex.submit, _silent_samples, in_flight=2 * workers,
+                on_block=lambda k: budget.add(k, sr), wait=wait)
         finished = True
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         if finished:
             ex.shutdown(wait=True)
         else:  # stop now: drop the queued chunks and end the busy workers

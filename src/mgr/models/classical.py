@@ -116,7 +116,6 @@ def fold_assignments(df: Any) -> list[tuple[int | None, np.ndarray]]:
     if "fold" in df.columns:
         fold = df["fold"]
         if fold.notna().all() and (fold >= 0).all() and fold.nunique() >= 2:
-
             sdf = df[["track_id", "split"]].copy()
             sdf["fold"] = fold.astype(int).to_numpy()
             return [(f, fold_split(sdf, f)["split"].to_numpy()) for f in range(n_folds(sdf))]

@@ -76,7 +76,6 @@ def _write(model_proto: Any, path: str | Path) -> Path:
 
 
 def _check_parity(path: Path, feeds: dict[str, np.ndarray], want: dict[str, np.ndarray], atol: float, what: str) -> float:
-
     m = OnnxModel(path, threads=1)
     got = m.run_feeds(feeds)
     worst = 0.0

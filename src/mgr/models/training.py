@@ -380,12 +380,10 @@ def _runs_root(metrics_dir: Path) -> Path:
 
 
 def _versions() -> dict:
-
     return library_versions(*VERSION_PACKAGES)
 
 
 def make_card(name, store, tp, mp, *, window_frames, mean, std, targets, n_tags, val, fold, input_shape) -> dict:
-
     frontend = dict(store.frontend)
     audio_keys = ("sample_rate", "sr", "duration_s", "offset_s", "pad", "mono")
     return {
@@ -475,11 +473,6 @@ def kfold_metrics(per_fold: dict[int, dict], main_fold: int) -> dict:
     return base
 
 
-def _write_artifact(model, card: dict, d: Path) -> None:
-
-    write_artifact(model, card, d)
-
-
 def run_train_dl(
     name: str,
     params: Any,
@@ -529,7 +522,7 @@ def run_train_dl(
                         name, store, tpf, mp, live_dir=live_dir if f == main_fold else None, verbose=verbose,
                     )
                     res.card["trained_on"] = cards.trained_on(params.data, res.metrics.get("n_train_tracks"))
-                    _write_artifact(res.model, res.card, tmp / f"fold_{f}")
+                    write_artifact(res.model, res.card, tmp / f"fold_{f}")
                     per_fold[f] = res.metrics
                     acc = (res.metrics.get("val") or {}).get("track", {}).get("accuracy")
                     if log is not None:

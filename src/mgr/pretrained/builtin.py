@@ -75,7 +75,6 @@ def _card(d: Path) -> dict:
 
 
 def _complete(d: Path) -> bool:
-
     try:
         card = _card(d)
         return bool(card.get("onnx_sha256")) and file_hash(d / card["onnx_file"]) == card["onnx_sha256"]

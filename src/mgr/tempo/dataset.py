@@ -77,7 +77,6 @@ def render_item(seed: int, kind: str, style: str, index: int, duration_s: float,
 
 
 def _synth_job(job: tuple) -> Item:
-
     seed, kind, style, index, duration_s, sr = job
     y, bpm = render_item(seed, kind, style, index, duration_s, sr)
     env = envelopes(y, sr)
@@ -93,7 +92,6 @@ def synthetic_jobs(kind: str, n: int, styles: Sequence[str], *, seed: int, durat
 
 
 def _map(fn: Any, jobs: list, workers: int) -> list:
-
     n = min(n_workers(workers), max(1, len(jobs)))
     if n > 1 and len(jobs) >= 8:
         with process_pool(n) as ex:
@@ -106,7 +104,6 @@ def synthetic_items(jobs: list[tuple], workers: int = 0) -> list[Item]:
 
 
 def _dataset_job(job: tuple) -> Item | None:
-
     track_id, path, genre, bpm, part, audio = job
     try:
         y = load_audio(path, sr=audio["sample_rate"], offset_s=audio["offset_s"], duration_s=audio["duration_s"], pad=audio["pad"])
@@ -152,7 +149,6 @@ def generate(out_dir: str | Path, n: int, *, kind: str = "train", styles: Sequen
 
 
 def _write_job(job: tuple) -> dict:
-
     out_dir, (seed, kind, style, index, duration_s, sr), fmt = job
     y, bpm = render_item(seed, kind, style, index, duration_s, sr)
     track_id = f"{kind}.{style}.{index:05d}"

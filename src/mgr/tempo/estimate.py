@@ -73,7 +73,6 @@ class LearnedTempo:
     """The trained estimator: envelopes -> (BPM, confidence)."""
 
     def __init__(self, model_dir: str | Path, threads: int | None = 1):
-
         self.model_dir = Path(model_dir)
         self.card = read_card(self.model_dir)
         self.model = OnnxModel(self.model_dir / self.card["onnx_file"], sha256=self.card["sha256"], threads=threads)
@@ -103,7 +102,6 @@ class TempoChoice:
     def __init__(self, mode: str | None = "auto", model_dir: str | Path = Path("models") / "tempo", sr: int = 22050):
         mode = mode or "auto"
         if mode not in MODES:
-
             raise UserError(f"--tempo must be one of {', '.join(MODES)} (got {mode!r})")
         self.requested, self.sr, self.learned = mode, int(sr), None
         model_dir = Path(model_dir)

@@ -122,7 +122,6 @@ def side_by_side(paths: Any, p: Any, tracks: Any, test_ids: dict, baseline: dict
             est[f"{name} (tempo head)"] = np.array([h.get(i, np.nan) for i in ids], dtype=float)
     model_dir = Path(paths.models) / "tempo"
     if (model_dir / CARD_FILE).is_file():
-
         lt = LearnedTempo(model_dir)
         sr = p.audio.sample_rate
         vals = []

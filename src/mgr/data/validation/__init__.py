@@ -320,7 +320,6 @@ def validate_split(
     if "fold" in df.columns:
         exps.append(E.ExpectColumnValuesToNotBeNull(column="fold"))
     if duplicates:
-
         t = tracks.reset_index(drop=True)
         key = duplicate_sets(t)
         if len(key):
