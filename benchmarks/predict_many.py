@@ -4,7 +4,8 @@ Run: ``uv run python benchmarks/predict_many.py [--files 300] [--seconds 3] [--m
 
 Writes ``--files`` WAV clips (22.05 kHz, ``--seconds`` each) to a temporary directory and times
 ``mgr predict DIR -f json -q`` as a fresh process with ``--jobs 1`` and with ``--jobs 0`` (one
-worker per CPU), best of ``--repeat``; checks both print the same lines. The model defaults to
+worker per CPU), best of ``--repeat``; checks both give the same answers (numbers within 1e-5: one onnxruntime thread per worker
+against several in-process can move the last printed digit). The model defaults to
 the small deep fixture of the tests (``tests/data/predict/tiny_cnn``); pass ``--model`` for a
 trained one (e.g. ``models/svm``).
 """
@@ -52,10 +53,34 @@ def main() -> None:
             text = r.stdout
             assert r.returncode == 0, r.stderr[-2000:]
         out[jobs] = (best, text)
-    same = out["1"][1] == out["0"][1]
+    same, diff = _compare(out["1"][1], out["0"][1])
     print(f"{a.files} files x {a.seconds:g} s, model {Path(a.model).name}, {os.cpu_count()} CPUs")
     print(f"--jobs 1: {out['1'][0]:.2f} s   --jobs 0 (one worker per CPU): {out['0'][0]:.2f} s   "
-          f"speed-up {out['1'][0] / out['0'][0]:.2f}x   identical output: {same}")
+          f"speed-up {out['1'][0] / out['0'][0]:.2f}x   same answers: {same} (largest number difference {diff:.1e})")
+
+
+def _compare(a: str, b: str) -> tuple[bool, float]:
+    """Whether two runs' JSON lines give the same answers (same files in the same order, the same
+    labels and strings; numbers within 1e-5: the workers run onnxruntime on one thread, the
+    in-process run on several, so the last printed digit can differ) and the largest difference."""
+    import json
+
+    worst = 0.0
+
+    def same(x, y) -> bool:
+        nonlocal worst
+        if isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
+            worst = max(worst, abs(x - y))
+            return abs(x - y) <= 1e-5
+        if isinstance(x, dict):
+            return isinstance(y, dict) and x.keys() == y.keys() and all(same(x[k], y[k]) for k in x)
+        if isinstance(x, list):
+            return isinstance(y, list) and len(x) == len(y) and all(same(u, v) for u, v in zip(x, y))
+        return x == y
+
+    la, lb = a.strip().splitlines(), b.strip().splitlines()
+    ok = len(la) == len(lb) and all(same(json.loads(x), json.loads(y)) for x, y in zip(la, lb))
+    return ok, worst
 
 
 if __name__ == "__main__":
