@@ -283,6 +283,27 @@ def test_estimator_modes_and_tamper_check(trained: Path, tmp_path: Path) -> None
         TempoChoice("learned", bad)
 
 
+def test_timeline_tempo_past_the_analysed_start_and_short_stretches(trained: Path, tmp_path: Path, monkeypatch) -> None:
+    """A long file is analysed for its first MAX_ANALYSIS_S seconds; timeline segments past that (or
+    straddling it) decode their own stretch and get a local tempo; a stretch shorter than the 1 s
+    detrending window no longer fails (it used to raise a broadcast ValueError)."""
+    from mgr.inference.output import Prediction, Segment
+    from mgr.synth.render import render_click
+    from mgr.tempo import estimate
+
+    wav = tmp_path / "long_click.wav"
+    sf.write(wav, np.concatenate([render_click(_click_plan(100.0), SR, 12.0), render_click(_click_plan(150.0), SR, 12.0)]), SR)
+    monkeypatch.setattr(estimate, "MAX_ANALYSIS_S", 10.0)
+    segs = [Segment(0.0, 10.0, "pop", [], None), Segment(9.0, 12.0, "pop", [], None), Segment(14.0, 24.0, "pop", [], None)]
+    r = estimate.TempoChoice("dsp", trained / "models" / "tempo").apply(
+        Prediction(str(wav), "pop", [("pop", 1.0)], None, "model", segments=segs), wav)
+    got = [sg.tempo_bpm for sg in r.segments]
+    assert abs(got[0] / 100 - 1) <= 0.04 and abs(got[2] / 150 - 1) <= 0.04, got
+    assert got[1] is not None  # straddles the analysed 10 s: its own stretch
+    env = F.envelopes(render_click(_click_plan(120.0), SR, 0.8), SR)  # ~34 frames < 43 (1 s)
+    assert F.evidence(env, F.fps(SR)).shape == (F.N_BINS, F.N_CHANNELS)
+
+
 def test_predict_cli_tempo_option(trained: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -11,7 +11,8 @@ Both estimators read the same onset envelopes (:func:`mgr.tempo.features.envelop
 (its first :data:`MAX_ANALYSIS_S` seconds). The confidence is the learned model's probability
 within +-4 % of the reported tempo (``None`` without the model), after the card's tempo prior
 (:func:`prior_of`). With ``--timeline`` each segment
-gets a local tempo from at least :data:`MIN_CONTEXT_S` seconds of audio centred on it.
+gets a local tempo from at least :data:`MIN_CONTEXT_S` seconds of audio centred on it (segments
+past the first :data:`MAX_ANALYSIS_S` seconds decode their own stretch of the file).
 Imports NumPy at module level only (onnxruntime when a model is opened; never TensorFlow).
 """
 
@@ -32,6 +33,8 @@ from mgr.tempo import features as F
 MODES = ("auto", "dsp", "learned")
 MAX_ANALYSIS_S = 600.0
 MIN_CONTEXT_S = 8.0
+#: a segment's local tempo needs at least this many envelope frames (~2 s), else it is ``None``
+MIN_FRAMES = 86
 
 
 def read_card(model_dir: str | Path) -> dict[str, Any]:
@@ -136,15 +139,21 @@ class TempoChoice:
         pred.tempo_bpm, pred.tempo_source, pred.tempo_confidence = bpm, self.mode, conf
         pred.tempo_estimator = self.mode
         fr = F.fps(self.sr)
+        analysed_s = y.size / self.sr
         for sg in pred.segments or []:
-            if sg.silent or sg.start_s >= y.size / self.sr:
+            if sg.silent:
                 continue
-            a, b = int(sg.start_s * fr), int(np.ceil(sg.end_s * fr))
-            ctx = int(MIN_CONTEXT_S * fr)
-            if b - a < ctx:
-                mid = (a + b) // 2
-                a, b = max(0, mid - ctx // 2), min(env.shape[1], max(0, mid - ctx // 2) + ctx)
-            sg.tempo_bpm = self._one(env[:, a:b])[0] if b - a >= 8 else None
+            t0, t1 = float(sg.start_s), float(sg.end_s)
+            if t1 - t0 < MIN_CONTEXT_S:  # at least MIN_CONTEXT_S of audio, centred on the segment
+                mid = 0.5 * (t0 + t1)
+                t0 = max(0.0, mid - 0.5 * MIN_CONTEXT_S)
+                t1 = t0 + MIN_CONTEXT_S
+            if t1 <= analysed_s or analysed_s < MAX_ANALYSIS_S:  # (analysed: this stretch, or the whole file)
+                seg_env = env[:, int(t0 * fr) : int(np.ceil(min(t1, analysed_s) * fr))]
+            else:  # past the analysed start of a long file: decode this stretch on its own
+                ys = load_audio(path, sr=self.sr, offset_s=t0, duration_s=t1 - t0, pad=False)
+                seg_env = F.envelopes(ys, self.sr) if ys.size and np.any(ys) else env[:, :0]
+            sg.tempo_bpm = self._one(seg_env)[0] if seg_env.shape[1] >= MIN_FRAMES else None
         return pred
 
     def _one(self, env: np.ndarray) -> tuple[float, float | None]:

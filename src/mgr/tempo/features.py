@@ -101,7 +101,7 @@ def stretch(env: np.ndarray, scale: float) -> np.ndarray:
 
 def _normalise(x: np.ndarray, frame_rate: float) -> np.ndarray:
     """Remove the slow trend (1 s moving average) and scale to unit variance, per row."""
-    k = max(1, int(round(frame_rate)))
+    k = max(1, min(int(round(frame_rate)), x.shape[1]))  # (np.convolve "same" is max-length)
     ker = np.ones(k) / k
     trend = np.stack([np.convolve(r, ker, mode="same") for r in x])
     x = x - trend
