@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from _classical_helpers import tiny_gtzan57_logreg, tone
 
 from mgr.errors import ArtifactError, AudioError
 from mgr.inference.catalog import best_model_name, list_models, resolve_model
@@ -475,17 +476,10 @@ def test_classical_long_file_streamed_features_give_the_per_segment_answer(tmp_p
     import mgr.inference.predictors as P
     from mgr.audio.decode import load_audio
     from mgr.features.tables import extract_features
-    from mgr.models import classical, classical_artifact
-    from mgr.params import MlParams
+    from mgr.models import classical_artifact
 
-    rows = []
-    for g, (f0, bpm) in {"low": (150.0, 90.0), "high": (900.0, 140.0)}.items():
-        for i in range(3):
-            rows.append({"track_id": f"{g}{i}", "split": "train", "genre": g,
-                         **extract_features(_tone(2.5, f0 + 20 * i, bpm), SR, "gtzan57")})
-    o = classical.train("logreg", pd.DataFrame(rows), MlParams(), feature_set="gtzan57")
-    classical_artifact.save(o.model, tmp_path / "logreg", o.card)
-    y = np.concatenate([_tone(8.0, 910.0, 140.0), _tone(12.0, 160.0, 90.0)])
+    tiny_gtzan57_logreg(tmp_path / "logreg")
+    y = np.concatenate([tone(8.0, 910.0, 140.0), tone(12.0, 160.0, 90.0)])
     path = _write(tmp_path / "long.wav", y)
     orig = (P.CLASSICAL_WHOLE_MAX_S, P.CLASSICAL_SEGMENT_S)
     P.CLASSICAL_WHOLE_MAX_S, P.CLASSICAL_SEGMENT_S = 8.0, 7.0
@@ -502,11 +496,6 @@ def test_classical_long_file_streamed_features_give_the_per_segment_answer(tmp_p
     for sg, p in zip(res.segments, seg_p):
         assert dict(sg.top_k) == pytest.approx({lab: p[i] for i, lab in enumerate(art.card["labels"])}, abs=1e-5)
     assert dict(res.top_k) == pytest.approx(dict(zip(art.card["labels"], seg_p.mean(axis=0))), abs=1e-5)
-
-
-def _tone(seconds: float, f0: float, bpm: float) -> np.ndarray:
-    t = np.arange(int(seconds * SR)) / SR
-    return (0.3 * np.sin(2 * np.pi * f0 * t) * (0.3 + (np.mod(t, 60 / bpm) < 0.03))).astype(np.float32)
 
 
 @pytest.mark.slow

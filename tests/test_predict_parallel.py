@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from _classical_helpers import SR, tiny_gtzan57_logreg, tone
 
 import mgr.inference.predictors as P
 from mgr.audio.decode import stream_blocks
@@ -18,35 +19,16 @@ from mgr.errors import AudioError
 from mgr.inference.inputs import _Budget
 from mgr.inference.predictors import load_predictor
 
-SR = 22050
-
-
-def _tone(seconds: float, f0: float, bpm: float) -> np.ndarray:
-    t = np.arange(int(seconds * SR)) / SR
-    return (0.3 * np.sin(2 * np.pi * f0 * t) * (0.3 + (np.mod(t, 60 / bpm) < 0.03))).astype(np.float32)
-
 
 @pytest.fixture(scope="module")
 def long_case(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny gtzan57 logreg and a 4 min 7 s file (two chunks, the second partial, a silent
     stretch holding a whole segment, an end-aligned last segment)."""
-    import pandas as pd
-
-    from mgr.features.tables import extract_features
-    from mgr.models import classical, classical_artifact
-    from mgr.params import MlParams
-
     tmp = tmp_path_factory.mktemp("parallel")
-    rows = []
-    for g, (f0, bpm) in {"low": (150.0, 90.0), "high": (900.0, 140.0)}.items():
-        for i in range(3):
-            rows.append({"track_id": f"{g}{i}", "split": "train", "genre": g,
-                         **extract_features(_tone(2.5, f0 + 20 * i, bpm), SR, "gtzan57")})
-    o = classical.train("logreg", pd.DataFrame(rows), MlParams(), feature_set="gtzan57")
-    classical_artifact.save(o.model, tmp / "logreg", o.card)
+    tiny_gtzan57_logreg(tmp / "logreg")
     rng = np.random.default_rng(0)
-    parts = [_tone(50.0, 880.0, 140.0), np.zeros(50 * SR, np.float32), _tone(70.0, 160.0, 90.0),
-             _tone(77.0, 440.0, 120.0)]
+    parts = [tone(50.0, 880.0, 140.0), np.zeros(50 * SR, np.float32), tone(70.0, 160.0, 90.0),
+             tone(77.0, 440.0, 120.0)]
     y = np.concatenate(parts)
     y = y + (0.01 * rng.standard_normal(len(y))).astype(np.float32) * (np.abs(y) > 0)
     path = tmp / "long.wav"

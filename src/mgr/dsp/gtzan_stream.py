@@ -305,11 +305,6 @@ def chunk_features(chunk: np.ndarray, sr: int, n: int, hop: int, want: list[bool
     return out
 
 
-def direct_features(seg: np.ndarray, sr: int) -> dict[str, float]:
-    """``kernels.gtzan57(seg, sr)``: a segment off the frame grid (the end-aligned last one), on a worker."""
-    return K.gtzan57(seg, sr)
-
-
 def stream_gtzan57_chunked(blocks: Iterable[np.ndarray], sr: int, n: int, hop: int, submit: Callable[..., Any],
                            skip: Callable[[np.ndarray], bool], *, group: int = GROUP, in_flight: int = 4,
                            on_block: Callable[[int], None] | None = None,
@@ -319,7 +314,7 @@ def stream_gtzan57_chunked(blocks: Iterable[np.ndarray], sr: int, n: int, hop: i
     form a chunk (from the first one's start to the last one's end; its starts are on the 512-sample
     grid, so is its frame grid) handed to ``submit(chunk_features, chunk, sr, n, hop, want)``, a
     process pool's ``submit`` returning a future; the end-aligned last segment goes to
-    ``submit(direct_features, segment, sr)``. ``features()`` of a segment returns its future's
+    ``submit(kernels.gtzan57, segment, sr)``. ``features()`` of a segment returns its future's
     result through ``wait(future)`` (default ``future.result()``; a caller may poll it to enforce a
     time limit) and re-raises a worker's exception. ``skip(segment)`` true: no features wanted (the
     caller will not ask). At most ``in_flight`` chunks are submitted and not yet yielded, so memory
@@ -366,7 +361,7 @@ def stream_gtzan57_chunked(blocks: Iterable[np.ndarray], sr: int, n: int, hop: i
         submit_chunk(nxt, buf[nxt - base : last + n - base].copy(), m)
     if last + n < total:
         seg = buf[len(buf) - n :].copy()
-        fut = None if skip(seg) else submit(direct_features, seg, sr)
+        fut = None if skip(seg) else submit(K.gtzan57, seg, sr)  # (off the frame grid)
         pending.append([(total - n, seg, n, getter(fut, None))])
     while pending:
         yield from pending.popleft()

@@ -54,6 +54,7 @@ from mgr.inference.streaming import (
     spectrogram_frames,
     stream_segments,
 )
+from mgr.io import n_workers, process_pool
 from mgr.models import classical_artifact, deep
 from mgr.tempo.estimate import TempoChoice
 
@@ -459,8 +460,6 @@ class ClassicalPredictor(Predictor):
 
         if duration <= CLASSICAL_PARALLEL_MIN_S or mp.parent_process() is not None:
             return 1
-        from mgr.io import n_workers
-
         want = n_workers(self.segment_workers or 0)
         chunks = max(1, int(duration * self.sr - n) // hop // gtzan_stream.GROUP + 1)
         return max(1, min(want, chunks))
@@ -519,8 +518,6 @@ def _parallel_gtzan57(blocks: Iterable[np.ndarray], sr: int, n: int, hop: int, w
     generator is closed early (an error, a time limit, Ctrl-C)."""
     import multiprocessing as mp
     from concurrent.futures import TimeoutError as FutureTimeout
-
-    from mgr.io import process_pool
 
     def wait(fut: Any) -> Any:
         while True:
