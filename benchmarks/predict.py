@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -198,63 +199,66 @@ def main() -> None:
                     help="keep PYTHONDONTWRITEBYTECODE as the environment has it (every import recompiles)")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mgr-bench-"))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    if not a.no_bytecode_cache:
-        # A normal Python caches compiled bytecode after the first import. Some sandboxes set
-        # PYTHONDONTWRITEBYTECODE, which makes every cold start recompile scipy/librosa/sklearn/TF
-        # from source; cache into a private prefix instead (the venv is not touched).
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
-    clip = a.clip or make_clip(tmp / "one_clip.wav")
-    dirs = {}
-    for name, maker in (("svm", make_svm), ("cnn2d", make_cnn2d)):
-        d = a.models / name
-        if not (d / "model.json").is_file():
-            print(f"{d} not found: building a stand-in in {tmp}", file=sys.stderr)
-            d = maker(tmp)
-        dirs[name] = d
-    env["MGR_CACHE_DIR"] = str(tmp / "cache")
-    sys.path.insert(0, str(ROOT / "src"))
-    os.environ["MGR_CACHE_DIR"] = env["MGR_CACHE_DIR"]
-    from mgr.pretrained.builtin import ensure_builtin
+    try:
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        if not a.no_bytecode_cache:
+            # A normal Python caches compiled bytecode after the first import. Some sandboxes set
+            # PYTHONDONTWRITEBYTECODE, which makes every cold start recompile scipy/librosa/sklearn/TF
+            # from source; cache into a private prefix instead (the venv is not touched).
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+        clip = a.clip or make_clip(tmp / "one_clip.wav")
+        dirs = {}
+        for name, maker in (("svm", make_svm), ("cnn2d", make_cnn2d)):
+            d = a.models / name
+            if not (d / "model.json").is_file():
+                print(f"{d} not found: building a stand-in in {tmp}", file=sys.stderr)
+                d = maker(tmp)
+            dirs[name] = d
+        env["MGR_CACHE_DIR"] = str(tmp / "cache")
+        sys.path.insert(0, str(ROOT / "src"))
+        os.environ["MGR_CACHE_DIR"] = env["MGR_CACHE_DIR"]
+        from mgr.pretrained.builtin import ensure_builtin
 
-    dirs["musicnn-msd"] = ensure_builtin("musicnn_msd")  # built once, untimed
-    naive_of = {"svm": NAIVE_CLASSICAL, "cnn2d": NAIVE_DEEP, "musicnn-msd": NAIVE_TAGGER}
-    model_arg = {name: (name if name == "musicnn-msd" else str(d)) for name, d in dirs.items()}
-    mgr = str(Path(sys.executable).parent / "mgr")
-    # warm the OS file cache, the bytecode cache and numba's on-disk cache once for both sides
-    # (not timed), as any second run on a user's machine would find them
-    for name, d in dirs.items():
-        subprocess.run([mgr, "predict", str(clip), "--model", model_arg[name], "-f", "json"], capture_output=True, env=env)
-        naive_src = naive_of[name]
-        subprocess.run([sys.executable, "-c", naive_src, str(d), str(clip)], capture_output=True, env=env)
-    subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True, env=env)
-    tf_s, tf_cpu, _ = timed([sys.executable, "-c", "import tensorflow; print('ok')"], a.repeat, env)
-    results = {}
-    for name, d in dirs.items():
-        naive_src = naive_of[name]
-        ours, ours_cpu, out_ours = timed([mgr, "predict", str(clip), "--model", model_arg[name], "-f", "json"],
-                                         a.repeat, env)
-        naive, naive_cpu, out_naive = timed([sys.executable, "-c", naive_src, str(d), str(clip)], a.repeat, env)
-        goal = 0.4 if name == "svm" else 0.8
-        results[name] = {"mgr_s": round(ours, 3), "naive_s": round(naive, 3), "speedup": round(naive / ours, 2),
-                         "import_tf_s": round(tf_s, 3), "ratio_to_import_tf": round(ours / tf_s, 3),
-                         "cpu_ratio_to_import_tf": round(ours_cpu / max(tf_cpu, 1e-9), 3),
-                         "mgr_cpu_s": round(ours_cpu, 3), "naive_cpu_s": round(naive_cpu, 3),
-                         "cpu_speedup": round(naive_cpu / max(ours_cpu, 1e-9), 2),
-                         "load_avg_1min": round(os.getloadavg()[0], 2), "n_cpus": os.cpu_count(),
-                         "goal_ratio": goal, "meets_goal": ours / tf_s <= goal,
-                         "mgr_genre": json.loads(out_ours)["genre"] or json.loads(out_ours)["top_k"][0]["label"],
-                         "naive_genre": json.loads(out_naive)["genre"]}
-    print(f"import tensorflow: {tf_s:.2f} s wall, {tf_cpu:.2f} s cpu")
-    print(f"{'model':11s} {'mgr predict':>12s} {'/ import tf':>12s} {'naive':>9s} {'speed-up':>9s} {'cpu mgr':>8s} "
-          f"{'cpu naive':>9s}  goal")
-    for name, r in results.items():
-        print(f"{name:11s} {r['mgr_s']:11.2f}s {r['ratio_to_import_tf']:11.2f}x {r['naive_s']:8.2f}s "
-              f"{r['speedup']:8.1f}x {r['mgr_cpu_s']:7.2f}s {r['naive_cpu_s']:8.2f}s  <= {r['goal_ratio']}x import tf: "
-              f"{'met' if r['meets_goal'] else 'NOT met'}  (genre mgr={r['mgr_genre']}, naive={r['naive_genre']})")
-    print(json.dumps({"clip": str(clip), "repeat": a.repeat, "bytecode_cache": not a.no_bytecode_cache,
-                      "results": results}))
+        dirs["musicnn-msd"] = ensure_builtin("musicnn_msd")  # built once, untimed
+        naive_of = {"svm": NAIVE_CLASSICAL, "cnn2d": NAIVE_DEEP, "musicnn-msd": NAIVE_TAGGER}
+        model_arg = {name: (name if name == "musicnn-msd" else str(d)) for name, d in dirs.items()}
+        mgr = str(Path(sys.executable).parent / "mgr")
+        # warm the OS file cache, the bytecode cache and numba's on-disk cache once for both sides
+        # (not timed), as any second run on a user's machine would find them
+        for name, d in dirs.items():
+            subprocess.run([mgr, "predict", str(clip), "--model", model_arg[name], "-f", "json"], capture_output=True, env=env)
+            naive_src = naive_of[name]
+            subprocess.run([sys.executable, "-c", naive_src, str(d), str(clip)], capture_output=True, env=env)
+        subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True, env=env)
+        tf_s, tf_cpu, _ = timed([sys.executable, "-c", "import tensorflow; print('ok')"], a.repeat, env)
+        results = {}
+        for name, d in dirs.items():
+            naive_src = naive_of[name]
+            ours, ours_cpu, out_ours = timed([mgr, "predict", str(clip), "--model", model_arg[name], "-f", "json"],
+                                             a.repeat, env)
+            naive, naive_cpu, out_naive = timed([sys.executable, "-c", naive_src, str(d), str(clip)], a.repeat, env)
+            goal = 0.4 if name == "svm" else 0.8
+            results[name] = {"mgr_s": round(ours, 3), "naive_s": round(naive, 3), "speedup": round(naive / ours, 2),
+                             "import_tf_s": round(tf_s, 3), "ratio_to_import_tf": round(ours / tf_s, 3),
+                             "cpu_ratio_to_import_tf": round(ours_cpu / max(tf_cpu, 1e-9), 3),
+                             "mgr_cpu_s": round(ours_cpu, 3), "naive_cpu_s": round(naive_cpu, 3),
+                             "cpu_speedup": round(naive_cpu / max(ours_cpu, 1e-9), 2),
+                             "load_avg_1min": round(os.getloadavg()[0], 2), "n_cpus": os.cpu_count(),
+                             "goal_ratio": goal, "meets_goal": ours / tf_s <= goal,
+                             "mgr_genre": json.loads(out_ours)["genre"] or json.loads(out_ours)["top_k"][0]["label"],
+                             "naive_genre": json.loads(out_naive)["genre"]}
+        print(f"import tensorflow: {tf_s:.2f} s wall, {tf_cpu:.2f} s cpu")
+        print(f"{'model':11s} {'mgr predict':>12s} {'/ import tf':>12s} {'naive':>9s} {'speed-up':>9s} {'cpu mgr':>8s} "
+              f"{'cpu naive':>9s}  goal")
+        for name, r in results.items():
+            print(f"{name:11s} {r['mgr_s']:11.2f}s {r['ratio_to_import_tf']:11.2f}x {r['naive_s']:8.2f}s "
+                  f"{r['speedup']:8.1f}x {r['mgr_cpu_s']:7.2f}s {r['naive_cpu_s']:8.2f}s  <= {r['goal_ratio']}x import tf: "
+                  f"{'met' if r['meets_goal'] else 'NOT met'}  (genre mgr={r['mgr_genre']}, naive={r['naive_genre']})")
+        print(json.dumps({"clip": str(clip), "repeat": a.repeat, "bytecode_cache": not a.no_bytecode_cache,
+                          "results": results}))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # (clip, stand-ins and bytecode cache)
 
 
 if __name__ == "__main__":

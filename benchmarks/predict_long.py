@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,19 +62,24 @@ def main() -> None:
     ap.add_argument("--model", action="append", default=None, help="model name(s) under --models")
     ap.add_argument("--keep", type=Path, default=None, help="write/reuse the long file here")
     a = ap.parse_args()
-    clip = a.keep or Path(tempfile.mkdtemp(prefix="mgr-long-")) / "long.wav"
-    if not clip.is_file():
-        make_long(clip, a.minutes)
-    minutes = sf.info(str(clip)).duration / 60
-    results = {}
-    for name in a.model or ["svm", "cnn2d", "musicnn_transfer"]:
-        r = run(a.models / name, clip)
-        r["s_per_audio_minute"] = round(r["wall_s"] / minutes, 3)
-        results[name] = r
-        print(f"{name:18s} {r['wall_s']:8.1f} s  {r['s_per_audio_minute']:6.3f} s/min  {r['peak_rss_mb']:8.1f} MB  "
-              f"rc={r['rc']} genre={r['genre']}", flush=True)
-    print(json.dumps({"clip": str(clip), "minutes": round(minutes, 2), "load_avg_1min": round(os.getloadavg()[0], 2),
-                      "results": results}))
+    tmp = None if a.keep else Path(tempfile.mkdtemp(prefix="mgr-long-"))  # (removed at the end)
+    clip = a.keep or tmp / "long.wav"
+    try:
+        if not clip.is_file():
+            make_long(clip, a.minutes)
+        minutes = sf.info(str(clip)).duration / 60
+        results = {}
+        for name in a.model or ["svm", "cnn2d", "musicnn_transfer"]:
+            r = run(a.models / name, clip)
+            r["s_per_audio_minute"] = round(r["wall_s"] / minutes, 3)
+            results[name] = r
+            print(f"{name:18s} {r['wall_s']:8.1f} s  {r['s_per_audio_minute']:6.3f} s/min  {r['peak_rss_mb']:8.1f} MB  "
+                  f"rc={r['rc']} genre={r['genre']}", flush=True)
+        print(json.dumps({"clip": str(clip), "minutes": round(minutes, 2), "load_avg_1min": round(os.getloadavg()[0], 2),
+                          "results": results}))
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,29 +35,32 @@ def main() -> None:
     ap.add_argument("--model", default=str(ROOT / "tests" / "data" / "predict" / "tiny_cnn"))
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mgr-many-"))
-    rng = np.random.default_rng(0)
-    sr = 22050
-    t = np.arange(int(a.seconds * sr)) / sr
-    for i in range(a.files):
-        y = 0.3 * np.sin(2 * np.pi * (110 + 5 * i) * t) * (0.5 + 0.5 * (np.mod(t, 0.5) < 0.05))
-        sf.write(tmp / f"clip{i:04d}.wav", (y + 0.01 * rng.standard_normal(t.size)).astype(np.float32), sr)
-    mgr = str(Path(sys.executable).parent / "mgr")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    out: dict[str, tuple[float, str]] = {}
-    for jobs in ("1", "0"):
-        best, text = float("inf"), ""
-        for _ in range(a.repeat):
-            t0 = time.perf_counter()
-            r = subprocess.run([mgr, "predict", str(tmp), "-m", a.model, "-f", "json", "-q", "--jobs", jobs],
-                               capture_output=True, text=True, env=env)
-            best = min(best, time.perf_counter() - t0)
-            text = r.stdout
-            assert r.returncode == 0, r.stderr[-2000:]
-        out[jobs] = (best, text)
-    same, diff = _compare(out["1"][1], out["0"][1])
-    print(f"{a.files} files x {a.seconds:g} s, model {Path(a.model).name}, {os.cpu_count()} CPUs")
-    print(f"--jobs 1: {out['1'][0]:.2f} s   --jobs 0 (one worker per CPU): {out['0'][0]:.2f} s   "
-          f"speed-up {out['1'][0] / out['0'][0]:.2f}x   same answers: {same} (largest number difference {diff:.1e})")
+    try:
+        rng = np.random.default_rng(0)
+        sr = 22050
+        t = np.arange(int(a.seconds * sr)) / sr
+        for i in range(a.files):
+            y = 0.3 * np.sin(2 * np.pi * (110 + 5 * i) * t) * (0.5 + 0.5 * (np.mod(t, 0.5) < 0.05))
+            sf.write(tmp / f"clip{i:04d}.wav", (y + 0.01 * rng.standard_normal(t.size)).astype(np.float32), sr)
+        mgr = str(Path(sys.executable).parent / "mgr")
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        out: dict[str, tuple[float, str]] = {}
+        for jobs in ("1", "0"):
+            best, text = float("inf"), ""
+            for _ in range(a.repeat):
+                t0 = time.perf_counter()
+                r = subprocess.run([mgr, "predict", str(tmp), "-m", a.model, "-f", "json", "-q", "--jobs", jobs],
+                                   capture_output=True, text=True, env=env)
+                best = min(best, time.perf_counter() - t0)
+                text = r.stdout
+                assert r.returncode == 0, r.stderr[-2000:]
+            out[jobs] = (best, text)
+        same, diff = _compare(out["1"][1], out["0"][1])
+        print(f"{a.files} files x {a.seconds:g} s, model {Path(a.model).name}, {os.cpu_count()} CPUs")
+        print(f"--jobs 1: {out['1'][0]:.2f} s   --jobs 0 (one worker per CPU): {out['0'][0]:.2f} s   "
+              f"speed-up {out['1'][0] / out['0'][0]:.2f}x   same answers: {same} (largest number difference {diff:.1e})")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # (the clips never outlive the run)
 
 
 def _compare(a: str, b: str) -> tuple[bool, float]:
