@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from mgr.audio.decode import resample
+from mgr.dsp import portable
 from mgr.dsp.kernels import mel_filterbank
 from mgr.errors import ParamsError
 
@@ -119,7 +120,7 @@ def _mel_groups(
     """The filterbank as block-sparse dense pieces ``(m0, m1, lo, hi, W)``.
 
     ``W`` is ``basis[m0:m1, lo:hi].T`` (float32, C-contiguous) for ``group`` consecutive filters
-    and the bins ``[lo, hi)`` they cover, so ``power[:, lo:hi] @ W`` is one small sgemm per group:
+    and the bins ``[lo, hi)`` they cover, so ``power[:, lo:hi] @ W`` is one small product per group:
     ~6x faster than the dense ``power @ basis.T`` (which multiplies mostly zeros) and than one
     strided matrix-vector product per filter, with the same result up to float32 rounding.
     """
@@ -135,8 +136,7 @@ def _mel_groups(
 
 @functools.lru_cache(maxsize=8)
 def _hann(n_fft: int) -> np.ndarray:
-    n = np.arange(n_fft, dtype=np.float64)
-    return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft)).astype(np.float32)  # periodic, as librosa
+    return portable.hann(n_fft).astype(np.float32)  # periodic, as librosa
 
 
 def _frame_segments(y: np.ndarray, n_fft: int, hop: int, reflect: bool) -> tuple[list, int]:
@@ -224,38 +224,38 @@ def _scipy_rfft(b: np.ndarray) -> np.ndarray:
 
 def windowed_rows(b: np.ndarray, frontend: dict, out: np.ndarray | None = None, rfft=_scipy_rfft) -> np.ndarray:
     """The kernel on windowed frames ``b`` (``(n, n_fft)`` float32, overwritten): float32
-    ``scipy.fft.rfft`` (or ``rfft``), power ``|X|**2``, the mel projection as a few dense sgemms
+    ``scipy.fft.rfft`` (or ``rfft``), power ``|X|**2``, the mel projection as a few dense products
     over the filters' support (:func:`_mel_groups`), then the scale (dB with a fixed reference
-    and floor, or ``log10(1 + gain * S)``). Returns ``out`` (``(n, rows)``)."""
+    and floor, or ``log10(1 + gain * S)``, computed in float64). Returns ``out`` (``(n, rows)``).
+    Machine-independent: the same bits whatever the SIMD level, libm or BLAS (:mod:`mgr.dsp.portable`)."""
     n_fft = int(frontend["n_fft"])
     rows = int(frontend["n_mels"])
     dst = np.empty((b.shape[0], rows), dtype=np.float32) if out is None else out
     spec = rfft(b)
+    # Every step below gives the same bits on every machine (mgr.dsp.portable): |X|**2 as
+    # re*re + im*im, the mel sums in a fixed order (einsum, no BLAS), the logarithm in float64 from
+    # correctly rounded operations; FFTs and element-wise arithmetic are machine-independent already.
     if frontend["kind"] == "logmel":
         groups = _mel_groups(int(frontend["sr"]), n_fft, rows, float(frontend["fmin"]), float(frontend["fmax"]))
-        power = np.abs(spec)
-        np.square(power, out=power)
+        power = portable.abs2(spec)
         for m0, m1, lo, hi, w in groups:
             if hi > lo:
-                np.matmul(power[:, lo:hi], w, out=dst[:, m0:m1])
+                portable.matmul(power[:, lo:hi], w, out=dst[:, m0:m1])
             else:
                 dst[:, m0:m1] = 0.0
     else:
-        np.abs(spec, out=dst)
-        np.square(dst, out=dst)
-    if frontend.get("scale") == "log10_1p":  # musicnn: log10(1 + gain * S), float32 throughout
-        dst *= np.float32(frontend["log_gain"])
-        np.log1p(dst, out=dst)
-        dst *= np.float32(1.0 / math.log(10.0))
+        dst[...] = portable.abs2(spec)
+    if frontend.get("scale") == "log10_1p":  # musicnn: log10(1 + gain * S)
+        dst[...] = portable.log1p(dst * np.float64(frontend["log_gain"])) * portable.INV_LN10
         return dst
     # dB with a fixed reference; floor relative to the reference, not the clip maximum
-    np.maximum(dst, np.float32(frontend["amin"]), out=dst)
-    np.log10(dst, out=dst)
-    dst *= np.float32(10.0)
+    db = portable.log10(np.maximum(dst, np.float32(frontend["amin"])))
+    db *= 10.0
     if frontend["ref"] != 1.0:
-        dst -= np.float32(10.0 * math.log10(frontend["ref"]))
+        db -= 10.0 * portable.log10(frontend["ref"])
     if frontend["top_db"] is not None:
-        np.maximum(dst, np.float32(frontend["floor_db"]), out=dst)
+        np.maximum(db, frontend["floor_db"], out=db)
+    dst[...] = db
     return dst
 
 

@@ -67,7 +67,7 @@ def _stft_frames(yp: np.ndarray, n: int) -> np.ndarray:
 def _harmonic_masked(D: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """``mag * mask_h * phase`` (as :func:`mgr.dsp.kernels.hpss_signals`) of frames ``lo:hi`` of ``D``,
     whose time medians use the frames of ``D`` around them (symmetric padding at ``D``'s ends)."""
-    mag_all = np.abs(D)
+    mag_all = K.cabs(D)
     finite = bool(np.isfinite(mag_all).all())
     if finite:
         key = np.ascontiguousarray(mag_all).view(np.int32)

@@ -18,6 +18,8 @@ import math
 
 import numpy as np
 
+from mgr.dsp import portable
+
 __all__ = [
     "chroma_filterbank",
     "chroma_stft",
@@ -53,7 +55,7 @@ _TINY32 = np.finfo(np.float32).tiny
 @functools.lru_cache(maxsize=8)
 def _hann64(n_fft: int) -> np.ndarray:
     n = np.arange(n_fft, dtype=np.float64)
-    return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft)  # periodic (scipy get_window 'hann', fftbins)
+    return portable.hann(n_fft)  # periodic (scipy get_window 'hann', fftbins)
 
 
 def _frame(y: np.ndarray, length: int, hop: int) -> np.ndarray:
@@ -61,6 +63,12 @@ def _frame(y: np.ndarray, length: int, hop: int) -> np.ndarray:
     n = 1 + (y.shape[0] - length) // hop
     return np.lib.stride_tricks.as_strided(y, shape=(n, length), strides=(y.strides[0] * hop, y.strides[0]),
                                            writeable=False)
+
+
+def cabs(D: np.ndarray) -> np.ndarray:
+    """``np.abs`` of a complex64 array, machine-independent: ``sqrt(re**2 + im**2)`` in float64
+    (NumPy's complex ``abs`` dispatches by SIMD level), as float32."""
+    return np.sqrt(portable.abs2(D, np.float64)).astype(np.float32)
 
 
 def stft(y: np.ndarray, n_fft: int = N_FFT, hop: int = HOP, block: int = 512) -> np.ndarray:
@@ -165,7 +173,7 @@ def hpss_signals(D: np.ndarray, length: int, kernel: int = 31, n_fft: int = N_FF
     """``librosa.effects.hpss(y)`` given ``D = stft(y)``: median-filter HPSS (width ``kernel``
     across time for the harmonic part, across frequency for the percussive part), soft masks
     with power 2, resynthesised to ``length`` samples. Returns ``(harmonic, percussive)``."""
-    mag = np.abs(D)
+    mag = cabs(D)
     zeros = mag == 0
     mag_nz = mag + zeros
     phase = np.empty_like(D)
@@ -251,9 +259,9 @@ def spectral_rolloff(S: np.ndarray, sr: int, roll_percent: float = 0.85, n_fft: 
 
 # -------------------------------------------------------------------------------- chroma
 def _hz_to_octs(f: np.ndarray, tuning: float = 0.0, bins_per_octave: int = 12) -> np.ndarray:
-    a440 = 440.0 * 2.0 ** (tuning / bins_per_octave)
+    a440 = 440.0 * float(portable.exp2(tuning / bins_per_octave))
     with np.errstate(divide="ignore"):
-        return np.log2(np.asarray(f) / (float(a440) / 16))
+        return portable.log2(np.asarray(f) / (float(a440) / 16))
 
 
 def chroma_filterbank(sr: int, n_fft: int = N_FFT, n_chroma: int = 12, tuning: float = 0.0,
@@ -267,11 +275,11 @@ def chroma_filterbank(sr: int, n_fft: int = N_FFT, n_chroma: int = 12, tuning: f
     D = np.subtract.outer(frqbins, np.arange(0, n_chroma, dtype="d")).T
     half = np.round(float(n_chroma) / 2)
     D = np.remainder(D + half + 10 * n_chroma, n_chroma) - half
-    wts = np.exp(-0.5 * (2 * D / np.tile(binwidth, (n_chroma, 1))) ** 2)
+    wts = portable.exp(-0.5 * (2 * D / np.tile(binwidth, (n_chroma, 1))) ** 2)
     length = np.sum(wts**2, axis=0, keepdims=True) ** 0.5
     length[length < np.finfo(np.float64).tiny] = 1.0
     wts = wts / length
-    wts *= np.tile(np.exp(-0.5 * (((frqbins / n_chroma - ctroct) / octwidth) ** 2)), (n_chroma, 1))
+    wts *= np.tile(portable.exp(-0.5 * (((frqbins / n_chroma - ctroct) / octwidth) ** 2)), (n_chroma, 1))
     wts = np.roll(wts, -3 * (n_chroma // 12), axis=0)
     return np.ascontiguousarray(wts[:, : int(1 + n_fft / 2)], dtype=np.float32)
 
@@ -345,7 +353,7 @@ def chroma_with_tuning(power: np.ndarray, sr: int, tuning: float, n_fft: int = N
                        n_chroma: int = 12) -> np.ndarray:
     """:func:`chroma_stft` with the tuning given."""
     fb = chroma_filterbank(sr, n_fft, n_chroma, tuning)
-    raw = fb @ power
+    raw = portable.matmul(fb, power)
     length = np.max(np.abs(raw).astype(np.float64), axis=0, keepdims=True)
     length[length < _TINY32] = 1.0
     return (raw / length).astype(np.float32)
@@ -354,7 +362,8 @@ def chroma_with_tuning(power: np.ndarray, sr: int, tuning: float, n_fft: int = N
 # --------------------------------------------------------------------------- mel / mfcc
 def power_to_db(S: np.ndarray, amin: float = 1e-10, top_db: float | None = 80.0) -> np.ndarray:
     """``librosa.power_to_db(S, ref=1.0, amin=amin, top_db=top_db)`` (floor relative to the max)."""
-    log_spec = 10.0 * np.log10(np.maximum(amin, S))
+    floored = np.maximum(amin, S)
+    log_spec = 10.0 * portable.log10(floored).astype(floored.dtype)
     if top_db is not None:
         log_spec = np.maximum(log_spec, log_spec.max() - top_db)
     return log_spec
@@ -366,14 +375,14 @@ def dct_ortho_matrix(n_out: int, n_in: int) -> np.ndarray:
     x, type=2, norm="ortho")`` as a matrix), float64."""
     k = np.arange(n_out)[:, None]
     n = np.arange(n_in)[None, :]
-    M = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * math.sqrt(2.0 / n_in)
+    M = portable.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * math.sqrt(2.0 / n_in)
     M[0] /= math.sqrt(2.0)
     return M
 
 
 def mel_power(power: np.ndarray, sr: int, n_fft: int = N_FFT, n_mels: int = 128) -> np.ndarray:
     """``librosa.feature.melspectrogram(S=power, sr=sr)`` (Slaney mel, fmax = sr/2), float32."""
-    return mel_filterbank(sr, n_fft, n_mels, 0.0, sr / 2.0) @ power
+    return portable.matmul(mel_filterbank(sr, n_fft, n_mels, 0.0, sr / 2.0), power)
 
 
 def mfcc_from_power(power: np.ndarray, sr: int, n_mfcc: int = 20, n_fft: int = N_FFT,
@@ -383,7 +392,7 @@ def mfcc_from_power(power: np.ndarray, sr: int, n_mfcc: int = 20, n_fft: int = N
     if mel is None:
         mel = mel_power(power, sr, n_fft)
     db = power_to_db(mel)
-    return (dct_ortho_matrix(n_mfcc, db.shape[0]) @ db).astype(np.float32)
+    return portable.matmul(dct_ortho_matrix(n_mfcc, db.shape[0]), db.astype(np.float64)).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------- tempo
@@ -418,7 +427,7 @@ def tempo_from_envelope(env: np.ndarray, sr: int, hop: int = HOP, *, start_bpm: 
     half = win // 2
     padded = np.pad(env, (half, half), mode="linear_ramp", end_values=(0, 0))
     k = np.arange(win, dtype=np.float64)
-    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * k / win)
+    window = 0.5 - 0.5 * portable.cos(2.0 * np.pi * k / win)
     n_fft = 1 << int(math.ceil(math.log2(2 * win - 1)))
     acc = np.zeros(win, dtype=np.float64)
     tiny = np.finfo(np.float64).tiny
@@ -433,10 +442,10 @@ def tempo_from_envelope(env: np.ndarray, sr: int, hop: int = HOP, *, start_bpm: 
     tg = acc / n
     with np.errstate(divide="ignore"):
         bpms = np.concatenate([[np.inf], 60.0 * sr / (hop * np.arange(1.0, win))])
-        logprior = -0.5 * ((np.log2(bpms) - np.log2(start_bpm)) / std_bpm) ** 2
+        logprior = -0.5 * ((portable.log2(bpms) - portable.log2(start_bpm)) / std_bpm) ** 2
     max_idx = int(np.argmax(bpms < max_tempo))
     logprior[:max_idx] = -np.inf
-    best = int(np.argmax(np.log1p(1e6 * tg) + logprior))
+    best = int(np.argmax(portable.log1p(1e6 * tg) + logprior))
     return float(bpms[best])
 
 
@@ -446,7 +455,7 @@ def tempo(y: np.ndarray, sr: int) -> float:
     y = np.ascontiguousarray(y, dtype=np.float32)
     if y.size < N_FFT:
         y = np.pad(y, (0, N_FFT - y.size))
-    power = np.abs(stft(y)) ** 2
+    power = portable.abs2(stft(y))
     env = onset_strength_from_db(power_to_db(mel_power(power, sr)))
     return float(tempo_from_envelope(env, sr, HOP, none_if_flat=False))
 
@@ -471,13 +480,13 @@ def gtzan57_frames(D: np.ndarray, sr: int) -> dict[str, np.ndarray]:
     """Per-frame pieces of :func:`gtzan57` of STFT frames ``D`` (each column on its own):
     spectral centroid / bandwidth / roll-off, the unclipped dB mel spectrogram, and the tuning
     peaks (``tun_pitch``, ``tun_mag``, ``tun_frame``: the column each peak is in)."""
-    S = np.abs(D)
+    S = cabs(D)
     power = S**2
     cent = spectral_centroid(S, sr)
     mel = mel_power(power, sr)
     pitches, mags, cols = tuning_candidates(power, sr, N_FFT)
     return {"cent": cent, "bw": spectral_bandwidth(S, sr, cent), "rolloff": spectral_rolloff(S, sr),
-            "mel_db": 10.0 * np.log10(np.maximum(1e-10, mel)), "tun_pitch": pitches, "tun_mag": mags,
+            "mel_db": 10.0 * portable.log10(np.maximum(1e-10, mel)).astype(mel.dtype), "tun_pitch": pitches, "tun_mag": mags,
             "tun_frame": cols}
 
 
@@ -491,7 +500,7 @@ def gtzan57_reduce(y: np.ndarray, sr: int, D: np.ndarray, fr: dict[str, np.ndarr
         out[f"{name}_mean"] = float(np.mean(x))
         out[f"{name}_var"] = float(np.var(x))
 
-    mv("chroma_stft", chroma_with_tuning(np.abs(D) ** 2, sr, tuning))
+    mv("chroma_stft", chroma_with_tuning(cabs(D) ** 2, sr, tuning))
     mv("rms", rms(y))
     mv("spectral_centroid", fr["cent"])
     mv("spectral_bandwidth", fr["bw"])
@@ -503,7 +512,7 @@ def gtzan57_reduce(y: np.ndarray, sr: int, D: np.ndarray, fr: dict[str, np.ndarr
     db = fr["mel_db"]
     db = np.maximum(db, db.max() - 80.0)  # power_to_db's top_db, relative to this signal's max
     out["tempo"] = float(tempo_from_envelope(onset_strength_from_db(db), sr, HOP, none_if_flat=False))
-    mfcc = (dct_ortho_matrix(20, db.shape[0]) @ db).astype(np.float32)
+    mfcc = portable.matmul(dct_ortho_matrix(20, db.shape[0]), db.astype(np.float64)).astype(np.float32)
     for i in range(20):
         out[f"mfcc{i + 1}_mean"] = float(np.mean(mfcc[i]))
         out[f"mfcc{i + 1}_var"] = float(np.var(mfcc[i]))
@@ -515,15 +524,15 @@ def _hz_to_mel(f: np.ndarray) -> np.ndarray:
     """Slaney's mel scale (librosa ``htk=False``): linear below 1 kHz, logarithmic above."""
     f = np.asarray(f, dtype=np.float64)
     f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
+    min_log_mel, logstep = min_log_hz / f_sp, float(portable.log(6.4)) / 27.0
+    return np.where(f >= min_log_hz, min_log_mel + portable.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
 
 
 def _mel_to_hz(m: np.ndarray) -> np.ndarray:
     m = np.asarray(m, dtype=np.float64)
     f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+    min_log_mel, logstep = min_log_hz / f_sp, float(portable.log(6.4)) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * portable.exp(logstep * (m - min_log_mel)), f_sp * m)
 
 
 def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:

@@ -16,7 +16,7 @@ HDF5 layout (``data/spectrograms.h5``, format_version 1)
     chunk) and read through h5py. Slots of tracks that failed to decode stay as zeros and are
     not referenced by any track.
 ``/tracks/*``  one entry per stored track, in ``track_id`` order: ``track_id`` (str), ``path``
-    (str), ``genre_idx`` (int32, index into the ``labels`` attr), ``split`` (str, train/val/test),
+    (str; relative to the project root when under it), ``genre_idx`` (int32, index into the ``labels`` attr), ``split`` (str, train/val/test),
     ``fold`` (int16, -1 without folds), ``offset`` (int64), ``n_valid_frames`` (int64),
     ``tempo_bpm`` (float32, NaN if unknown), ``tags`` (uint8 ``(n_tracks, n_tags)`` multi-hot),
     ``frame_sum`` / ``frame_sumsq`` (float64 ``(n_tracks, n_mels)``: per-track sums over frames,
@@ -239,6 +239,16 @@ def build_store(
     }
 
 
+def _stored_path(p: Any) -> str:
+    """A track's path as stored: relative to the working directory (the project root, where every
+    stage runs) when it lies under it, else as given -- so a clone elsewhere writes the same bytes."""
+    p = str(p)
+    try:
+        return Path(p).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except (ValueError, OSError):
+        return p
+
+
 def _write_index(h5: Any, df: TrackTable, keep: np.ndarray, offsets: np.ndarray, n_frames: np.ndarray,
                  sums: np.ndarray, sumsq: np.ndarray, digests: list, labels: list[str], fe: dict,
                  audio_d: dict, compression: str, total: int) -> str:
@@ -251,7 +261,7 @@ def _write_index(h5: Any, df: TrackTable, keep: np.ndarray, offsets: np.ndarray,
     g = h5.create_group("tracks")
     strs = h5py.string_dtype("utf-8")
     g.create_dataset("track_id", data=[str(x) for x in sub["track_id"]], dtype=strs)
-    g.create_dataset("path", data=[str(x) for x in sub["path"]], dtype=strs)
+    g.create_dataset("path", data=[_stored_path(x) for x in sub["path"]], dtype=strs)
     lab = {l: j for j, l in enumerate(labels)}
     g.create_dataset("genre_idx", data=np.array([lab[str(x)] for x in sub["genre"]], dtype=np.int32))
     g.create_dataset("split", data=[str(x) for x in sub["split"]], dtype=strs)
