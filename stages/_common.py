@@ -14,6 +14,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Machine-independent linear algebra in every stage (set before NumPy is imported): OpenBLAS
+# picks its kernels by CPU and splits sums by thread count, which moved scikit-learn's fitted
+# coefficients in their last bits from one machine to the next. One core type with AVX (what
+# TensorFlow's wheel needs anyway) and one BLAS thread make them the same bits everywhere
+# (docs: README "Same results on every machine"). What the user set is kept.
+for _k, _v in (("OPENBLAS_CORETYPE", "Sandybridge"), ("OPENBLAS_NUM_THREADS", "1")):
+    os.environ.setdefault(_k, _v)
+
 # Use this checkout's package even if another copy of mgr is installed in the environment.
 sys.path.insert(0, str(ROOT / "src"))
 

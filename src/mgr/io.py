@@ -168,6 +168,32 @@ def file_hash(path: str | os.PathLike, algo: str = "sha256", chunk: int = 1 << 2
     return h.hexdigest()
 
 
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
+
+
+def rezip(path: str | os.PathLike, edit: Any = None) -> None:
+    """Rewrite the zip archive ``path`` in place so that its bytes depend on its contents only:
+    every entry dated :data:`ZIP_EPOCH` with fixed permissions, in the original order, deflated.
+    ``edit(name, data) -> (name, data)`` may rewrite entries on the way (e.g. a save date inside
+    a Keras archive, object ids inside a skops file). Libraries that write zips (Keras, skops)
+    stamp the current time, so the same model gave a new file -- and a new hash -- on every run."""
+    import zipfile
+
+    path = Path(path)
+    with zipfile.ZipFile(path) as z:
+        entries = [(i.filename, z.read(i)) for i in z.infolist()]
+    if edit is not None:
+        entries = [edit(n, d) for n, d in entries]
+    tmp = path.with_name(path.name + ".rezip")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            z.writestr(info, data)
+    os.replace(tmp, path)
+
+
 def library_versions(*names: str) -> dict[str, str]:
     """Installed versions of the named distributions (missing ones are left out)."""
     from importlib import metadata

@@ -27,6 +27,16 @@ def valid_model_name(name: Any) -> bool:
     return isinstance(name, str) and _MODEL_NAME_RE.fullmatch(name) is not None
 
 
+def _mtime(p: Path) -> str | None:
+    """``p``'s modification time (UTC, seconds) or None."""
+    import datetime as _dt
+
+    try:
+        return _dt.datetime.fromtimestamp(p.stat().st_mtime, _dt.timezone.utc).isoformat(timespec="seconds")
+    except OSError:
+        return None
+
+
 def _is_dir(p: Path) -> bool:
     try:
         return p.is_dir()
@@ -229,7 +239,8 @@ def list_models(root: str | os.PathLike = ".") -> list[dict]:
         rec.update({
             "kind": card["kind"],
             "labels": card["labels"],
-            "created": card.get("created"),
+            # cards hold no creation time (they are the same bits on every machine): the file's time
+            "created": card.get("created") or _mtime(d / "model.json"),
             "detail": card.get("feature_set") if card["kind"] == "classical" else
             f"{card.get('window_s', '?')} s window, outputs {','.join(card.get('outputs', []))}",
         })

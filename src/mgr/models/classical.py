@@ -34,7 +34,6 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -347,7 +346,6 @@ def train(
         # applied to the ONNX model's probabilities by ClassicalArtifact.predict_proba (evaluate, predict)
         "calibration": art.calibration,
         "cv": cv,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     first_tr = fold_assignments(table)[0][1] == "train"
     return Outcome(art.model, card, metrics, results, sample=X[first_tr][:32])

@@ -15,10 +15,10 @@ the raw probabilities; :meth:`ClassicalArtifact.calibrate` maps raw to calibrate
 
 from __future__ import annotations
 
+import json
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from mgr.errors import ArtifactError, DataError
 from mgr.evaluation.calibration import apply_temperature
 from mgr.features.tables import feature_set_of
 from mgr.inference.runtime import OnnxModel
-from mgr.io import atomic_path, file_hash, library_versions, write_json
+from mgr.io import atomic_path, file_hash, library_versions, rezip, write_json
 from mgr.models.export import export_sklearn
 
 META_COLUMNS = ("track_id", "split", "genre", "fold")
@@ -113,6 +113,39 @@ def _synthetic_sample(model: Any, n_features: int, n: int = 16) -> np.ndarray:
     return Z
 
 
+def settle(model: Any) -> Any:
+    """Round fitted linear coefficients (``coef_``, ``intercept_``, float64) to float32 precision,
+    in place, in ``model`` and the estimators inside it (pipeline steps, calibrated members).
+
+    scikit-learn's lbfgs evaluates NumPy's ``exp``/``log``, which dispatch by CPU, so a logistic
+    regression's coefficients came out ~1e-15 apart on two machines: the saved file (and its hash
+    in the card and ``dvc.lock``) differed though every decision was the same. The ONNX model that
+    evaluate and predict run holds float32 weights anyway; rounding the native ones to the same
+    precision changes no prediction (parity is checked at export) and makes them the same bits.
+    Returns ``model``."""
+    seen: set[int] = set()
+
+    def visit(o: Any) -> None:
+        if o is None or id(o) in seen or not hasattr(o, "__dict__"):
+            return
+        seen.add(id(o))
+        for attr in ("coef_", "intercept_"):
+            v = getattr(o, attr, None)
+            if isinstance(v, np.ndarray) and v.dtype == np.float64 and attr in vars(o):
+                setattr(o, attr, v.astype(np.float32).astype(np.float64))
+        for _, step in getattr(o, "steps", None) or []:
+            visit(step)
+        for member in getattr(o, "calibrated_classifiers_", None) or []:
+            visit(member)
+        for attr in ("estimator", "base_estimator", "final_estimator_"):
+            visit(vars(o).get(attr))
+        for e in vars(o).get("estimators_", None) or []:
+            visit(e)
+
+    visit(model)
+    return model
+
+
 def save(model: Any, model_dir: str | Path, card: dict[str, Any], *, sample: np.ndarray | None = None) -> dict[str, Any]:
     """Write ``model_dir`` atomically: the native model (``model.skops`` or ``model.ubj``), its
     ONNX export ``model.onnx`` (checked against ``model.predict_proba`` on ``sample`` rows, or on
@@ -125,9 +158,9 @@ def save(model: Any, model_dir: str | Path, card: dict[str, Any], *, sample: np.
         raise ValueError(f"card lacks {missing}")  # programming error
     card = {"kind": "classical", **card}
     card.setdefault("versions", _versions())
-    card.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     card.setdefault("feature_set", None)
     n_features = len(card["feature_columns"])
+    settle(model)
     if sample is None:
         sample = _synthetic_sample(model, n_features)
     with atomic_path(model_dir, is_dir=True) as tmp:
@@ -137,6 +170,7 @@ def save(model: Any, model_dir: str | Path, card: dict[str, Any], *, sample: np.
         else:
             card["model_file"] = SKOPS_FILE
             sio.dump(model, tmp / SKOPS_FILE)
+            rezip(tmp / SKOPS_FILE, _SkopsIds())  # the same model, the same bytes
             extra = sorted(set(sio.get_untrusted_types(file=tmp / SKOPS_FILE)) - set(TRUSTED_TYPES))
             if extra:  # never write an artifact that load_native() would refuse
                 raise ArtifactError(f"model {card['name']!r} holds types not in TRUSTED_TYPES: {extra}")
@@ -146,6 +180,44 @@ def save(model: Any, model_dir: str | Path, card: dict[str, Any], *, sample: np.
         card["onnx_sha256"] = file_hash(tmp / ONNX_FILE)
         write_json(tmp / CARD_FILE, card)
     return card
+
+
+class _SkopsIds:
+    """A skops archive's entries with object ids renumbered in order of first appearance.
+
+    skops names objects by ``id()`` (memory addresses: ``"__id__": 139872487674896`` in
+    ``schema.json``, ``139872487674896.npy`` for arrays), so the same model got new bytes on every
+    run. Ids only tie references together, so sequential numbers (one mapping for the schema and
+    the file names) load to the same objects. Used as :func:`mgr.io.rezip`'s ``edit``; the
+    schema comes last in the archive, after the arrays it names, so file names are mapped first."""
+
+    def __init__(self) -> None:
+        self.ids: dict[int, int] = {}
+
+    def _map(self, i: int) -> int:
+        return self.ids.setdefault(int(i), len(self.ids) + 1)
+
+    def _walk(self, o: Any) -> Any:
+        if isinstance(o, dict):
+            out = {}
+            for k, v in o.items():
+                if k == "__id__" and isinstance(v, int):
+                    out[k] = self._map(v)
+                elif k == "file" and isinstance(v, str) and v.endswith(".npy") and v[:-4].isdigit():
+                    out[k] = f"{self._map(int(v[:-4]))}.npy"
+                else:
+                    out[k] = self._walk(v)
+            return out
+        if isinstance(o, list):
+            return [self._walk(v) for v in o]
+        return o
+
+    def __call__(self, name: str, data: bytes) -> tuple[str, bytes]:
+        if name == "schema.json":
+            return name, json.dumps(self._walk(json.loads(data)), indent=2).encode()
+        if name.endswith(".npy") and name[:-4].isdigit():
+            return f"{self._map(int(name[:-4]))}.npy", data
+        return name, data
 
 
 def _check_hash(path: Path, expected: str | None) -> None:

@@ -42,6 +42,7 @@ Architectures (after the seeds and papers in ``docs/REFERENCES.md``):
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ from mgr.errors import ArtifactError
 from mgr.evaluation.calibration import apply_temperature
 from mgr.inference import ONNX_FILE
 from mgr.inference.runtime import OnnxModel
-from mgr.io import file_hash, write_json
+from mgr.io import file_hash, rezip, write_json
 from mgr.models.export import export_keras
 from mgr.params import DlModelParams
 from mgr.pretrained import musicnn, transfer
@@ -371,6 +372,28 @@ def _sample_windows(card: dict, input_shape: tuple[int, ...], n: int = 4) -> np.
     return X
 
 
+def _undated(name: str, data: bytes) -> tuple[str, bytes]:
+    """A ``.keras`` archive's entry without what changes from run to run: ``metadata.json``'s
+    ``date_saved``, and ``config.json``'s ``shared_object_id`` values (Python ``id()``s, which
+    only tie shared objects together: renumbered in order of first appearance)."""
+    if name == "metadata.json":
+        meta = json.loads(data)
+        if "date_saved" in meta:
+            meta["date_saved"] = "1980-01-01@00:00:00"
+        data = json.dumps(meta).encode()
+    elif name == "config.json":
+        ids: dict[int, int] = {}
+
+        def walk(o: Any) -> Any:
+            if isinstance(o, dict):
+                return {k: ids.setdefault(v, len(ids) + 1) if k == "shared_object_id" and isinstance(v, int) else walk(v)
+                        for k, v in o.items()}
+            return [walk(v) for v in o] if isinstance(o, list) else o
+
+        data = json.dumps(walk(json.loads(data))).encode()
+    return name, data
+
+
 def write_artifact(model, card: dict, model_dir: str | Path) -> dict:
     """Write ``model.keras`` (kept for inspection and retraining), ``model.onnx`` (what evaluate
     and predict run; checked against Keras on sample windows within 1e-4) and ``model.json`` into
@@ -379,6 +402,7 @@ def write_artifact(model, card: dict, model_dir: str | Path) -> dict:
     d = Path(model_dir)
     d.mkdir(parents=True, exist_ok=True)
     model.save(d / MODEL_FILE)
+    rezip(d / MODEL_FILE, _undated)  # the same model, the same bytes (Keras stamps the save time)
     export_keras(model, d / ONNX_FILE, sample=_sample_windows(card, tuple(model.input_shape[1:])))
     card = {**card, "model_file": MODEL_FILE, "model_sha256": file_hash(d / MODEL_FILE),
             "onnx_file": ONNX_FILE, "onnx_sha256": file_hash(d / ONNX_FILE)}

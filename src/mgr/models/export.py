@@ -65,9 +65,137 @@ def _dynamic_batch(model_proto: Any) -> None:
                 dims[0].dim_param = "batch"
 
 
+def canonicalize(model_proto: Any) -> None:
+    """Give the graph position-based names, so the same model is the same bytes from any run.
+
+    Converters name what they create from process-wide counters and UUIDs (skl2onnx names each
+    graph with a fresh UUID; tf2onnx numbers its constants in an order that moves from process
+    to process), which changed every ``model.onnx`` -- and its hash in the card and in
+    ``dvc.lock`` -- on every run. Here every initializer becomes ``w<i>``, every intermediate
+    tensor ``t<i>`` and every node ``n<i>`` in graph order (subgraphs included; graph inputs and
+    outputs keep their names), and the graph name and doc strings are fixed. The computation is
+    untouched."""
+    g = model_proto.graph
+    keep = {v.name for v in g.input} | {v.name for v in g.output}
+    mapping: dict[str, str] = {}
+    counters = {"w": 0, "t": 0, "n": 0}
+
+    def new(kind: str) -> str:
+        counters[kind] += 1
+        return f"{kind}{counters[kind] - 1}"
+
+    def walk(graph: Any) -> None:
+        inits = {i.name for i in graph.initializer}
+        for v in graph.input:  # a subgraph's formal inputs
+            if v.name not in keep and v.name not in mapping:
+                mapping[v.name] = new("t")
+        for node in graph.node:  # initializers numbered by first use: their stored order varies too
+            node.name = new("n")
+            node.doc_string = ""
+            for x in node.input:
+                if x in inits and x not in keep and x not in mapping:
+                    mapping[x] = new("w")
+            for out in node.output:
+                if out and out not in keep and out not in mapping:
+                    mapping[out] = new("t")
+            for attr in node.attribute:
+                for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    walk(sub)
+        for init in graph.initializer:  # unused ones (none from our converters)
+            if init.name not in keep and init.name not in mapping:
+                mapping[init.name] = new("w")
+
+    def apply(graph: Any) -> None:
+        for init in graph.initializer:
+            init.name = mapping.get(init.name, init.name)
+        order = sorted(graph.initializer, key=lambda i: (not i.name.startswith("w"), int(i.name[1:]) if i.name[1:].isdigit() else 0, i.name))
+        if [i.name for i in order] != [i.name for i in graph.initializer]:
+            ordered = [type(order[0])() for _ in order]
+            for dst, src in zip(ordered, order):
+                dst.CopyFrom(src)
+            del graph.initializer[:]
+            graph.initializer.extend(ordered)
+        for coll in (graph.input, graph.output, graph.value_info):
+            for v in coll:
+                v.name = mapping.get(v.name, v.name)
+        for node in graph.node:
+            node.input[:] = [mapping.get(x, x) for x in node.input]
+            node.output[:] = [mapping.get(x, x) for x in node.output]
+            for attr in node.attribute:
+                for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    apply(sub)
+        graph.doc_string = ""
+
+    _canonical_order(g)
+    walk(g)
+    apply(g)
+    g.name = "mgr"
+    model_proto.doc_string = ""
+
+
+def _canonical_order(graph: Any) -> None:
+    """Reorder ``graph.node`` topologically with ties broken by structure, not by name: a ready
+    node's key is (its inputs as "output of the i-th emitted node" / initializer content / graph
+    input, op type, attributes). Converters emit a valid order that varies between runs."""
+    import hashlib
+    import heapq
+
+    nodes = list(graph.node)
+    produced = {out: i for i, n in enumerate(nodes) for out in n.output if out}
+    inits = {}
+    for init in graph.initializer:
+        c = type(init)()
+        c.CopyFrom(init)
+        c.name = ""
+        inits[init.name] = hashlib.sha256(c.SerializeToString()).hexdigest()
+
+    def refs(n: Any) -> list[str]:  # inputs, and names a subgraph reads from this scope
+        out = list(n.input)
+        for attr in n.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                out += [x for sn in sub.node for x in sn.input]
+        return out
+
+    deps = [{produced[x] for x in refs(n) if x in produced and produced[x] != i} for i, n in enumerate(nodes)]
+    users: dict[int, list[int]] = {}
+    for i, d in enumerate(deps):
+        for j in d:
+            users.setdefault(j, []).append(i)
+    pos: dict[str, int] = {}
+    attrs = [b"".join(a.SerializeToString() for a in n.attribute) for n in nodes]
+
+    def key(i: int) -> tuple:
+        n = nodes[i]
+        ins = tuple(("t", pos[x]) if x in pos else ("w", inits[x]) if x in inits else ("i", x) for x in n.input)
+        return (ins, n.op_type, n.domain, attrs[i])
+
+    waiting = [len(d) for d in deps]
+    heap = [(key(i), i) for i, w in enumerate(waiting) if w == 0]
+    heapq.heapify(heap)
+    order: list[int] = []
+    while heap:
+        _, i = heapq.heappop(heap)
+        order.append(i)
+        for out in nodes[i].output:
+            if out:
+                pos[out] = len(pos)
+        for u in users.get(i, []):
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(heap, (key(u), u))
+    if len(order) != len(nodes):  # not a DAG in graph order (cannot happen for a checked model): keep it
+        return
+    ordered = [type(nodes[0])() for _ in nodes]
+    for dst, i in zip(ordered, order):
+        dst.CopyFrom(nodes[i])
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
 def _write(model_proto: Any, path: str | Path) -> Path:
     import onnx
 
+    canonicalize(model_proto)
     onnx.checker.check_model(model_proto)
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from mgr import cards
+from mgr import cards, tfsetup
 from mgr.distributed.strategy import train_scope
 from mgr.errors import DataError, ParamsError
 from mgr.evaluation import metrics as ev
@@ -231,6 +231,7 @@ def train_model(
     ``tp`` is a :class:`mgr.params.TrainParams`, ``mp`` the model's :class:`DlModelParams`.
     Returns the trained Keras model, its card (without file names), the metrics and history.
     """
+    tfsetup.prepare_env()  # before TensorFlow's first import in this process
     import keras
 
     if name not in deep.REGISTRY:
@@ -365,12 +366,12 @@ def train_model(
 DETERMINISTIC = True
 
 
-def deterministic_ops() -> None:
-    """Turn on TensorFlow's op determinism when :data:`DETERMINISTIC` (idempotent)."""
+def deterministic_ops() -> dict:
+    """When :data:`DETERMINISTIC`: TensorFlow's op determinism, fixed thread pools and oneDNN's
+    instruction-set cap (:func:`mgr.tfsetup.configure`, idempotent); returns what is in force."""
     if DETERMINISTIC:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
+        return tfsetup.configure()
+    return {"deterministic_ops": False}
 
 
 def _runs_root(metrics_dir: Path) -> Path:
@@ -390,9 +391,9 @@ def make_card(name, store, tp, mp, *, window_frames, mean, std, targets, n_tags,
         "name": name,
         "kind": "deep",
         "labels": list(store.labels),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": library_versions(*VERSION_PACKAGES),
-        "params": {"model": dataclasses.asdict(mp), "train": dataclasses.asdict(tp)},
+        # execution knobs (train.workers) are not part of the model: a card is the same bits on every machine
+        "params": {"model": dataclasses.asdict(mp), "train": {k: v for k, v in dataclasses.asdict(tp).items() if k != "workers"}},
         "train_data_hash": store_hash(store),
         "val_metrics": val,
         "frontend": frontend,
@@ -540,6 +541,8 @@ def run_train_dl(
 
     quality, facts = split_run_facts(metrics)
     write_json(Path(metrics_dir) / f"{name}.json", quality)
-    write_run_facts(f"train-dl/{name}", {**facts, "deterministic_ops": DETERMINISTIC, "versions": _versions()},
+    write_run_facts(f"train-dl/{name}", {**facts, "deterministic_ops": DETERMINISTIC, "tensorflow": deterministic_ops(),
+                                         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                         "versions": _versions()},
                     root=_runs_root(Path(metrics_dir)))
     return metrics

@@ -1,0 +1,141 @@
+"""The cost of machine-independent results: each step as the project runs it now against the
+naive machine-dependent version of the same step, on the same inputs, in one run (ratios).
+
+Run: uv run python benchmarks/crossmachine.py [--seconds 30] [--clips 8] [--epochs 3] [--repeats 3]
+
+- ``frontend``: the log-mel front end (``mgr.dsp.frontend.compute_spectrogram``: portable log,
+  fixed-order mel sums, ``re*re + im*im``) against the same front end with NumPy's dispatched
+  ``np.abs(X)**2``, BLAS ``@`` and ``np.log10`` (what it was before), per clip of ``--seconds``;
+- ``gtzan57``: the handcrafted features per clip (no naive twin kept: reported as time per clip);
+- ``train``: a small genre CNN (``cnn2d`` at width 0.25 on 3 s windows) trained ``--epochs``
+  epochs in a fresh process, as training runs now (oneDNN off, 2 intra-op threads, op
+  determinism) against TensorFlow's defaults (oneDNN on, one thread per core), alternating the
+  two ``--repeats`` times and taking each one's median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+_TRAIN = r"""
+import os, sys, time, json
+mode = sys.argv[1]
+sys.path.insert(0, sys.argv[2])
+if mode == "portable":
+    from mgr import tfsetup
+    tfsetup.configure()
+else:
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    import tensorflow as tf
+    tf.config.experimental.enable_op_determinism()
+import numpy as np, keras
+from mgr.models import deep
+keras.utils.set_random_seed(0)
+rng = np.random.default_rng(0)
+from mgr.params import DlModelParams
+X = rng.standard_normal((512, 128, 130, 1)).astype("float32")
+y = keras.utils.to_categorical(rng.integers(0, 10, 512), 10)
+m = deep.build("cnn2d", (128, 130, 1), 10, params=DlModelParams(width=0.25, dropout=0.3))
+deep.compile_model(m, 0.003, ["genre"])
+m.fit(X[:64], {"genre": y[:64]}, epochs=1, batch_size=32, verbose=0)  # trace/compile outside the timing
+t = time.perf_counter()
+m.fit(X, {"genre": y}, epochs=int(sys.argv[3]), batch_size=32, verbose=0)
+print(json.dumps({"seconds": time.perf_counter() - t}))
+"""
+
+
+def _naive_rows(b, frontend, out=None):
+    """The front end's kernel with NumPy's dispatched operations (the machine-dependent baseline)."""
+    import numpy as np
+    import scipy.fft
+
+    from mgr.dsp.frontend import _mel_groups
+
+    spec = scipy.fft.rfft(b, axis=1, workers=1)
+    power = np.abs(spec) ** 2
+    dst = np.empty((b.shape[0], int(frontend["n_mels"])), dtype=np.float32) if out is None else out
+    for m0, m1, lo, hi, w in _mel_groups(int(frontend["sr"]), int(frontend["n_fft"]), int(frontend["n_mels"]),
+                                         float(frontend["fmin"]), float(frontend["fmax"])):
+        np.matmul(power[:, lo:hi], w, out=dst[:, m0:m1]) if hi > lo else dst[:, m0:m1].fill(0.0)
+    np.maximum(dst, np.float32(frontend["amin"]), out=dst)
+    np.log10(dst, out=dst)
+    dst *= np.float32(10.0)
+    np.maximum(dst, np.float32(frontend["floor_db"]), out=dst)
+    return dst
+
+
+def bench_frontend(seconds: float, clips: int) -> dict:
+    import numpy as np
+
+    from mgr.dsp import frontend as fe_mod
+    from mgr.dsp.kernels import gtzan57
+    from mgr.params import load_params
+
+    p = load_params(ROOT / "params.yaml")
+    fe = fe_mod.frontend_config(p.audio, p.spectrogram)
+    rng = np.random.default_rng(0)
+    ys = [(0.3 * rng.standard_normal(int(seconds * fe["sr"]))).astype(np.float32) for _ in range(clips)]
+    out = {}
+    for name, kernel in (("naive", _naive_rows), ("portable", fe_mod.windowed_rows)):
+        orig = fe_mod.windowed_rows
+        fe_mod.windowed_rows = kernel
+        try:
+            fe_mod.compute_spectrogram(ys[0], fe["sr"], fe)  # warm caches
+            times = []
+            for _ in range(3):
+                t = time.perf_counter()
+                for y in ys:
+                    fe_mod.compute_spectrogram(y, fe["sr"], fe)
+                times.append((time.perf_counter() - t) / clips)
+            out[name] = min(times)
+        finally:
+            fe_mod.windowed_rows = orig
+    t = time.perf_counter()
+    for y in ys[:2]:
+        gtzan57(y, fe["sr"])
+    return {"frontend_ms_per_clip": {k: round(1000 * v, 2) for k, v in out.items()},
+            "frontend_ratio": round(out["portable"] / out["naive"], 2),
+            "gtzan57_ms_per_clip": round(1000 * (time.perf_counter() - t) / 2, 1)}
+
+
+def bench_train(epochs: int, repeats: int) -> dict:
+    times: dict[str, list[float]] = {"default": [], "portable": []}
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS",)}
+    for _ in range(repeats):
+        for mode in ("default", "portable"):
+            r = subprocess.run([sys.executable, "-c", _TRAIN, mode, str(ROOT / "src"), str(epochs)],
+                               capture_output=True, text=True, env=env)
+            if r.returncode:
+                raise SystemExit(f"training run ({mode}) failed: {r.stderr.strip().splitlines()[-1:]}")
+            times[mode].append(json.loads(r.stdout.strip().splitlines()[-1])["seconds"])
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"train_seconds": {k: round(v, 2) for k, v in med.items()},
+            "train_ratio": round(med["portable"] / med["default"], 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--clips", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-train", action="store_true")
+    args = ap.parse_args()
+    res = {"cpus": len(os.sched_getaffinity(0)), **bench_frontend(args.seconds, args.clips)}
+    if not args.skip_train:
+        res.update(bench_train(args.epochs, args.repeats))
+    print(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
