@@ -167,10 +167,16 @@ def test_workflow_steps_repro_then_report_against_main_then_one_comment() -> Non
     i_fetch = first(lambda r: "git fetch" in r and "refs/heads/main" in r)
     i_sync = first(lambda r: "uv sync --locked" in r)
     i_repro = first(lambda r: "dvc repro" in r)
+    i_base = first(lambda r: "git worktree add" in r)
     i_report = first(lambda r: "scripts/pr_report.py" in r)
     i_comment = first(lambda r: "gh pr comment" in r)
-    assert i_fetch < i_repro and i_sync < i_repro < i_report < i_comment
+    assert i_fetch < i_repro and i_sync < i_repro < i_base < i_report < i_comment
+    # like with like: main reproduced on the same runner, its stages restored from the shared run-cache
+    assert "../base main" in runs[i_base] and "cache.dir" in runs[i_base] and "dvc repro" in runs[i_base]
+    i_cache = next(i for i, u in enumerate(uses) if u.startswith("actions/cache@"))
+    assert steps[i_cache]["with"]["path"] == ".dvc/cache" and i_cache < i_repro
     assert "--base main" in runs[i_report] and "--out metrics-report.md" in runs[i_report]
+    assert "--base-dir ../base" in runs[i_report]
     assert 'cat metrics-report.md >> "$GITHUB_STEP_SUMMARY"' in runs[i_report]  # the job summary: the same report
     assert (ROOT / "scripts" / "pr_report.py").is_file()
     # ONE comment: the previous one (found by the report's marker) is edited, else one is created
@@ -211,7 +217,8 @@ def test_pr_report_dry_run_against_main(repo: Path) -> None:
         assert "| logreg | accuracy | 0.650 | 0.950 | +0.300 |" in md
         assert "0.0312" in md  # McNemar: b = 0, c = 6 -> 2 / 64
         assert "### Params vs main" in md and "evaluate.window_s" in md
-        assert "### Metrics vs main" in md and "logreg.accuracy" in md
+        assert "### Metrics vs `main` as committed" in md and "| metrics/summary.json | logreg.accuracy | 0.65 | 0.95 | +0.3 |" in md
+        assert md.splitlines()[3].startswith("**") and "metric value(s) changed" in md.splitlines()[3]
         assert "### Leaderboard" in md and "| 1 | logreg | 0.950 |" in md and "\n# Leaderboard" not in md
         # no predictions on the base: a line, not a failure
         r = subprocess.run([sys.executable, str(ROOT / "scripts" / "pr_report.py"), "--base", "main~1", "--out",
@@ -222,6 +229,67 @@ def test_pr_report_dry_run_against_main(repo: Path) -> None:
             (repo / f).unlink(missing_ok=True)
         _run(["git", "checkout", "-q", "--", "."], repo)
         _run(["git", "checkout", "-q", "main"], repo)
+
+
+@pytest.mark.slow  # several dvc processes (~3-5 s each on a busy machine)
+def test_a_comment_only_pull_request_reports_no_metric_changed(repo: Path, tmp_path: Path) -> None:
+    """A branch that edits only a comment (the stage reruns: its code changed): the report says
+    "No metric changed", against main as committed and against main reproduced on this machine
+    in a worktree that shares the DVC cache (its stage comes from the run-cache, not recomputed)."""
+    _run(["git", "checkout", "-q", "-b", "comment"], repo)
+    base = tmp_path / "base"
+    try:
+        code = (repo / "evaluate.py").read_text()
+        (repo / "evaluate.py").write_text(code.replace("import json", "# a comment, nothing else\nimport json", 1))
+        out = _run([DVC, "repro"], repo).stdout
+        assert "Running stage 'evaluate'" in out  # the code dep changed: the stage reran
+        env = dict(os.environ, DVC_NO_ANALYTICS="1", PYTHONPATH=str(ROOT / "src"))
+        script = [sys.executable, str(ROOT / "scripts" / "pr_report.py"), "--base", "main", "--resamples", "200"]
+        r = subprocess.run([*script, "--out", "a.md"], cwd=repo, capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        md = (repo / "a.md").read_text()
+        assert md.splitlines()[3] == "**No metric changed.**" and "_No metric changed._" in md
+        assert "| significant |" not in md and "| logreg | all |" in md and "no change (20 tracks identical)" in md
+        # like with like: main reproduced here, sharing the cache: restored from the run-cache
+        _run(["git", "worktree", "add", "-q", "--detach", str(base), "main"], repo)
+        _run([DVC, "config", "--local", "cache.dir", str(repo / ".dvc" / "cache")], base)
+        out = _run([DVC, "repro"], base).stdout
+        assert "Running stage 'evaluate'" not in out  # nothing recomputed
+        r = subprocess.run([*script, "--base-dir", str(base), "--out", "b.md"], cwd=repo, capture_output=True,
+                           text=True, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        md = (repo / "b.md").read_text()
+        assert md.splitlines()[3] == "**No metric changed.**" and "reproduced on this runner" in md
+        # and a real change is reported as one, against the same reproduced base
+        (repo / "params.yaml").write_text(yaml.safe_dump({"evaluate": {"window_s": 2.0, "overlap": 0.5}}))
+        _run([DVC, "repro", "-q"], repo)
+        r = subprocess.run([*script, "--base-dir", str(base), "--out", "c.md"], cwd=repo, capture_output=True,
+                           text=True, env=env)
+        md = (repo / "c.md").read_text()
+        assert "metric value(s) changed** (base reproduced on this runner" in md and "| +0.05 |" in md
+    finally:
+        for f in ("a.md", "b.md", "c.md"):
+            (repo / f).unlink(missing_ok=True)
+        subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=repo, capture_output=True)
+        _run(["git", "checkout", "-q", "--", "."], repo)
+        _run(["git", "checkout", "-q", "main"], repo)
+
+
+def test_machine_sensitive_figures_are_marked() -> None:
+    m = _pr_report()
+    deep = {"cnn2d"}
+    assert m.machine_sensitive("metrics/train-dl/cnn2d.json", "val.accuracy", deep)
+    assert m.machine_sensitive("metrics/cnn2d.json", "track.accuracy", deep)
+    assert m.machine_sensitive("metrics/summary.json", "cnn2d.accuracy", deep)
+    assert m.machine_sensitive("metrics/tempo.json", "sets.clicks.acc1", deep)
+    assert not m.machine_sensitive("metrics/summary.json", "svm.accuracy", deep)
+    assert not m.machine_sensitive("metrics/svm.json", "track.accuracy", deep)
+    base = {"metrics/summary.json": {"svm.accuracy": 0.5, "cnn2d.accuracy": 0.6}}
+    head = {"metrics/summary.json": {"svm.accuracy": 0.5, "cnn2d.accuracy": 0.7}, "metrics/new.json": {"x": 1}}
+    ch = m.metric_changes(base, head)
+    assert ch == [("metrics/new.json", "x", None, 1), ("metrics/summary.json", "cnn2d.accuracy", 0.6, 0.7)]
+    assert m.verdict([], deep, False) == "**No metric changed.**"
+    assert "hardware alone" in m.verdict(ch[1:], deep, False) and "1 machine-sensitive" in m.verdict(ch, deep, False)
 
 
 # ---------------------------------------------------------------- dvc.yaml: params and code deps
