@@ -29,3 +29,24 @@ def _private_model_cache(tmp_path_factory):
 @pytest.fixture
 def project_root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory) -> Path:
+    """A throw-away copy of the project with tiny params (tests/test_pipeline.TINY), a git repo,
+    after one `dvc repro` on this machine as it is. Shared by the end-to-end tests
+    (test_pipeline, test_crossmachine); a test that changes it restores what it changed."""
+    import yaml
+
+    from test_pipeline import DVC, TINY, _copy_project, _git, _merge, _run
+
+    work = tmp_path_factory.mktemp("pipeline")
+    _copy_project(ROOT, work)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    (work / "params.yaml").write_text(yaml.safe_dump(_merge(params, TINY), sort_keys=False))
+    _git(work, "init", "-q")
+    _git(work, "add", "-A")
+    _git(work, "commit", "-qm", "tiny")
+    r = _run([DVC, "repro"], work)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return work

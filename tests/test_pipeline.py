@@ -65,18 +65,10 @@ def _git(cwd: Path, *args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = Path(__file__).resolve().parent.parent
-    work = tmp_path_factory.mktemp("pipeline")
-    _copy_project(root, work)
-    params = yaml.safe_load((work / "params.yaml").read_text())
-    (work / "params.yaml").write_text(yaml.safe_dump(_merge(params, TINY), sort_keys=False))
-    _git(work, "init", "-q")
-    _git(work, "add", "-A")
-    _git(work, "commit", "-qm", "tiny")
-    r = _run([DVC, "repro"], work)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return work
+def project(tiny_project: Path) -> Path:
+    """The tiny project after its first `dvc repro` (conftest's session fixture; the
+    cross-machine matrix copies it before these tests change it)."""
+    return tiny_project
 
 
 def _ran_stages(out: str) -> set[str]:
