@@ -52,18 +52,25 @@ def _f64(x) -> np.ndarray:
 def _log_mantissa(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(k, log(m))`` with ``x = m * 2**k`` and ``m`` in ``[sqrt(1/2), sqrt(2))`` (x > 0, finite):
     ``log(m) = 2 atanh(s)``, ``s = (m - 1) / (m + 1)``, ``|s| < 0.1716``, by its odd series to s**23
-    (truncation error < 0.1716**25 / 25 ~ 3e-21, below float64 rounding)."""
+    (truncation error < 0.1716**25 / 25 ~ 3e-21, below float64 rounding). In-place steps: each
+    is one correctly rounded operation, as in the expression form."""
     m, k = np.frexp(x)  # m in [0.5, 1)
     small = m < _SQRT_HALF
-    m = np.where(small, m * 2.0, m)
-    k = (k - small).astype(np.float64)
-    s = (m - 1.0) / (m + 1.0)
+    m[small] *= 2.0
+    k = k.astype(np.float64)
+    k -= small
+    s = m - 1.0
+    m += 1.0
+    s /= m
     z = s * s
     # Horner in z of sum_{j>=0} z**j / (2j + 1), j = 0..11
     acc = np.full_like(z, 1.0 / 23.0)
     for j in range(10, -1, -1):
-        acc = acc * z + 1.0 / (2 * j + 1)
-    return k, 2.0 * s * acc
+        acc *= z
+        acc += 1.0 / (2 * j + 1)
+    acc *= s
+    acc *= 2.0
+    return k, acc
 
 
 def _special(x: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -95,9 +102,13 @@ def log2(x) -> np.ndarray:
 def log10(x) -> np.ndarray:
     """Base-10 logarithm, float64, machine-independent."""
     x = _f64(x)
-    safe = np.where((x > 0) & np.isfinite(x), x, 1.0)
+    ok = (x > 0) & np.isfinite(x)
+    safe = x if ok.all() else np.where(ok, x, 1.0)
     k, lm = _log_mantissa(safe)
-    return _special(x, k * _LOG10_2 + lm * INV_LN10)
+    k *= _LOG10_2
+    lm *= INV_LN10
+    k += lm
+    return k if ok.all() else _special(x, k)
 
 
 def log1p(x) -> np.ndarray:
