@@ -54,7 +54,7 @@ def _log_mantissa(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``log(m) = 2 atanh(s)``, ``s = (m - 1) / (m + 1)``, ``|s| < 0.1716``, by its odd series to s**23
     (truncation error < 0.1716**25 / 25 ~ 3e-21, below float64 rounding). In-place steps: each
     is one correctly rounded operation, as in the expression form."""
-    m, k = np.frexp(x)  # m in [0.5, 1)
+    m, k = np.frexp(np.atleast_1d(x))  # m in [0.5, 1); arrays, also for a 0-d input
     small = m < _SQRT_HALF
     m[small] *= 2.0
     k = k.astype(np.float64)
@@ -88,7 +88,7 @@ def log(x) -> np.ndarray:
     x = _f64(x)
     safe = np.where((x > 0) & np.isfinite(x), x, 1.0)
     k, lm = _log_mantissa(safe)
-    return _special(x, k * _LN2_HI + (lm + k * _LN2_LO))
+    return _special(x, k * _LN2_HI + (lm + k * _LN2_LO)).reshape(x.shape)
 
 
 def log2(x) -> np.ndarray:
@@ -96,7 +96,7 @@ def log2(x) -> np.ndarray:
     x = _f64(x)
     safe = np.where((x > 0) & np.isfinite(x), x, 1.0)
     k, lm = _log_mantissa(safe)
-    return _special(x, k + lm * _INV_LN2)
+    return _special(x, k + lm * _INV_LN2).reshape(x.shape)
 
 
 def log10(x) -> np.ndarray:
@@ -108,7 +108,7 @@ def log10(x) -> np.ndarray:
     k *= _LOG10_2
     lm *= INV_LN10
     k += lm
-    return k if ok.all() else _special(x, k)
+    return (k if ok.all() else _special(x, k)).reshape(x.shape)
 
 
 def log1p(x) -> np.ndarray:
