@@ -104,7 +104,8 @@ def run(p: Any, *, tracks_dir: str | Path, split_csv: str | Path, out_dir: str |
             + D.synthetic_jobs("val", tp.val_clips, train_styles, seed=tp.seed, duration_s=tp.duration_s, sr=sr)
             + D.synthetic_jobs("heldout", tp.heldout_clips, tp.heldout_styles, seed=tp.seed, duration_s=tp.duration_s, sr=sr)
             + D.synthetic_jobs("click", tp.click_clips, GENRES, seed=tp.seed, duration_s=tp.duration_s, sr=sr)
-            + D.synthetic_jobs("click_sub", tp.click_clips, GENRES, seed=tp.seed, duration_s=tp.duration_s, sr=sr))
+            + D.synthetic_jobs("click_sub", tp.click_clips, GENRES, seed=tp.seed, duration_s=tp.duration_s, sr=sr)
+            + D.synthetic_jobs("feels", tp.feels_clips, tp.heldout_styles, seed=tp.seed, duration_s=tp.duration_s, sr=sr))
     items = D.synthetic_items(jobs, tp.workers)
     sets: dict[str, list[Item]] = {k: [i for i in items if i.source == f"synthetic:{k}"] for k in D.KINDS}
     t_synth = time.perf_counter() - t0
@@ -134,7 +135,7 @@ def run(p: Any, *, tracks_dir: str | Path, split_csv: str | Path, out_dir: str |
     weights = None if tp.prior_median_bpm is None else F.prior_weights(bpm, tp.prior_median_bpm, tp.prior_octaves)
 
     eval_sets = {"validation": val_items, "heldout_styles": sets["heldout"], "clicks": sets["click"],
-                 "clicks_subdivided": sets["click_sub"],
+                 "clicks_subdivided": sets["click_sub"], "heldout_feels": sets["feels"],
                  f"{p.data.source}_test": ds["test"]}
     results: dict[str, Any] = {}
     for name, its in eval_sets.items():
@@ -142,9 +143,10 @@ def run(p: Any, *, tracks_dir: str | Path, split_csv: str | Path, out_dir: str |
             continue
         ref = np.array([i.tempo_bpm for i in its])
         Xs = _features(its)
-        est = {"dsp": np.array([i.dsp_bpm for i in its]), "learned": predict_keras(model, Xs, weights)[0]}
+        probs = np.asarray(model.predict(Xs, batch_size=256, verbose=0))
+        est = {"dsp": np.array([i.dsp_bpm for i in its]), "learned": F.readout(F.apply_prior(probs, weights))[0]}
         if weights is not None:  # what the prior does: the same model read with its training prior
-            est["learned (training prior)"] = predict_keras(model, Xs)[0]
+            est["learned (training prior)"] = F.readout(probs)[0]
         results[name] = protocol.compare(est, ref, [i.genre for i in its])
         m, d = results[name]["learned"], results[name]["dsp"]
         log(f"train-tempo: {name} ({m['n']}): learned Acc1 {m['acc1']:.3f} Acc2 {m['acc2']:.3f} | "
@@ -181,5 +183,6 @@ def run(p: Any, *, tracks_dir: str | Path, split_csv: str | Path, out_dir: str |
     return {"sets": results, "beats_dsp_on_validation": beat,
             "n": {"train": len(train_items), "train_augmented": int(len(X)), "validation": len(val_items),
                   "heldout_styles": len(sets["heldout"]), "clicks": len(sets["click"]),
-                  "clicks_subdivided": len(sets["click_sub"]), "dataset_test": len(ds["test"])}}, \
+                  "clicks_subdivided": len(sets["click_sub"]), "heldout_feels": len(sets["feels"]),
+                  "dataset_test": len(ds["test"])}}, \
         {"seconds": round(time.perf_counter() - t0, 3), "render_seconds": round(t_synth, 3), "train_seconds": round(t_fit, 3)}
