@@ -4,8 +4,9 @@
 fit :func:`mgr.tempo.model.build` on the train items with scale augmentation
 (:func:`mgr.tempo.features.stretch`), keep the epoch with the best validation loss, ``tempo.ensemble``
 times from consecutive seeds (their posteriors averaged, :func:`mgr.tempo.model.average`), then report
-the learned estimator and the DSP estimate side by side (:mod:`mgr.tempo.protocol`) on the
-validation set, the held-out styles, the click tracks and the dataset's annotated test tracks.
+the learned estimator and the DSP estimate side by side (:mod:`mgr.tempo.protocol`, errors by kind)
+on the validation set, the held-out styles, the held-out styles with real-music feels at GTZAN-like
+tempi (``heldout_feels``), the click tracks and the dataset's annotated test tracks.
 The artifact is ``models/tempo/model.onnx`` + ``model.json`` (sha256, what it was trained on,
 the tempo prior's weights (:func:`mgr.tempo.features.prior_weights`, applied to the model's
 posteriors wherever it is read), the validation numbers, and ``beats_dsp_on_validation``, which
