@@ -222,7 +222,8 @@ def trained(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tempo_root")
     p = Params()
     p = dataclasses.replace(p, tempo=dataclasses.replace(
-        p.tempo, train_clips=8, val_clips=4, heldout_clips=3, click_clips=2, duration_s=3.0, epochs=2, stretches=1, workers=1, ensemble=2))
+        p.tempo, train_clips=8, val_clips=4, heldout_clips=3, click_clips=2, feels_clips=2, duration_s=3.0, epochs=2, stretches=1,
+        workers=1, ensemble=2))
     metrics, facts = run(p, tracks_dir=root / "data" / "raw" / p.data.source, split_csv=root / "data" / "split.csv",
                          out_dir=root / "models" / "tempo", log=lambda s: None)
     (root / "metrics.json").write_text(json.dumps(metrics))
@@ -239,15 +240,18 @@ def test_stage_writes_the_artifact_card_and_protocol(trained: Path) -> None:
     assert card["trained_on"]["tempo_set"]["ensemble"] == 2 and "mean of 2" in card["method"]
     assert isinstance(card["beats_dsp_on_validation"], bool) and card["validation"]["learned"]["n"] == 4
     m = json.loads((trained / "metrics.json").read_text())
-    assert set(m["sets"]) == {"validation", "heldout_styles", "clicks", "clicks_subdivided"}
+    assert set(m["sets"]) == {"validation", "heldout_styles", "clicks", "clicks_subdivided", "heldout_feels"}
     for s in m["sets"].values():
         assert set(s) == {"dsp", "learned", "learned (training prior)"}
-        assert {"acc1", "acc2", "mae_bpm", "octave"} <= set(s["learned"])
+        assert {"acc1", "acc2", "mae_bpm", "octave", "errors"} <= set(s["learned"])
+        e = s["learned"]["errors"]  # counts by kind, next to the fractions
+        assert list(e) == ["x2", "x1/2", "x3", "x1/3", "other"] and sum(e.values()) <= s["learned"]["n"]
+        assert all(e[k] == round(s["learned"]["octave"][k] * s["learned"]["n"]) for k in e)
     prior = card["prior"]
-    assert (prior["median_bpm"], prior["octaves"]) == (95.0, 0.5) and len(prior["weights"]) == F.N_BINS
+    assert (prior["median_bpm"], prior["octaves"]) == (91.3, 0.37) and len(prior["weights"]) == F.N_BINS
     assert max(prior["weights"]) == pytest.approx(1.0) and min(prior["weights"]) > 0
     assert set(m["sets"]["heldout_styles"]["dsp"]["per_genre_acc1"]) <= {"country", "jazz", "reggae"}
-    assert m["n"]["heldout_styles"] == 3 and m["n"]["clicks"] == m["n"]["clicks_subdivided"] == 2
+    assert m["n"]["heldout_styles"] == 3 and m["n"]["clicks"] == m["n"]["clicks_subdivided"] == m["n"]["heldout_feels"] == 2
 
 
 def test_estimator_modes_and_tamper_check(trained: Path, tmp_path: Path) -> None:

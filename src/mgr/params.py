@@ -344,19 +344,23 @@ class TempoParams:
 
     Synthetic tempo sets (exact tempo) of ``duration_s`` clips: ``train_clips`` + ``val_clips``
     of every style except ``heldout_styles``, ``heldout_clips`` of those styles only (never
-    trained on) and ``click_clips`` metronome tracks (plain, and as many with soft subdivision
-    clicks); plus (``use_dataset``) the ``data.source``
+    trained on), ``click_clips`` metronome tracks (plain, and as many with soft subdivision
+    clicks) and ``feels_clips`` clips of the held-out styles with real-music feels (heavy
+    backbeat, 16th hats over a slow pulse, half-/double-time, dense, rubato); plus (``use_dataset``) the ``data.source``
     tracks with a ``tempo_bpm``, by split part. Each training clip is also seen at ``stretches``
     random tempo scales in [stretch_min, stretch_max] (label scaled). The trained posteriors are
     moved from the training sets' tempo prior (log-uniform) to a log-normal one with median
     ``prior_median_bpm`` and ``prior_octaves`` standard deviation (``mgr.tempo.features.prior_weights``;
-    ``prior_median_bpm: null`` keeps the training prior)."""
+    ``prior_median_bpm: null`` keeps the training prior). The defaults are GTZAN's annotated tempi
+    (mean 94.3, sd 24.5 BPM, tempo_eval_report) as a log-normal of the same mean and sd: median
+    94.3 / sqrt(1 + (24.5 / 94.3)^2) = 91.3 BPM, sd sqrt(ln(1 + (24.5 / 94.3)^2)) / ln 2 = 0.37 octave."""
 
     seed: int = num(14, 0)
     train_clips: int = num(600, 1, 1_000_000)
     val_clips: int = num(80, 1, 1_000_000)
     heldout_clips: int = num(90, 0, 1_000_000)
     click_clips: int = num(40, 0, 1_000_000)
+    feels_clips: int = num(60, 0, 1_000_000)  # test clips of heldout_styles, each with a real-music feel
     duration_s: float = num(8.0, 2.0, 600.0)
     heldout_styles: list[Literal[SYNTH_STYLES]] = field(default_factory=lambda: ["country", "jazz", "reggae"])
     use_dataset: bool = True
@@ -370,8 +374,8 @@ class TempoParams:
     dropout: float = num(0.3, 0.0, 1.0, hi_open=True)
     workers: int = num(0, 0, 256)  # processes for rendering and decoding (0 = all CPUs)
     ensemble: int = num(3, 1, 64)  # models from seeds seed, seed + 1, ...; their posteriors averaged
-    prior_median_bpm: float | None = num(95.0, 30.0, 300.0)
-    prior_octaves: float = num(0.5, 0.05, 10.0)
+    prior_median_bpm: float | None = num(91.3, 30.0, 300.0)
+    prior_octaves: float = num(0.37, 0.05, 10.0)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,19 @@ def step_time(plan: Plan, step: float | np.ndarray) -> float | np.ndarray:
     else:
         frac = j / spb
     out = (beat + frac) * plan.beat_s
+    rub = plan.extra.get("rubato") if plan.extra else None
+    if rub:  # rubato (tempo sets only): a smooth drift of the local tempo around the plan's
+        out = _rubato(out, plan.beat_s, rub)
     return float(out) if out.ndim == 0 else out
+
+
+def _rubato(t: np.ndarray, beat_s: float, rub: dict) -> np.ndarray:
+    """Song time ``t`` warped so the local tempo drifts by +-``depth`` (a sinusoid of
+    ``period_beats``): ``t + A sin(2 pi t / P + phase)`` with ``A = depth P / (2 pi)``, whose slope
+    ``1 + depth cos(.)`` averages 1, so the mean tempo is the plan's."""
+    period = float(rub["period_beats"]) * beat_s
+    amp = float(rub["depth"]) * period / (2 * np.pi)
+    return t + amp * (np.sin(2 * np.pi * t / period + float(rub["phase"])) - np.sin(float(rub["phase"])))
 
 
 def beat_times(plan: Plan, duration_s: float) -> np.ndarray:
@@ -265,6 +277,8 @@ def drum_notes(plan: Plan, pattern: str, total_steps: int, rng: np.random.Genera
         out.append(Note(step, 1.0, (), vel, drum=drum))
 
     n_bars = -(-total_steps // bar)
+    if pattern in FEEL_DRUMS:  # tempo sets' real-music feels (issue 23)
+        return _feel_drum_notes(plan, pattern, n_bars, rng)
     if pattern == "random":  # tempo sets: one random groove per clip, repeated with small variations
         groove = plan.extra.setdefault("groove", random_groove(plan, rng))
         for k in range(n_bars):
@@ -359,6 +373,50 @@ def drum_notes(plan: Plan, pattern: str, total_steps: int, rng: np.random.Genera
         for s in range(0, n_bars * bar):
             if s % spb and rng.random() < 0.06:
                 hit(s, "snare", 0.2)
+    return out
+
+
+#: the drum patterns of :func:`mgr.synth.styles.apply_feel` (tempo sets only)
+FEEL_DRUMS = ("backbeat_heavy", "sixteenths", "double_time")
+
+
+def _feel_drum_notes(plan: Plan, pattern: str, n_bars: int, rng: np.random.Generator) -> list[Note]:
+    """The drums of the real-music feels (:func:`mgr.synth.styles.apply_feel`), per bar:
+
+    * ``backbeat_heavy``: kick on 1 and 3 (sometimes a pickup 8th before 3), snare on 2 and 4,
+      both loud; cymbals (8th or 16th hats, or a ride on 8ths) at a tenth to a third of their
+      velocity, accented on the beat;
+    * ``sixteenths``: the same backbeat under hats on every 16th (beat > 8th > 16th);
+    * ``double_time``: kick on every beat, snare on every off-beat 8th, soft 16th hats.
+    """
+    spb, bpb = plan.steps_per_beat, plan.beats_per_bar
+    bar = bpb * spb
+    off = 2  # the off-beat 8th (3rd triplet in compound meters)
+    out: list[Note] = []
+    cym = str(rng.choice(["hat", "hat", "ride", "open_hat"])) if pattern == "backbeat_heavy" else "hat"
+    every = 1 if pattern in ("sixteenths", "double_time") or spb == 3 else int(rng.choice([1, 2]))
+    quiet = float(rng.uniform(0.1, 0.33)) if pattern == "backbeat_heavy" else float(rng.uniform(0.3, 0.55))
+    pickup = float(rng.uniform(0.0, 0.6))
+    for k in range(n_bars):
+        b0 = k * bar
+        if k % 4 == 0 and rng.random() < 0.4:
+            out.append(Note(b0, 1.0, (), 0.7, drum="crash"))
+        for b in range(bpb):
+            s = b0 + b * spb
+            if pattern == "double_time":
+                out.append(Note(s, 1.0, (), 1.0, drum="kick"))
+                out.append(Note(s + off, 1.0, (), 0.95, drum="snare"))
+            else:
+                back = b % 2 == 1
+                out.append(Note(s, 1.0, (), 1.0, drum="snare" if back else "kick"))
+                if b == 1 and rng.random() < pickup:
+                    out.append(Note(s + off, 1.0, (), 0.8, drum="kick"))
+            for j in range(0, spb, every):
+                v = 1.0 if j == 0 else (0.75 if j == off else 0.55)
+                out.append(Note(s + j, 1.0, (), quiet * v, drum=cym))
+        for s in range(b0, b0 + bar):  # ghost notes
+            if s % spb and rng.random() < 0.04:
+                out.append(Note(s, 1.0, (), 0.2, drum="snare"))
     return out
 
 

@@ -365,7 +365,7 @@ PULSE_INSTRUMENTS = ("piano", "electric-piano", "guitar", "distorted-guitar", "o
 
 
 def sample_tempo_plan(genre: str, rng: np.random.Generator, tempo_range: tuple[float, float] = (50.0, 220.0),
-                      pulse: bool = True) -> Plan:
+                      pulse: bool = True, feel: str | None = None) -> Plan:
     """A plan of ``genre``'s style with a widened rhythmic vocabulary, for tempo training/testing.
 
     The style keeps its own instruments, grooves and progressions (so holding a style out holds
@@ -381,6 +381,10 @@ def sample_tempo_plan(genre: str, rng: np.random.Generator, tempo_range: tuple[f
     music whose beat is marked by loudness alone, as with 8th-note hi-hats over a quarter-note
     beat. ``pulse=False`` leaves this step (and its random draws) out: the click sets use it, so
     their plans and audio do not depend on it.
+
+    Last (issue 23, also left out with ``pulse=False``), half of the plans get one of the
+    real-music :data:`FEELS` (:func:`apply_feel`; ``feel`` forces one, ``"none"`` none): the
+    rhythms whose loudest periodicity is not the annotated beat.
     """
     plan = sample_plan(genre, rng)
     lo, hi = float(tempo_range[0]), float(tempo_range[1])
@@ -418,4 +422,89 @@ def sample_tempo_plan(genre: str, rng: np.random.Generator, tempo_range: tuple[f
             plan.parts[i] = replace(plan.parts[i], pattern="pulse")
             if plan.drums is None and rng.random() < 0.5:  # a solo piano / guitar: the pulse and a melody alone
                 plan.parts = [pt for j, pt in enumerate(plan.parts) if j == i or pt.role == "lead"]
+    if pulse:
+        if feel is None:
+            feel = _choice(rng, FEEL_WEIGHTS) if rng.random() < FEEL_PROBABILITY else "none"
+        if feel != "none":
+            apply_feel(plan, feel, rng, tempo_range)
+    return plan
+
+
+# ------------------------------------------------------------- real-music feels (issue 23)
+#: rhythms of real recordings whose loudest periodicity is not the annotated beat (see apply_feel)
+FEELS = ("backbeat_heavy", "sixteenths", "half_time", "double_time", "dense", "rubato")
+#: how often each feel is drawn, given that a plan gets one (FEEL_PROBABILITY of the tempo plans)
+FEEL_WEIGHTS = {"backbeat_heavy": 0.3, "sixteenths": 0.15, "half_time": 0.1, "double_time": 0.1, "dense": 0.2,
+                "rubato": 0.15}
+FEEL_PROBABILITY = 0.5
+#: the slow pulses under busy 16th hats (BPM): where a hi-hat's 16ths are as fast as a quick song's 8ths
+SLOW_PULSE_BPM = (50.0, 95.0)
+#: extra comping of the dense arrangements: (instrument, pattern)
+DENSE_PARTS = (("synth-pad", "sustain"), ("strings", "sustain"), ("guitar", "strum_8"), ("piano", "arp"),
+               ("organ", "sustain"), ("brass", "stabs"), ("electric-piano", "jazz_comp"))
+
+
+def apply_feel(plan: Plan, feel: str, rng: np.random.Generator, tempo_range: tuple[float, float] = (50.0, 220.0)) -> Plan:
+    """Give a tempo plan one of the :data:`FEELS`; the label stays ``plan.tempo_bpm``, the beat.
+
+    * ``backbeat_heavy``: rock / pop as mixed on records: kick on 1 and 3, snare on 2 and 4, both
+      loud, the cymbals 10-20 dB down (8ths, 16ths or a washy ride) -- the kick band alone and the
+      snare band alone repeat every *two* beats, only together do they mark the beat;
+    * ``sixteenths``: a slow pulse (:data:`SLOW_PULSE_BPM`) under busy 16th hi-hats (accents on the
+      beat): the hats run at four times the beat, the kick / snare backbeat at half of it;
+    * ``half_time``: the half-time feel (kick on 1, snare on 3 of the bar, 8th hats): the drums
+      sound at half the beat the hats, bass and chords keep;
+    * ``double_time``: the double-time (two-step) feel: kick on every beat, snare on every off-beat
+      8th, soft 16th hats: the drums alternate twice per beat over chords and bass at the beat;
+    * ``dense``: 2-3 more comping parts (pads, strings, strummed 8ths, arpeggios, stabs) over the
+      groove, more room and noise: the beat is one layer among many;
+    * ``rubato``: drum-less acoustic playing whose tempo drifts smoothly (+-2-5 % over 6-16 beats,
+      ``plan.extra["rubato"]``; the mean is the label): no exact grid to lock on to.
+    """
+    if feel not in FEELS:
+        raise ValueError(f"unknown feel {feel!r} (known: {', '.join(FEELS)})")
+    plan.extra["feel"] = feel
+    if feel in ("backbeat_heavy", "sixteenths", "double_time"):
+        meter = "4/4" if feel != "backbeat_heavy" or rng.random() < 0.8 else "12/8"
+        plan.meter = meter
+        plan.beats_per_bar, plan.steps_per_beat = TEMPO_METERS[meter]
+        if plan.steps_per_beat != 4:
+            plan.swing_ratio = 0.5
+        plan.drums = feel
+        plan.drum_level_db = float(plan.drum_level_db + rng.uniform(1.0, 4.0))
+        if feel == "sixteenths":
+            lo, hi = max(float(tempo_range[0]), SLOW_PULSE_BPM[0]), min(float(tempo_range[1]), SLOW_PULSE_BPM[1])
+            plan.tempo_bpm = round(float(np.exp(rng.uniform(np.log(lo), np.log(hi)))), 2)
+            plan.swing_ratio = 0.5 if rng.random() < 0.8 else float(rng.uniform(0.54, 0.6))
+    elif feel == "half_time":
+        if plan.beats_per_bar != 4:
+            plan.meter = "4/4"
+            plan.beats_per_bar, plan.steps_per_beat = TEMPO_METERS["4/4"]
+        plan.drums = "half_time"
+    elif feel == "dense":
+        have = {pt.instrument for pt in plan.parts}
+        opts = [o for o in DENSE_PARTS if o[0] not in have]
+        k = min(len(opts), int(rng.integers(2, 4)))
+        for j in rng.choice(len(opts), size=k, replace=False):
+            inst, pat = opts[int(j)]
+            plan.parts.append(Part("comp", inst, pat, _LEVELS["comp"] + float(rng.normal(0, 2.5)), inst))
+        if not any(pt.role == "lead" for pt in plan.parts):
+            inst = str(rng.choice(["synth-lead", "strings", "brass", "guitar"]))
+            plan.parts.append(Part("lead", inst, "melody", _LEVELS["lead"] + float(rng.normal(0, 2.5)), inst))
+        plan.noise_db = float(max(plan.noise_db, rng.uniform(-60.0, -40.0)))
+    elif feel == "rubato":
+        plan.drums = None
+        acoustic = {"piano": ["arp", "block", "waltz"], "guitar": ["arp", "strum_q"], "strings": ["sustain", "arp"]}
+        inst = str(rng.choice(list(acoustic)))
+        plan.parts = [pt for pt in plan.parts if pt.role == "lead"]
+        plan.parts.insert(0, Part("comp", inst, str(rng.choice(acoustic[inst])), _LEVELS["comp"], inst))
+        if rng.random() < 0.6:
+            bass = "upright" if rng.random() < 0.5 else "piano"
+            plan.parts.append(Part("bass", bass, "root", _LEVELS["bass"] + float(rng.normal(0, 2.5)),
+                                   "bass" if bass == "upright" else "piano"))
+        plan.swing_ratio = 0.5 if plan.steps_per_beat != 4 else plan.swing_ratio
+        plan.humanise_ms = float(max(plan.humanise_ms, rng.uniform(10.0, 25.0)))
+        plan.extra["rubato"] = {"depth": float(rng.uniform(0.02, 0.05)), "period_beats": float(rng.uniform(6.0, 16.0)),
+                                "phase": float(rng.uniform(0.0, 2 * np.pi))}
+    plan.phase_s = float(rng.uniform(0, plan.beats_per_bar * 60.0 / plan.tempo_bpm))
     return plan

@@ -8,7 +8,14 @@ Three synthetic sources, each deterministic in ``(seed, kind, style, index)``:
 * ``click``: metronome clicks (:func:`mgr.synth.render.render_click`, exact beat grid; accented
   downbeats) at the tempo plans' tempi, with noise;
 * ``click_sub``: the same with a softer click (-9 dB) on every 8th (triplet 8th in compound
-  meters): the beat is marked by loudness alone, an octave trap for any estimator.
+  meters): the beat is marked by loudness alone, an octave trap for any estimator;
+* ``feels``: clips of the held-out styles, each with one of the real-music feels of
+  :func:`mgr.synth.styles.apply_feel` (heavy backbeat, 16th hats over a slow pulse, half-time,
+  double-time, dense, rubato; in turn): the rhythms on which an estimator halves or doubles, at
+  tempi drawn like real music's (:data:`REAL_TEMPO`: GTZAN's annotated tempi as a log-normal),
+  not log-uniformly like the other sets.
+
+``train``/``val``/``heldout`` plans get a feel half of the time (:data:`mgr.synth.styles.FEEL_PROBABILITY`).
 
 And any dataset with a ``tempo_bpm`` column (the synthetic genre set, GTZAN with
 ``data.gtzan.tempo``, a folder manifest): :func:`dataset_items` decodes its tracks with the
@@ -29,10 +36,14 @@ from mgr.data.sources.synthetic import _write_audio
 from mgr.io import n_workers, process_pool
 from mgr.synth import dsp
 from mgr.synth.render import render, render_click
-from mgr.synth.styles import GENRES, sample_tempo_plan
+from mgr.synth.styles import FEELS, GENRES, SLOW_PULSE_BPM, sample_tempo_plan
 from mgr.tempo.features import dsp_tempo, envelopes
 
-KINDS = ("train", "val", "heldout", "click", "click_sub")
+KINDS = ("train", "val", "heldout", "click", "click_sub", "feels")  # (append only: the index seeds the clips)
+#: the ``feels`` set's tempo distribution: a log-normal (median BPM, sd in octaves) with GTZAN's
+#: annotated mean 94.3 and sd 24.5 BPM (tempo_eval_report): median 94.3 / sqrt(1 + (24.5 / 94.3)^2),
+#: sd sqrt(ln(1 + (24.5 / 94.3)^2)) / ln 2
+REAL_TEMPO = (91.27, 0.369)
 _KIND_ID = {k: i for i, k in enumerate(KINDS)}
 
 
@@ -59,7 +70,12 @@ def render_item(seed: int, kind: str, style: str, index: int, duration_s: float,
 
     rng = _rng(seed, kind, style, index)
     click = kind in ("click", "click_sub")
-    plan = sample_tempo_plan(style, rng, pulse=not click)  # clicks: no comping to draw
+    feel = FEELS[int(index) % len(FEELS)] if kind == "feels" else None
+    plan = sample_tempo_plan(style, rng, pulse=not click, feel=feel)  # clicks: no comping to draw
+    if feel is not None:  # real music's tempi (the 16th-hat feel: within its slow pulses)
+        lo, hi = SLOW_PULSE_BPM if feel == "sixteenths" else (50.0, 220.0)
+        plan.tempo_bpm = round(real_tempo(rng, lo, hi), 2)
+        plan.phase_s = float(rng.uniform(0, plan.beats_per_bar * 60.0 / plan.tempo_bpm))
     if click:
         y = render_click(plan, sr, duration_s).astype(np.float64)
         if kind == "click_sub":  # a softer click on every subdivision: the beat stays the label
@@ -74,6 +90,16 @@ def render_item(seed: int, kind: str, style: str, index: int, duration_s: float,
         y = y + 10 ** (rng.uniform(-70, -30) / 20) * rng.standard_normal(y.shape[0])
         return np.clip(y, -1, 1).astype(np.float32), float(plan.tempo_bpm)
     return render(plan, sr, duration_s, rng).audio, float(plan.tempo_bpm)
+
+
+def real_tempo(rng: np.random.Generator, lo: float = 50.0, hi: float = 220.0) -> float:
+    """One tempo from :data:`REAL_TEMPO` within ``[lo, hi]`` (redrawn until inside)."""
+    med, octv = REAL_TEMPO
+    for _ in range(1000):
+        t = med * 2.0 ** (octv * rng.standard_normal())
+        if lo <= t <= hi:
+            return float(t)
+    return float(np.clip(med, lo, hi))
 
 
 def _synth_job(job: tuple) -> Item:

@@ -30,6 +30,8 @@ what decides between a tempo and its double when the evidence is ambiguous.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from mgr.dsp import kernels as fastdsp
@@ -44,7 +46,11 @@ BAND_EDGES = (0, 12, 40, 80, 128)
 N_ENV = len(BAND_EDGES) + 1  # librosa's dB flux + 4 groups' loudness flux + the accent (linear-amplitude) flux
 #: the band envelopes' compression: power ** 0.3 (loudness ~ intensity ** 0.3, Stevens' law)
 LOUDNESS_EXPONENT = 0.3
-N_CHANNELS = 2 * N_ENV + 1  # acf + fourier per envelope, + the log-BPM position
+#: beat-phase resolution of :func:`phase_evidence`: the envelope folded at each candidate period
+#: is read at this many phases per beat
+N_PHASES = 24
+#: per envelope: acf + fourier (+ on-beat salience, half-beat contrast, acf at 3 and 4 beats), + the log-BPM position
+N_CHANNELS = 6 * N_ENV + 1
 HOP = 512
 N_FFT = 2048
 #: :func:`prior_weights`: the training-label prior is floored at this fraction of its maximum
@@ -109,10 +115,69 @@ def _normalise(x: np.ndarray, frame_rate: float) -> np.ndarray:
     return np.where(sd > 1e-8, x / np.where(sd > 1e-8, sd, 1.0), 0.0)
 
 
+@functools.lru_cache(maxsize=64)
+def _fold_index(n: int, lags: tuple[float, ...]) -> tuple[np.ndarray, ...]:
+    """Where :func:`phase_evidence` reads an ``n``-frame envelope: for each candidate period and
+    each of its :data:`N_PHASES` phases, the ``K`` positions ``(phase / N_PHASES + k) * lag``
+    (``k < K``, the whole periods in the clip, at least 1) as the nearest frames (the envelopes
+    are smoothed first), plus each (candidate, phase) segment's start and length. Cached: clips
+    share their length."""
+    lag = np.asarray(lags, dtype=np.float64)
+    J = N_PHASES
+    top = max(n - 2, 0)
+    K = np.maximum(1, np.floor(top / lag - (J - 1) / J).astype(int) + 1)
+    seg = np.repeat(K, J)  # one segment per (candidate, phase), candidate-major
+    starts = np.concatenate([[0], np.cumsum(seg)[:-1]])
+    s_of = np.repeat(np.arange(seg.size), seg)
+    k = np.arange(s_of.size) - starts[s_of]
+    pos = np.clip(((s_of % J) / J + k) * lag[s_of // J], 0.0, float(top))
+    idx = np.minimum(np.rint(pos).astype(np.intp), max(n - 1, 0))
+    for a in (idx, starts, seg):
+        a.flags.writeable = False
+    return idx, starts, seg
+
+
+def phase_evidence(x: np.ndarray, lags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Beat-phase evidence of normalised envelopes ``x`` ``(n_env, n)`` at candidate beat periods
+    ``lags`` (frames): each envelope is folded at the period (its mean over the ``K`` whole periods
+    in the clip, read at :data:`N_PHASES` phases at the nearest frame, after a 5-frame triangular
+    smoothing), giving
+
+    * ``on``: the profile's maximum, how much of the envelope falls on one phase of the candidate
+      beat (a comb filter at the best phase), and
+    * ``contrast``: that maximum minus the profile half a period later. A beat candidate at half
+      the true tempo has the true beat's other half (e.g. the backbeat snare between two kicks)
+      at its half period, so a small contrast; the true beat has only its off-beats there.
+
+    Both ``(n_env, len(lags))``, scaled by each envelope's largest ``on`` over the candidates.
+    Magnitudes (autocorrelation, tempogram) see how *often* onsets recur; the fold sees *where*
+    in the candidate beat they fall, which is what tells a beat from its half.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    e, n = x.shape
+    ker = np.array([1.0, 2.0, 3.0, 2.0, 1.0]) / 9.0
+    if n >= ker.size:
+        x = np.stack([np.convolve(r, ker, mode="same") for r in x])
+    idx, starts, seg = _fold_index(n, tuple(np.asarray(lags, dtype=np.float64).round(9)))
+    v = x.astype(np.float32)[:, idx]
+    J = N_PHASES
+    R = (np.add.reduceat(v, starts, axis=1) / seg).reshape(e, len(seg) // J, J)
+    j = R.argmax(axis=2)
+    on = R.max(axis=2)
+    half = np.take_along_axis(R, ((j + J // 2) % J)[..., None], axis=2)[..., 0]
+    con = on - half
+    scale = on.max(axis=1, keepdims=True)
+    scale = np.where(scale > 1e-8, scale, 1.0)
+    return (on / scale).astype(np.float64), (con / scale).astype(np.float64)
+
+
 def evidence(env: np.ndarray, frame_rate: float) -> np.ndarray:
     """``(N_BINS, N_CHANNELS)`` float32: per envelope, the normalised autocorrelation at the beat
-    period and the (max-normalised) Fourier tempogram at the beat frequency of each grid tempo,
-    then the grid position in [-1, 1] (lets the model learn a tempo prior)."""
+    period and the (max-normalised) Fourier tempogram at the beat frequency of each grid tempo;
+    the beat-phase evidence (:func:`phase_evidence`: on-beat salience, half-beat contrast); the
+    autocorrelation at three and four beats (a bar of 3/4 or 4/4: bar structure, also for
+    candidates whose bar is slower than the grid); then the grid position in [-1, 1] (lets the
+    model learn a tempo prior). Channels in that order, each group one row per envelope."""
     x = _normalise(np.asarray(env, dtype=np.float64), frame_rate)
     n = x.shape[1]
     nfft = 1 << int(np.ceil(np.log2(2 * n + 1)))
@@ -129,8 +194,11 @@ def evidence(env: np.ndarray, frame_rate: float) -> np.ndarray:
     fbin = BPM_GRID / 60.0 / frame_rate * nf
     ft = np.stack([np.interp(fbin, np.arange(mag.shape[1]), r) for r in mag])
     ft = ft / np.where(ft.max(axis=1, keepdims=True) > 1e-12, ft.max(axis=1, keepdims=True), 1.0)
+    on, con = phase_evidence(x, lags)
+    bar3 = np.stack([np.interp(3.0 * lags, np.arange(n), r, right=0.0) for r in ac])
+    bar4 = np.stack([np.interp(4.0 * lags, np.arange(n), r, right=0.0) for r in ac])
     pos = np.linspace(-1.0, 1.0, N_BINS)[None]
-    return np.concatenate([acf, ft, pos]).T.astype(np.float32)
+    return np.concatenate([acf, ft, on, con, bar3, bar4, pos]).T.astype(np.float32)
 
 
 def bpm_of(k: float) -> float:

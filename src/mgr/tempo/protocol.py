@@ -29,16 +29,21 @@ from mgr.tempo.features import envelopes
 OCTAVE_CLASSES = (("x2", 2.0), ("x1/2", 0.5), ("x3", 3.0), ("x1/3", 1.0 / 3.0))
 
 
-def octave_breakdown(est: Any, ref: Any, tol: float = TEMPO_TOLERANCE) -> dict[str, float]:
-    """Fraction of estimates in each class (they sum to 1): correct, x2, x1/2, x3, x1/3, other."""
+#: the error kinds, in report order (an estimate that is not Acc1-correct is exactly one of them)
+ERROR_KINDS = tuple(n for n, _ in OCTAVE_CLASSES) + ("other",)
+
+
+def error_kinds(est: Any, ref: Any, tol: float = TEMPO_TOLERANCE) -> np.ndarray:
+    """The class of each estimate against its reference: ``correct`` (within ``tol``), else the
+    first of ``x2``, ``x1/2``, ``x3``, ``x1/3`` whose multiple of the reference it is within
+    ``tol`` of, else ``other`` (a missing or non-finite estimate too). References that are not
+    finite and positive are left out of the result."""
     e = np.asarray(est, dtype=float).ravel()
     r = np.asarray(ref, dtype=float).ravel()
     if e.size != r.size:
         raise ValueError(f"tempo estimates and references differ in length ({e.size} vs {r.size})")
     keep = np.isfinite(r) & (r > 0)
     e, r = e[keep], r[keep]
-    if not r.size:
-        return {}
     ok = np.isfinite(e)
     cls = np.full(r.size, "other", dtype=object)
     e0 = np.where(ok, e, 0.0)
@@ -46,8 +51,21 @@ def octave_breakdown(est: Any, ref: Any, tol: float = TEMPO_TOLERANCE) -> dict[s
     for name, f in OCTAVE_CLASSES:
         m = ok & (cls == "other") & tempo_within(e0, f * r, tol)
         cls[m] = name
-    names = ["correct"] + [n for n, _ in OCTAVE_CLASSES] + ["other"]
-    return {n: float(np.mean(cls == n)) for n in names}
+    return cls
+
+
+def error_counts(est: Any, ref: Any, tol: float = TEMPO_TOLERANCE) -> dict[str, int]:
+    """How many estimates fall in each class of :func:`error_kinds` (``correct`` and every one of
+    :data:`ERROR_KINDS`, zeros included)."""
+    cls = error_kinds(est, ref, tol)
+    return {n: int(np.sum(cls == n)) for n in ("correct",) + ERROR_KINDS}
+
+
+def octave_breakdown(est: Any, ref: Any, tol: float = TEMPO_TOLERANCE) -> dict[str, float]:
+    """Fraction of estimates in each class (they sum to 1): correct, x2, x1/2, x3, x1/3, other."""
+    c = error_counts(est, ref, tol)
+    total = sum(c.values())
+    return {n: v / total for n, v in c.items()} if total else {}
 
 
 def report(est: Any, ref: Any, genres: Sequence[str] | None = None) -> dict[str, Any]:
@@ -64,6 +82,8 @@ def report(est: Any, ref: Any, genres: Sequence[str] | None = None) -> dict[str,
     out["acc2"] = tempo_acc2(e_k, r[keep])
     out["mae_bpm"] = tempo_mae(e[keep], r[keep])  # over the tracks with an estimate
     out["octave"] = octave_breakdown(e[keep], r[keep])
+    counts = error_counts(e[keep], r[keep])
+    out["errors"] = {k: counts[k] for k in ERROR_KINDS}  # counts by kind (the fractions: "octave")
     if genres is not None:
         g = np.asarray(list(genres), dtype=object)[keep]
         out["per_genre_acc1"] = {str(k): tempo_acc1(e_k[g == k], r[keep][g == k]) for k in sorted(set(g.tolist()))}
@@ -81,16 +101,17 @@ def beats(a: dict, b: dict) -> bool:
 
 
 def table_markdown(sets: dict[str, dict[str, dict]]) -> str:
-    """A markdown table: one row per (set, estimator) with n, Acc1, Acc2, MAE and the breakdown."""
-    head = "| set | estimator | n | Acc1 | Acc2 | MAE (BPM) | x2 | x1/2 | x3 | x1/3 | other |"
-    lines = [head, "|" + "---|" * 11]
+    """A markdown table: one row per (set, estimator) with n, Acc1, Acc2, MAE and the errors by
+    kind, each as ``count (fraction of the set)``."""
+    head = "| set | estimator | n | Acc1 | Acc2 | MAE (BPM) | " + " | ".join(ERROR_KINDS) + " |"
+    lines = [head, "|" + "---|" * (6 + len(ERROR_KINDS))]
     for s, ests in sets.items():
         for name, m in ests.items():
             if not m.get("n"):
                 continue
-            o = m.get("octave", {})
+            o, c = m.get("octave", {}), m.get("errors", {})
             lines.append(f"| {s} | {name} | {m['n']} | {m['acc1']:.3f} | {m['acc2']:.3f} | {m['mae_bpm']:.1f} | "
-                         + " | ".join(f"{o.get(k, 0):.3f}" for k in ("x2", "x1/2", "x3", "x1/3", "other")) + " |")
+                         + " | ".join(f"{c.get(k, round(o.get(k, 0) * m['n']))} ({o.get(k, 0):.3f})" for k in ERROR_KINDS) + " |")
     return "\n".join(lines) + "\n"
 
 

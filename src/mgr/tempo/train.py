@@ -4,8 +4,9 @@
 fit :func:`mgr.tempo.model.build` on the train items with scale augmentation
 (:func:`mgr.tempo.features.stretch`), keep the epoch with the best validation loss, ``tempo.ensemble``
 times from consecutive seeds (their posteriors averaged, :func:`mgr.tempo.model.average`), then report
-the learned estimator and the DSP estimate side by side (:mod:`mgr.tempo.protocol`) on the
-validation set, the held-out styles, the click tracks and the dataset's annotated test tracks.
+the learned estimator and the DSP estimate side by side (:mod:`mgr.tempo.protocol`, errors by kind)
+on the validation set, the held-out styles, the held-out styles with real-music feels at GTZAN-like
+tempi (``heldout_feels``), the click tracks and the dataset's annotated test tracks.
 The artifact is ``models/tempo/model.onnx`` + ``model.json`` (sha256, what it was trained on,
 the tempo prior's weights (:func:`mgr.tempo.features.prior_weights`, applied to the model's
 posteriors wherever it is read), the validation numbers, and ``beats_dsp_on_validation``, which
@@ -104,7 +105,8 @@ def run(p: Any, *, tracks_dir: str | Path, split_csv: str | Path, out_dir: str |
             + D.synthetic_jobs("val", tp.val_clips, train_styles, seed=tp.seed, duration_s=tp.duration_s, sr=sr)
             + D.synthetic_jobs("heldout", tp.heldout_clips, tp.heldout_styles, seed=tp.seed, duration_s=tp.duration_s, sr=sr)
             + D.synthetic_jobs("click", tp.click_clips, GENRES, seed=tp.seed, duration_s=tp.duration_s, sr=sr)
-            + D.synthetic_jobs("click_sub", tp.click_clips, GENRES, seed=tp.seed, duration_s=tp.duration_s, sr=sr))
+            + D.synthetic_jobs("click_sub", tp.click_clips, GENRES, seed=tp.seed, duration_s=tp.duration_s, sr=sr)
+            + D.synthetic_jobs("feels", tp.feels_clips, tp.heldout_styles, seed=tp.seed, duration_s=tp.duration_s, sr=sr))
     items = D.synthetic_items(jobs, tp.workers)
     sets: dict[str, list[Item]] = {k: [i for i in items if i.source == f"synthetic:{k}"] for k in D.KINDS}
     t_synth = time.perf_counter() - t0
@@ -134,7 +136,7 @@ def run(p: Any, *, tracks_dir: str | Path, split_csv: str | Path, out_dir: str |
     weights = None if tp.prior_median_bpm is None else F.prior_weights(bpm, tp.prior_median_bpm, tp.prior_octaves)
 
     eval_sets = {"validation": val_items, "heldout_styles": sets["heldout"], "clicks": sets["click"],
-                 "clicks_subdivided": sets["click_sub"],
+                 "clicks_subdivided": sets["click_sub"], "heldout_feels": sets["feels"],
                  f"{p.data.source}_test": ds["test"]}
     results: dict[str, Any] = {}
     for name, its in eval_sets.items():
@@ -142,9 +144,10 @@ def run(p: Any, *, tracks_dir: str | Path, split_csv: str | Path, out_dir: str |
             continue
         ref = np.array([i.tempo_bpm for i in its])
         Xs = _features(its)
-        est = {"dsp": np.array([i.dsp_bpm for i in its]), "learned": predict_keras(model, Xs, weights)[0]}
+        probs = np.asarray(model.predict(Xs, batch_size=256, verbose=0))
+        est = {"dsp": np.array([i.dsp_bpm for i in its]), "learned": F.readout(F.apply_prior(probs, weights))[0]}
         if weights is not None:  # what the prior does: the same model read with its training prior
-            est["learned (training prior)"] = predict_keras(model, Xs)[0]
+            est["learned (training prior)"] = F.readout(probs)[0]
         results[name] = protocol.compare(est, ref, [i.genre for i in its])
         m, d = results[name]["learned"], results[name]["dsp"]
         log(f"train-tempo: {name} ({m['n']}): learned Acc1 {m['acc1']:.3f} Acc2 {m['acc2']:.3f} | "
@@ -181,5 +184,6 @@ def run(p: Any, *, tracks_dir: str | Path, split_csv: str | Path, out_dir: str |
     return {"sets": results, "beats_dsp_on_validation": beat,
             "n": {"train": len(train_items), "train_augmented": int(len(X)), "validation": len(val_items),
                   "heldout_styles": len(sets["heldout"]), "clicks": len(sets["click"]),
-                  "clicks_subdivided": len(sets["click_sub"]), "dataset_test": len(ds["test"])}}, \
+                  "clicks_subdivided": len(sets["click_sub"]), "heldout_feels": len(sets["feels"]),
+                  "dataset_test": len(ds["test"])}}, \
         {"seconds": round(time.perf_counter() - t0, 3), "render_seconds": round(t_synth, 3), "train_seconds": round(t_fit, 3)}
