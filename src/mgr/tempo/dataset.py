@@ -33,6 +33,7 @@ import numpy as np
 
 from mgr.audio.decode import load_audio
 from mgr.data.sources.synthetic import _write_audio
+from mgr.dsp import portable
 from mgr.io import n_workers, process_pool
 from mgr.synth import dsp
 from mgr.synth.render import render, render_click
@@ -61,12 +62,22 @@ class Item:
     track_id: str = ""
 
 
+LOG2_10 = 3.32192809488736234787  # log2(10): 10 ** x = 2 ** (x log2 10)
+
+
 def _rng(seed: int, kind: str, style: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), 1414, _KIND_ID[kind], GENRES.index(style), int(index)]))
 
 
 def render_item(seed: int, kind: str, style: str, index: int, duration_s: float, sr: int = 22050) -> tuple[np.ndarray, float]:
-    """The audio (float32) and exact tempo of one synthetic tempo-set clip."""
+    """The audio (float32, on the 16-bit grid a file would hold: the synthesizer's float64 last
+    bits depend on the machine's libm, a 16-bit sample does not) and exact tempo of one synthetic
+    tempo-set clip."""
+    y, bpm = _render_item(seed, kind, style, index, duration_s, sr)
+    return np.round(np.clip(y, -1.0, 1.0).astype(np.float64) * 32767.0).astype(np.float32) / np.float32(32767.0), bpm
+
+
+def _render_item(seed: int, kind: str, style: str, index: int, duration_s: float, sr: int = 22050) -> tuple[np.ndarray, float]:
 
     rng = _rng(seed, kind, style, index)
     click = kind in ("click", "click_sub")
@@ -87,7 +98,7 @@ def render_item(seed: int, kind: str, style: str, index: int, duration_s: float,
                     i = int(round((b + j * step) * sr))
                     if i < len(y):
                         dsp.add_at(y, 0.35 * dsp.click(sr, accent=False), i)
-        y = y + 10 ** (rng.uniform(-70, -30) / 20) * rng.standard_normal(y.shape[0])
+        y = y + float(portable.exp2(rng.uniform(-70, -30) / 20 * LOG2_10)) * rng.standard_normal(y.shape[0])
         return np.clip(y, -1, 1).astype(np.float32), float(plan.tempo_bpm)
     return render(plan, sr, duration_s, rng).audio, float(plan.tempo_bpm)
 
@@ -96,7 +107,7 @@ def real_tempo(rng: np.random.Generator, lo: float = 50.0, hi: float = 220.0) ->
     """One tempo from :data:`REAL_TEMPO` within ``[lo, hi]`` (redrawn until inside)."""
     med, octv = REAL_TEMPO
     for _ in range(1000):
-        t = med * 2.0 ** (octv * rng.standard_normal())
+        t = med * float(portable.exp2(octv * rng.standard_normal()))
         if lo <= t <= hi:
             return float(t)
     return float(np.clip(med, lo, hi))

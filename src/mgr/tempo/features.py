@@ -35,12 +35,13 @@ import functools
 import numpy as np
 
 from mgr.dsp import kernels as fastdsp
+from mgr.dsp import portable
 
 BPM_MIN = 30.0
 BINS_PER_OCTAVE = 36
 N_BINS = 120
 #: the model's classes / feature axis: 30 * 2 ** (k / 36), k = 0..119 (30 .. ~295 BPM)
-BPM_GRID = BPM_MIN * 2.0 ** (np.arange(N_BINS) / BINS_PER_OCTAVE)
+BPM_GRID = BPM_MIN * portable.exp2(np.arange(N_BINS) / BINS_PER_OCTAVE)
 #: mel band groups (of 128 Slaney bands at 22.05 kHz: ~0-300 Hz, 300-1100 Hz, 1.1-4 kHz, 4 kHz-)
 BAND_EDGES = (0, 12, 40, 80, 128)
 N_ENV = len(BAND_EDGES) + 1  # librosa's dB flux + 4 groups' loudness flux + the accent (linear-amplitude) flux
@@ -67,13 +68,13 @@ def envelopes(y: np.ndarray, sr: int) -> np.ndarray:
     y = np.ascontiguousarray(y, dtype=np.float32)
     if y.size < N_FFT:
         y = np.pad(y, (0, N_FFT - y.size))
-    power = np.abs(fastdsp.stft(y)) ** 2
+    power = portable.abs2(fastdsp.stft(y))  # machine-independent (mgr.dsp.portable), as below
     mel = fastdsp.mel_power(power, sr)
     db = fastdsp.power_to_db(mel).astype(np.float32)
     d = np.maximum(0.0, db[:, 1:] - db[:, :-1])
     pad = 1 + N_FFT // (2 * HOP)
     top = max(float(mel.max()), 1e-20)
-    loud = (mel / top) ** LOUDNESS_EXPONENT
+    loud = portable.power(mel / top, LOUDNESS_EXPONENT).astype(mel.dtype)
     dl = np.maximum(0.0, loud[:, 1:] - loud[:, :-1])
     amp = np.sqrt(mel.sum(axis=0))
     amp = amp / max(float(amp.max()), 1e-12)
@@ -180,17 +181,17 @@ def evidence(env: np.ndarray, frame_rate: float) -> np.ndarray:
     model learn a tempo prior). Channels in that order, each group one row per envelope."""
     x = _normalise(np.asarray(env, dtype=np.float64), frame_rate)
     n = x.shape[1]
-    nfft = 1 << int(np.ceil(np.log2(2 * n + 1)))
+    nfft = 1 << int(np.ceil(portable.log2(2 * n + 1)))
     spec = np.fft.rfft(x, nfft, axis=1)
-    ac = np.fft.irfft(np.abs(spec) ** 2, nfft, axis=1)[:, :n]
+    ac = np.fft.irfft(portable.abs2(spec), nfft, axis=1)[:, :n]
     ac = ac / np.maximum(n - np.arange(n), 1)  # unbiased
     ac = ac / np.where(ac[:, :1] > 1e-12, ac[:, :1], 1.0)
     lags = 60.0 * frame_rate / BPM_GRID
     acf = np.stack([np.interp(lags, np.arange(n), r, right=0.0) for r in ac])
-    w = np.hanning(n + 2)[1:-1]
+    w = 0.5 - 0.5 * portable.cos(2.0 * np.pi * np.arange(1, n + 1) / (n + 1))  # np.hanning(n + 2)[1:-1]
     # Fourier tempogram at the grid frequencies: a zero-padded FFT (<= 0.2 BPM apart), interpolated
-    nf = max(1 << int(np.ceil(np.log2(n))), 1 << int(np.ceil(np.log2(60.0 * frame_rate / 0.2))))
-    mag = np.abs(np.fft.rfft(x * w, nf, axis=1))
+    nf = max(1 << int(np.ceil(portable.log2(n))), 1 << int(np.ceil(portable.log2(60.0 * frame_rate / 0.2))))
+    mag = np.sqrt(portable.abs2(np.fft.rfft(x * w, nf, axis=1)))
     fbin = BPM_GRID / 60.0 / frame_rate * nf
     ft = np.stack([np.interp(fbin, np.arange(mag.shape[1]), r) for r in mag])
     ft = ft / np.where(ft.max(axis=1, keepdims=True) > 1e-12, ft.max(axis=1, keepdims=True), 1.0)
@@ -202,11 +203,11 @@ def evidence(env: np.ndarray, frame_rate: float) -> np.ndarray:
 
 
 def bpm_of(k: float) -> float:
-    return float(BPM_MIN * 2.0 ** (k / BINS_PER_OCTAVE))
+    return float(BPM_MIN * portable.exp2(k / BINS_PER_OCTAVE))
 
 
 def bin_of(bpm: np.ndarray | float) -> np.ndarray:
-    return np.log2(np.asarray(bpm, dtype=np.float64) / BPM_MIN) * BINS_PER_OCTAVE
+    return portable.log2(np.asarray(bpm, dtype=np.float64) / BPM_MIN) * BINS_PER_OCTAVE
 
 
 def readout(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -215,14 +216,14 @@ def readout(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     +-4 % (+-2 bins) of it."""
     p = np.atleast_2d(np.asarray(probs, dtype=np.float64))
     k = p.argmax(axis=1)
-    lp = np.log(np.maximum(p, 1e-12))
+    lp = portable.log(np.maximum(p, 1e-12))
     rows = np.arange(p.shape[0])
     km, kp = np.clip(k - 1, 0, N_BINS - 1), np.clip(k + 1, 0, N_BINS - 1)
     a, b, c = lp[rows, km], lp[rows, k], lp[rows, kp]
     den = a - 2 * b + c
     off = np.where((k > 0) & (k < N_BINS - 1) & (den < -1e-12), 0.5 * (a - c) / np.where(den < -1e-12, den, -1.0), 0.0)
     off = np.clip(off, -0.5, 0.5)
-    bpm = BPM_MIN * 2.0 ** ((k + off) / BINS_PER_OCTAVE)
+    bpm = BPM_MIN * portable.exp2((k + off) / BINS_PER_OCTAVE)
     cs = np.concatenate([np.zeros((p.shape[0], 1)), np.cumsum(p, axis=1)], axis=1)
     lo, hi = np.clip(k - 2, 0, N_BINS), np.clip(k + 3, 0, N_BINS)
     conf = cs[rows, hi] - cs[rows, lo]
@@ -235,7 +236,7 @@ def label_prior(bpm: np.ndarray, sigma: float = 3.0) -> np.ndarray:
     kb = bin_of(np.clip(np.asarray(bpm, dtype=np.float64), BPM_GRID[0], BPM_GRID[-1]))
     h = np.zeros(N_BINS)
     for s in range(0, len(kb), 4096):  # (bounded memory for large sets)
-        h += np.exp(-0.5 * ((np.arange(N_BINS)[None, :] - kb[s : s + 4096, None]) / sigma) ** 2).sum(axis=0)
+        h += portable.exp(-0.5 * ((np.arange(N_BINS)[None, :] - kb[s : s + 4096, None]) / sigma) ** 2).sum(axis=0)
     return h / max(float(h.sum()), 1e-300)
 
 
@@ -249,7 +250,7 @@ def prior_weights(train_bpm: np.ndarray, median_bpm: float, octaves: float, floo
         raise ValueError(f"tempo prior needs a positive median and width (got {median_bpm}, {octaves})")
     train = label_prior(train_bpm)
     train = np.maximum(train, floor * float(train.max()))
-    target = np.exp(-0.5 * (np.log2(BPM_GRID / float(median_bpm)) / float(octaves)) ** 2)
+    target = portable.exp(-0.5 * (portable.log2(BPM_GRID / float(median_bpm)) / float(octaves)) ** 2)
     w = target / train
     return w / float(w.max())
 
@@ -268,5 +269,5 @@ def soft_targets(bpm: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     """Gaussian targets on the grid around each reference (``sigma`` in bins), summing to 1."""
     kb = bin_of(np.clip(np.asarray(bpm, dtype=np.float64), BPM_GRID[0], BPM_GRID[-1]))
     d = np.arange(N_BINS)[None, :] - kb[:, None]
-    t = np.exp(-0.5 * (d / sigma) ** 2)
+    t = portable.exp(-0.5 * (d / sigma) ** 2)
     return (t / t.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -21,8 +21,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from mgr import tfsetup
 from mgr.cards import CARD_FILE, trained_on
 from mgr.data.tracks import load_tracks
+from mgr.dsp import portable
 from mgr.io import file_hash, write_json
 from mgr.models.export import export_keras
 from mgr.synth.styles import GENRES
@@ -53,7 +55,7 @@ def augmented(items: list[Item], stretches: int, lo: float, hi: float, seed: int
         y.append(it.tempo_bpm)
         a, b = max(lo, g_lo / it.tempo_bpm), min(hi, g_hi / it.tempo_bpm)
         for _ in range(stretches if a < b else 0):
-            s = float(np.exp(rng.uniform(np.log(a), np.log(b))))
+            s = float(portable.exp(rng.uniform(float(portable.log(a)), float(portable.log(b)))))
             X.append(F.evidence(F.stretch(it.env, s), fr))
             y.append(it.tempo_bpm * s)
     return np.stack(X).astype(np.float32), np.asarray(y, dtype=np.float64)
@@ -62,10 +64,9 @@ def augmented(items: list[Item], stretches: int, lo: float, hi: float, seed: int
 def fit(X: np.ndarray, bpm: np.ndarray, Xv: np.ndarray, bpmv: np.ndarray, tp: Any, log: Callable[[str], None] = print,
         *, seed: int | None = None, name: str = "tempo_estimator") -> Any:
     """Fit the Keras model (seed ``seed``, default ``tp.seed``); the weights of the epoch with the
-    lowest validation loss are kept."""
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    lowest validation loss are kept. TensorFlow runs as :func:`mgr.tfsetup.configure` sets it
+    (fixed thread pools, op determinism, oneDNN capped at AVX2): the same weights on other machines."""
+    tfsetup.configure()
     import keras
 
     model = build(width=tp.width, dropout=tp.dropout, seed=tp.seed if seed is None else seed, name=name)
