@@ -31,7 +31,8 @@ from mgr.errors import ArtifactError, AudioError
 from mgr.evaluation.metrics import vote
 from mgr.features.tables import extract_features
 from mgr.inference.catalog import training_data
-from mgr.inference.gate import GateAnalyzer, verdict
+from mgr.inference.abstain import apply_gate, judge_distribution
+from mgr.inference.gate import GateAnalyzer
 from mgr.inference.inputs import (
     DEFAULT_MAX_DURATION_S,
     DEFAULT_TAG_THRESHOLD,
@@ -146,32 +147,7 @@ class Predictor:
         return GateAnalyzer(sr) if self.gate else None
 
     def _gated(self, pred: Prediction, an: GateAnalyzer | None, offset_s: float = 0.0) -> Prediction:
-        """Apply the no-music gate (:func:`mgr.inference.gate.verdict`) to an answer: a file (or
-        ``--timeline`` segment) without music loses its genre, top-k, tempo and tags, and says why
-        in ``reason``; ``music`` records the gate's answer. ``offset_s``: where the analysed audio
-        starts in the file (the card's ``audio.offset_s``)."""
-        if an is None or an.n_frames == 0:
-            return pred
-        for sg in pred.segments or []:
-            if sg.silent:
-                continue
-            r, ev = verdict(an, an.frame_of(sg.start_s - offset_s), an.frame_of(sg.end_s - offset_s))
-            if ev is None:  # nothing to judge (too short)
-                continue
-            sg.music = r is None
-            if r is not None:
-                sg.genre, sg.top_k, sg.tempo_bpm, sg.tags, sg.reason = None, [], None, [], r
-        if pred.tempo_source == "silence":
-            return pred
-        r, ev = verdict(an)
-        if ev is None:
-            return pred
-        pred.music = r is None
-        if r is not None:
-            pred.genre, pred.top_k, pred.tags, pred.tempo_bpm, pred.tempo_source = None, [], [], None, "no-music"
-            pred.reason = r
-            pred.warnings = [w for w in pred.warnings if not w.startswith("unknown: ")] + [r]
-        return pred
+        return apply_gate(pred, an, offset_s)  # (mgr.inference.abstain)
 
     def _distribution(self, card: dict, where: Path) -> Distribution | None:
         """The card's training distribution (:mod:`mgr.models.distribution`), ``None`` if it has none."""
@@ -179,21 +155,7 @@ class Predictor:
         return None if rec is None else Distribution(rec, f"{where / 'model.json'}")
 
     def _judge_distribution(self, pred: Prediction, dist: Distribution | None, score: float | None) -> Prediction:
-        """Record the out-of-distribution check on an answer; with ``--min-confidence`` set, a
-        genre far from the training distribution is withheld too (``reason`` says why)."""
-        if dist is None or score is None or pred.genre is None and pred.reason:
-            return pred
-        pred.ood_score = round(float(score), 4) if math.isfinite(score) else None
-        pred.in_distribution = bool(score <= dist.threshold)
-        if not pred.in_distribution:
-            msg = (f"out of distribution: this input is far from the model's training data (distance "
-                   f"{score:.2f} > {dist.threshold:.2f})")
-            if self.min_confidence is not None and pred.genre is not None:
-                pred.genre, pred.reason = None, f"unknown: {msg}"
-                pred.warnings.append(pred.reason)
-            else:
-                pred.warnings.append(msg)
-        return pred
+        return judge_distribution(pred, dist, score, self.min_confidence)  # (mgr.inference.abstain)
 
     def _top(self, probs: np.ndarray, rank: np.ndarray | None = None) -> list[tuple[str, float]]:
         """The ``--top-k`` labels with their probabilities, best first (ordered by ``rank`` when

@@ -11,7 +11,9 @@ tracks, and a threshold on the **standardised distance** of a track from them:
 
 The score of a track is the root-mean-square z-score over the dimensions, each ``|z|`` capped at
 :data:`Z_CAP` so that one absurd feature cannot decide alone: ``sqrt(mean(min(|x - mu| / sd,
-Z_CAP)^2))``. A training track scores about 1; the threshold is :data:`MARGIN` times the
+Z_CAP)^2))``, where a dimension positive in every training track (an energy, a variance, a
+bandwidth: heavy-tailed) is compared on a log scale (``log_dims``), so that a value ten times
+too small is as foreign as one ten times too large. A training track scores about 1; the threshold is :data:`MARGIN` times the
 :data:`QUANTILE` of the scores of the training tracks and (when there are at least
 :data:`MIN_VAL` of them) the validation tracks, which are unseen. An input scoring above it is
 ``in_distribution: false``: the model is being asked about audio unlike anything it learned
@@ -34,23 +36,32 @@ from mgr.errors import ArtifactError
 
 #: threshold = MARGIN x this quantile of the reference (train + val) tracks' own scores
 QUANTILE = 0.99
-MARGIN = 1.5
+MARGIN = 1.25
 #: validation tracks join the reference scores when there are at least this many
 MIN_VAL = 10
 #: each dimension's |z| is capped here (one broken feature cannot decide alone)
 Z_CAP = 20.0
-#: standard deviations are floored at this fraction of the mean standard deviation (a feature
-#: constant in training would otherwise make any change infinitely far)
-SD_FLOOR = 0.05
+#: each dimension's standard deviation is floored at this fraction of its mean's magnitude (a
+#: feature constant in training would otherwise make any change infinitely far)
+SD_FLOOR = 0.01
+#: values of a log dimension are floored here before the log
+LOG_FLOOR = 1e-12
 VERSION = 1
 
 
-def _z(mean: np.ndarray, sd: np.ndarray, X: np.ndarray) -> np.ndarray:
-    return np.minimum(np.abs((np.asarray(X, np.float64) - mean) / sd), Z_CAP)
+def _logged(X: np.ndarray, log_dims: np.ndarray) -> np.ndarray:
+    """``X`` with the dimensions in ``log_dims`` (positive in every training track: energies,
+    variances, bandwidths, heavy-tailed) on a log scale, where "ten times smaller" is as far as
+    "ten times larger"."""
+    Y = np.array(X, np.float64, ndmin=2)
+    if log_dims.any():
+        Y[:, log_dims] = np.log(np.maximum(Y[:, log_dims], LOG_FLOOR))
+    return Y
 
 
-def _scores(mean: np.ndarray, sd: np.ndarray, X: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.mean(np.square(_z(mean, sd, np.atleast_2d(X))), axis=1))
+def _scores(mean: np.ndarray, sd: np.ndarray, log_dims: np.ndarray, X: np.ndarray) -> np.ndarray:
+    z = np.minimum(np.abs((_logged(X, log_dims) - mean) / sd), Z_CAP)
+    return np.sqrt(np.mean(np.square(z), axis=1))
 
 
 def fit(X_train: np.ndarray, X_val: np.ndarray | None = None, *, kind: str) -> dict[str, Any]:
@@ -60,19 +71,22 @@ def fit(X_train: np.ndarray, X_val: np.ndarray | None = None, *, kind: str) -> d
     X = np.asarray(X_train, np.float64)
     if X.ndim != 2 or len(X) < 2 or not np.isfinite(X).all():
         raise ValueError("distribution.fit needs a finite (tracks x dims) matrix with at least 2 rows")
-    mean = X.mean(axis=0)
-    sd = X.std(axis=0)
-    sd = np.maximum(sd, SD_FLOOR * float(sd.mean()) + 1e-12)
-    ref = _scores(mean, sd, X)
+    log_dims = (X > 0).all(axis=0)
+    L = _logged(X, log_dims)
+    mean = L.mean(axis=0)
+    sd = L.std(axis=0)
+    sd = np.maximum(sd, SD_FLOOR * np.abs(mean) + 1e-6)  # per dimension: the features' scales differ a lot
+    ref = _scores(mean, sd, log_dims, X)
     n_val = 0
     if X_val is not None and len(X_val) >= MIN_VAL and np.isfinite(X_val).all():
-        ref = np.concatenate([ref, _scores(mean, sd, X_val)])
+        ref = np.concatenate([ref, _scores(mean, sd, log_dims, X_val)])
         n_val = len(X_val)
     q = float(np.quantile(ref, QUANTILE))
     return {
         "version": VERSION,
         "kind": kind,
         "score": "rms_capped_z",
+        "log_dims": [int(i) for i in np.flatnonzero(log_dims)],
         "mean": [float(v) for v in mean],
         "sd": [float(v) for v in sd],
         "z_cap": Z_CAP,
@@ -97,7 +111,10 @@ class Distribution:
             self.sd = np.asarray(record["sd"], np.float64)
             self.threshold = float(record["threshold"])
             self.z_cap = float(record.get("z_cap", Z_CAP))
-        except (KeyError, TypeError, ValueError) as e:
+            idx = np.asarray(record.get("log_dims", []), np.int64)
+            self.log_dims = np.zeros(self.mean.shape[0], bool)
+            self.log_dims[idx] = True
+        except (KeyError, TypeError, ValueError, IndexError) as e:
             raise ArtifactError(f"{where}: distribution record is malformed ({e})") from None
         if (self.mean.ndim != 1 or self.mean.shape != self.sd.shape or not np.isfinite(self.mean).all()
                 or not np.isfinite(self.sd).all() or (self.sd <= 0).any() or not math.isfinite(self.threshold)
@@ -114,7 +131,7 @@ class Distribution:
             raise ArtifactError(f"distribution record has {self.dims} dimensions, the input {x.shape[0]}")
         if not np.isfinite(x).all():
             return float("inf")
-        z = np.minimum(np.abs((x - self.mean) / self.sd), self.z_cap)
+        z = np.minimum(np.abs((_logged(x, self.log_dims)[0] - self.mean) / self.sd), self.z_cap)
         return float(np.sqrt(np.mean(np.square(z))))
 
     def check(self, x: np.ndarray) -> tuple[bool, float]:
