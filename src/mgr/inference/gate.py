@@ -144,9 +144,9 @@ class GateAnalyzer:
         self._shape: list[np.ndarray] = []
         edges = np.geomspace(F_LO, min(F_HI, 0.45 * self.sr), 49)
         self._band_of = np.clip(np.searchsorted(edges, freqs[self.band]) - 1, 0, 47)
-        used = np.unique(self._band_of)  # (the lowest bands can be narrower than an FFT bin)
-        self._onehot = (self._band_of[:, None] == used[None, :]).astype(np.float64)  # bins -> bands
-        self._onehot32 = self._onehot.astype(np.float32)
+        # bins -> bands: the first bin of each band (the bins are in order; the lowest bands can
+        # be narrower than an FFT bin and hold none), summed with np.add.reduceat
+        self._starts = np.flatnonzero(np.diff(self._band_of, prepend=-1))
         self.n_frames = 0
 
     # ------------------------------------------------------------------ streaming
@@ -175,7 +175,7 @@ class GateAnalyzer:
         flat = np.exp(np.mean(np.log(r), axis=1, dtype=np.float64)) / np.mean(r, axis=1, dtype=np.float64)
         self._tonal.append((1.0 - flat).astype(np.float32))
         # onset flux: positive log-spectral difference (in 48 bands), mean over bands
-        bands = P @ self._onehot32
+        bands = np.add.reduceat(P, self._starts, axis=1)
         logb = np.log10(np.maximum(bands, 10 ** (ONSET_FLOOR_DB / 10) * bands.max(axis=1, keepdims=True)) + 1e-30)
         prev = self._prev_log if self._prev_log is not None else logb[:1]
         d = np.diff(np.concatenate([prev, logb]), axis=0)
@@ -187,7 +187,7 @@ class GateAnalyzer:
         prev_peaks = np.concatenate([self._prev_peaks if self._prev_peaks is not None else peaks[:1], peaks[:-1]])
         self._prev_peaks = peaks[-1:]
         stable = (peaks & prev_peaks).astype(np.float32)  # a partial lasts; a noise peak does not
-        self._shape.append(stable @ self._onehot32)
+        self._shape.append(np.add.reduceat(stable, self._starts, axis=1))
         self._power.append(ms)
         self.n_frames += len(frames)
 

@@ -192,6 +192,9 @@ class DeepPredictor(Predictor):
         self.window_s_model = self.window_frames * self.hop_s
         StreamingFrontEnd(self.frontend)  # validate the front end before loading anything
         self.dist = self._distribution(card, model_dir)
+        if self.dist is not None and self.dist.dims != 2 * int(self.frontend["n_mels"]):
+            raise ArtifactError(f"{model_dir / 'model.json'}: distribution has {self.dist.dims} dimensions, "
+                                f"not 2 x {self.frontend['n_mels']} mel bands")
         if self.window_s is not None and int(round(self.window_s / self.hop_s)) < self.window_frames:
             raise UsageError(
                 f"--window {self.window_s:g} s is shorter than the model's window ({self.window_s_model:.2f} s)"
@@ -313,7 +316,7 @@ class DeepPredictor(Predictor):
         pred = Prediction(str(path), genre, top, bpm, tempo_src, tags, warnings, n_win, total * self.hop_s, reason,
                           segments)
         pred = self._gated(pred, an)
-        if self.dist is not None and seg_genre and self.dist.dims == 2 * rows:
+        if self.dist is not None and seg_genre:
             pred = self._judge_distribution(pred, self.dist, self.dist.score(band_stats(band_sum, band_sumsq, total)))
         return pred
 
