@@ -73,6 +73,10 @@ def fit(raw: np.ndarray, correct: np.ndarray) -> dict[str, Any]:
         knots_x.append(float(np.mean(xs[a:b])))  # the block's centre
         knots_y.append(_wilson_lower(mean, b - a))
     knots_y = list(np.maximum.accumulate(knots_y))  # monotone again after the lower bounds
+    # a run of equal values needs only its two ends (the interpolation is the same)
+    keep = [i for i in range(len(knots_y)) if i in (0, len(knots_y) - 1)
+            or knots_y[i] != knots_y[i - 1] or knots_y[i] != knots_y[i + 1]]
+    knots_x, knots_y = [knots_x[i] for i in keep], [knots_y[i] for i in keep]
     return {
         "version": VERSION,
         "method": "isotonic regression of Acc1 correctness on the raw confidence (validation set), "

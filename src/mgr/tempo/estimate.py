@@ -177,9 +177,11 @@ class TempoChoice:
         return pred
 
     def _unsure(self, conf: float | None) -> bool:
-        """Whether a confidence is calibrated (the card has a map) and below :data:`C.MIN_CONFIDENCE`."""
-        return (conf is not None and self.learned is not None and self.learned.calibration is not None
-                and conf < C.MIN_CONFIDENCE)
+        """Whether the learned answer's confidence is calibrated (the card has a map) and below
+        :data:`C.MIN_CONFIDENCE`. (``--tempo dsp`` reports the DSP estimate whatever the learned
+        model thinks of it: its confidence is shown, the tempo kept.)"""
+        return (self.mode == "learned" and conf is not None and self.learned is not None
+                and self.learned.calibration is not None and conf < C.MIN_CONFIDENCE)
 
     def _one(self, env: np.ndarray) -> tuple[float, float | None]:
         if self.mode == "learned":
