@@ -120,7 +120,7 @@ def test_bad_options_exit_2(project):
 def test_vote_window_overlap_options(project):
     _clip(project / "long.wav", seconds=5.0)
     r = run("predict", str(project / "long.wav"), "--root", str(project), "-f", "json", "--window", "2",
-            "--overlap", "0", "--aggregate", "vote", "-k", "3")
+            "--overlap", "0", "--aggregate", "vote", "-k", "3", "--no-music-gate")  # (a test tone: not music)
     assert r.exit_code == 0, r.output
     probs = [t["prob"] for t in json.loads(r.stdout)["top_k"]]
     # 3 segments of 2 s (the last end-aligned): vote fractions are multiples of 1/3
@@ -168,7 +168,7 @@ def test_builtin_musicnn_tagger_needs_no_training(tmp_path):
     tags with scores (genre null), through the ONNX runtime, and `mgr models` lists the built-ins."""
     clip = _clip(tmp_path / "song.wav", seconds=7.0, seed=4)
     r = run("predict", str(clip), "--root", str(tmp_path), "--model", "musicnn-msd", "--format", "json",
-            "--top-k", "5", "--tag-threshold", "0.0")
+            "--top-k", "5", "--tag-threshold", "0.0", "--no-music-gate")  # (a test tone: not music)
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["genre"] is None and len(out["top_k"]) == 5
@@ -178,7 +178,7 @@ def test_builtin_musicnn_tagger_needs_no_training(tmp_path):
 
     assert {t["label"] for t in out["tags"]} == set(MSD_LABELS)
     assert [t["label"] for t in out["top_k"]] == [t["label"] for t in out["tags"][:5]]
-    r = run("predict", str(clip), "--root", str(tmp_path), "--model", "musicnn-mtt", "--format", "csv")
+    r = run("predict", str(clip), "--root", str(tmp_path), "--model", "musicnn-mtt", "--format", "csv", "--no-music-gate")
     assert r.exit_code == 0, r.output
     row = list(csv.DictReader(io.StringIO(r.stdout)))[0]
     assert row["genre"] == "" and row["top_k"].count(":") == 3

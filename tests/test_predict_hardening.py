@@ -33,6 +33,15 @@ FIX = Path(__file__).resolve().parent / "data" / "predict"
 SR = 22050
 
 
+@pytest.fixture(autouse=True)
+def _test_tones_are_not_music(monkeypatch):
+    """The inputs here are beeping test tones, which the no-music gate (tests/test_gate.py) rightly
+    refuses; these tests are about other mechanics, so the gate is off unless a test turns it on."""
+    from mgr.inference.predictors import Predictor
+
+    monkeypatch.setattr(Predictor, "GATE_DEFAULT", False)
+
+
 def _tone(seconds: float = 2.0, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * SR)) / SR

@@ -272,7 +272,9 @@ def test_estimator_modes_and_tamper_check(trained: Path, tmp_path: Path) -> None
     assert r.tempo_estimator == "dsp" and abs(r.tempo_bpm / 120 - 1) <= 0.04 and 0 <= r.tempo_confidence <= 1
     assert all(abs(sg.tempo_bpm / 120 - 1) <= 0.04 for sg in r.segments)  # local tempo per segment
     r = TempoChoice("learned", d).apply(pred(), wav)
-    assert r.tempo_estimator == "learned" and 30 <= r.tempo_bpm <= 300 and 0 <= r.tempo_confidence <= 1
+    assert r.tempo_estimator == "learned" and 0 <= r.tempo_confidence <= 1
+    # (a calibrated confidence under 0.5, mgr.tempo.calibration, reports no tempo)
+    assert (30 <= r.tempo_bpm <= 300) if r.tempo_confidence >= 0.5 else r.tempo_bpm is None
     auto = TempoChoice("auto", d)
     assert auto.mode == ("learned" if auto.learned.beats_dsp else "model")
     assert TempoChoice("auto", tmp_path / "none").mode == "model"  # no artifact: the model's own tempo
@@ -322,7 +324,8 @@ def test_predict_cli_tempo_option(trained: Path, tmp_path: Path) -> None:
     sf.write(wav, render_click(_click_plan(121.0), SR, 12.0), SR)
 
     def run(*a):
-        return CliRunner().invoke(app, ["predict", str(wav), "--root", str(root), "--model", "cnn2d", "-f", "json", *a])
+        return CliRunner().invoke(app, ["predict", str(wav), "--root", str(root), "--model", "cnn2d", "-f", "json",
+                                        "--no-music-gate", *a])  # (a bare click track: no music for the gate)
 
     from mgr.inference.catalog import list_models
 

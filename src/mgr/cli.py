@@ -90,6 +90,7 @@ def predict_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar and no warning lines (errors are still printed)")] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="worker processes for many files (0: one per CPU; 1: in-process)")] = 0,
     tempo: Annotated[str, typer.Option("--tempo", help="tempo estimator: auto (the learned models/tempo when it beat DSP on validation), dsp or learned")] = "auto",
+    music_gate: Annotated[bool, typer.Option("--music-gate/--no-music-gate", help="refuse genre, tempo and tags (null, reason 'no music detected: ...') for inputs without music: noise, hum, tones, speech, applause")] = True,
 ) -> None:
     """Predict genre (top-k), tempo and tags for audio files.
 
@@ -114,9 +115,10 @@ def predict_cmd(
         print(f"error: --format must be table, json or csv (got {display_text(repr(fmt))})", file=sys.stderr)
         raise typer.Exit(EXIT_USAGE)
     opts = dict(top_k=top_k, window_s=window, overlap=overlap, aggregate=aggregate, tag_threshold=tag_threshold,
-                max_duration_s=max_duration, time_limit_s=timeout, min_confidence=min_confidence, timeline=timeline)
+                max_duration_s=max_duration, time_limit_s=timeout, min_confidence=min_confidence, timeline=timeline,
+                gate=None if music_gate else False)
     try:  # every numeric option finite and in range, before anything is loaded
-        check_options(**opts)
+        check_options(**{k: v for k, v in opts.items() if k != "gate"})
         if not 0 <= jobs <= 256:
             raise UserError(f"--jobs must be 0..256, got {jobs}")
     except UserError as e:
@@ -228,15 +230,22 @@ def _print_table(predictor, results) -> None:
     table.add_column("top-k")
     table.add_column("tempo (BPM)", justify="right")
     table.add_column("tags")
+    ood_seen = False
     for r in results:
         if isinstance(r, InputFailure):
             table.add_row(Text(display_path(r.path)), Text("error", style="red"), T(r.error), "", "")
             continue
         tempo = "" if r.tempo_bpm is None else f"{r.tempo_bpm:.1f}" + (" (dsp)" if r.tempo_source == "dsp" else "")
-        genre = r.genre or ("unknown" if getattr(r, "reason", None) and r.top_k else
+        genre = r.genre or ("no music" if getattr(r, "music", None) is False else
+                            "unknown" if getattr(r, "reason", None) and r.top_k else
                             "silence" if getattr(r, "reason", None) else "-")
+        if getattr(r, "in_distribution", None) is False:  # the out-of-distribution check
+            genre += " (?)"
+            ood_seen = True
         table.add_row(Text(display_path(r.path)), T(genre), T("  ".join(f"{lab} {p:.2f}" for lab, p in r.top_k)),
                       tempo, T(", ".join(f"{t} {s:.2f}" for t, s in r.tags)))
+    if ood_seen:
+        table.caption = "(?) far from what the model was trained on (in_distribution: false): treat the genre with doubt"
     Console(soft_wrap=False).print(table)
 
 
@@ -258,7 +267,8 @@ def _print_timeline(results) -> None:
                           ("tempo (BPM)", "right"), ("tags", "left")):
             table.add_column(col, justify=just)
         for sg in segs:
-            genre = "silence" if sg.silent else sg.genre or ("unknown" if sg.reason else "-")
+            genre = "silence" if sg.silent else sg.genre or ("no music" if sg.music is False else
+                                                              "unknown" if sg.reason else "-")
             table.add_row(f"{sg.start_s:.2f}", f"{sg.end_s:.2f}", Text(display_text(genre)),
                           Text(display_text("  ".join(f"{lab} {p:.2f}" for lab, p in sg.top_k))),
                           "" if sg.tempo_bpm is None else f"{sg.tempo_bpm:.1f}",

@@ -36,6 +36,14 @@ class Prediction:
     #: set by ``--tempo`` (:mod:`mgr.tempo.estimate`): the estimator used and its confidence
     tempo_estimator: str | None = None
     tempo_confidence: float | None = None
+    #: the no-music gate (:mod:`mgr.inference.gate`): ``False`` -> genre, tempo and tags are null
+    #: and ``reason`` says why; ``None`` when the gate was off (``--no-music-gate``) or silence
+    music: bool | None = None
+    #: the out-of-distribution check (:mod:`mgr.models.distribution`): ``False`` when the input is far
+    #: from what the model was trained on (``ood_score`` above the card's threshold); ``None``
+    #: when the model's card records no training distribution
+    in_distribution: bool | None = None
+    ood_score: float | None = None
 
     ok = True
 
@@ -54,6 +62,7 @@ class Segment:
     tags: list[tuple[str, float]] = field(default_factory=list)
     silent: bool = False
     reason: str | None = None
+    music: bool | None = None  # the no-music gate's answer for this segment (None: gate off / silent)
 
 
 @dataclass
@@ -161,7 +170,11 @@ def to_json_line(res: Prediction | InputFailure) -> str:
                                   "tempo not estimated")
     if res.tempo_estimator:  # --tempo (mgr.tempo.estimate)
         obj.update(tempo_estimator=res.tempo_estimator, tempo_confidence=res.tempo_confidence)
-    if res.reason:  # why genre is null: silence, --min-confidence
+    if res.music is not None:  # the no-music gate
+        obj["music"] = res.music
+    if res.in_distribution is not None:  # the out-of-distribution check
+        obj.update(in_distribution=res.in_distribution, ood_score=res.ood_score)
+    if res.reason:  # why genre is null: silence, no music, --min-confidence, out of distribution
         obj["reason"] = res.reason
     if res.segments is not None:  # --timeline
         obj["segments"] = [_segment_obj(sg) for sg in res.segments]
@@ -176,15 +189,23 @@ def _segment_obj(sg: Segment) -> dict[str, Any]:
         "tags": [{"label": t, "score": v} for t, v in sg.tags],
         "silent": sg.silent,
     }
+    if sg.music is not None:
+        obj["music"] = sg.music
     if sg.reason:
         obj["reason"] = sg.reason
     return obj
 
 
-CSV_HEADER = ["path", "genre", "prob", "top_k", "tempo_bpm", "tags", "error", "path_bytes_b64", "reason"]
+CSV_HEADER = ["path", "genre", "prob", "top_k", "tempo_bpm", "tags", "error", "path_bytes_b64", "reason", "music",
+              "in_distribution"]
 #: ``--timeline --format csv``: the file's row (start_s/end_s empty), then one row per segment
 CSV_TIMELINE_HEADER = ["path", "start_s", "end_s", "genre", "prob", "top_k", "tempo_bpm", "tags", "silent", "error",
-                       "path_bytes_b64", "reason"]
+                       "path_bytes_b64", "reason", "music", "in_distribution"]
+
+
+def _flag(v: bool | None) -> str:
+    """A CSV cell for an optional flag: ``1`` / ``0`` / empty (unknown)."""
+    return "" if v is None else "1" if v else "0"
 
 
 def _num(v: Any, fmt: str) -> str:
@@ -206,11 +227,11 @@ def csv_rows(res: Prediction | InputFailure) -> list[str]:
     pf = path_fields(res.path)
     if isinstance(res, InputFailure):
         row = [pf["path"], "", "", "", "", "", res.error]
-        reason = ""
+        reason, flags = "", ["", ""]
     else:
         row = [pf["path"], *_csv_cells(res.genre, res.top_k, res.tempo_bpm, res.tags), ""]
-        reason = res.reason or ""
-    return [undecodable_as_hex(str(c)) for c in row] + [pf.get("path_bytes_b64", ""), display_text(reason)]
+        reason, flags = res.reason or "", [_flag(res.music), _flag(res.in_distribution)]
+    return [undecodable_as_hex(str(c)) for c in row] + [pf.get("path_bytes_b64", ""), display_text(reason), *flags]
 
 
 def csv_timeline_rows(res: Prediction | InputFailure) -> list[list[str]]:
@@ -218,11 +239,11 @@ def csv_timeline_rows(res: Prediction | InputFailure) -> list[list[str]]:
     pf = path_fields(res.path)
     p, b64 = undecodable_as_hex(pf["path"]), pf.get("path_bytes_b64", "")
     if isinstance(res, InputFailure):
-        return [[p, "", "", "", "", "", "", "", "", undecodable_as_hex(res.error), b64, ""]]
+        return [[p, "", "", "", "", "", "", "", "", undecodable_as_hex(res.error), b64, "", "", ""]]
     rows = [[p, "", "", *_csv_cells(res.genre, res.top_k, res.tempo_bpm, res.tags), "", "", b64,
-             display_text(res.reason or "")]]
+             display_text(res.reason or ""), _flag(res.music), _flag(res.in_distribution)]]
     for sg in res.segments or []:
         rows.append([p, f"{sg.start_s:.3f}", f"{sg.end_s:.3f}", *_csv_cells(sg.genre, sg.top_k, sg.tempo_bpm, sg.tags),
-                     "1" if sg.silent else "0", "", b64, display_text(sg.reason or "")])
+                     "1" if sg.silent else "0", "", b64, display_text(sg.reason or ""), _flag(sg.music), ""])
     return rows
 

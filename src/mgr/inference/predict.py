@@ -55,6 +55,9 @@ Modules
 * :mod:`mgr.inference.catalog`: which model a name or path means, built-ins, ``mgr models``.
 * :mod:`mgr.inference.output`: :class:`Prediction` / :class:`Segment` / :class:`InputFailure`,
   strict JSON and CSV rendering.
+* :mod:`mgr.inference.gate` / :mod:`mgr.inference.abstain`: the no-music gate (genre, tempo and
+  tags null with ``music: false`` and a reason) and the out-of-distribution check
+  (``in_distribution``; :mod:`mgr.models.distribution`).
 * this module: running a predictor over the inputs (:func:`predict_many`), in order, in-process
   or on ``--jobs`` worker processes.
 """

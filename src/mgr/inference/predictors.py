@@ -31,6 +31,8 @@ from mgr.errors import ArtifactError, AudioError
 from mgr.evaluation.metrics import vote
 from mgr.features.tables import extract_features
 from mgr.inference.catalog import training_data
+from mgr.inference.abstain import apply_gate, judge_distribution
+from mgr.inference.gate import GateAnalyzer
 from mgr.inference.inputs import (
     DEFAULT_MAX_DURATION_S,
     DEFAULT_TAG_THRESHOLD,
@@ -56,6 +58,7 @@ from mgr.inference.streaming import (
 )
 from mgr.io import n_workers, process_pool
 from mgr.models import classical_artifact, deep
+from mgr.models.distribution import Distribution, band_stats
 from mgr.tempo.estimate import TempoChoice
 
 BATCH_WINDOWS = 16  # model windows per forward pass
@@ -75,16 +78,21 @@ class Predictor:
 
     #: what the model was trained on (:func:`training_data`), ``None`` when unknown
     trained_on: dict | None = None
+    #: whether the no-music gate runs when ``gate`` is not given (tests of other mechanics whose
+    #: inputs are test tones turn it off here)
+    GATE_DEFAULT = True
 
     def __init__(self, *, top_k: int = 3, window_s: float | None = None, overlap: float = 0.5,
                  aggregate: str = "mean", tag_threshold: float = DEFAULT_TAG_THRESHOLD,
                  max_duration_s: float | None = DEFAULT_MAX_DURATION_S, time_limit_s: float | None = None,
-                 min_confidence: float | None = None, timeline: bool = False):
+                 min_confidence: float | None = None, timeline: bool = False, gate: bool | None = None):
         check_options(top_k=top_k, window_s=window_s, overlap=overlap, aggregate=aggregate,
                       tag_threshold=tag_threshold, max_duration_s=max_duration_s, time_limit_s=time_limit_s,
                       min_confidence=min_confidence)
         self.min_confidence = None if min_confidence is None else float(min_confidence)
         self.timeline = bool(timeline)
+        # the no-music gate (mgr.inference.gate; --no-music-gate: off; None: GATE_DEFAULT)
+        self.gate = self.GATE_DEFAULT if gate is None else bool(gate)
         self.top_k, self.overlap = int(top_k), float(overlap)
         self.window_s = None if window_s is None else float(window_s)
         self.aggregate, self.tag_threshold = aggregate, float(tag_threshold)
@@ -135,6 +143,20 @@ class Predictor:
         return Prediction(str(path), None, [], None, "silence", [], warnings, n_windows, duration, reason,
                           segments if self.timeline else None)
 
+    def _analyzer(self, sr: int) -> GateAnalyzer | None:
+        return GateAnalyzer(sr) if self.gate else None
+
+    def _gated(self, pred: Prediction, an: GateAnalyzer | None, offset_s: float = 0.0) -> Prediction:
+        return apply_gate(pred, an, offset_s)  # (mgr.inference.abstain)
+
+    def _distribution(self, card: dict, where: Path) -> Distribution | None:
+        """The card's training distribution (:mod:`mgr.models.distribution`), ``None`` if it has none."""
+        rec = card.get("distribution")
+        return None if rec is None else Distribution(rec, f"{where / 'model.json'}")
+
+    def _judge_distribution(self, pred: Prediction, dist: Distribution | None, score: float | None) -> Prediction:
+        return judge_distribution(pred, dist, score, self.min_confidence)  # (mgr.inference.abstain)
+
     def _top(self, probs: np.ndarray, rank: np.ndarray | None = None) -> list[tuple[str, float]]:
         """The ``--top-k`` labels with their probabilities, best first (ordered by ``rank`` when
         given, else by ``probs``; ties -> lower index)."""
@@ -169,6 +191,10 @@ class DeepPredictor(Predictor):
         self.batch_windows = MUSICNN_BATCH_WINDOWS if musicnn else BATCH_WINDOWS
         self.window_s_model = self.window_frames * self.hop_s
         StreamingFrontEnd(self.frontend)  # validate the front end before loading anything
+        self.dist = self._distribution(card, model_dir)
+        if self.dist is not None and self.dist.dims != 2 * int(self.frontend["n_mels"]):
+            raise ArtifactError(f"{model_dir / 'model.json'}: distribution has {self.dist.dims} dimensions, "
+                                f"not 2 x {self.frontend['n_mels']} mel bands")
         if self.window_s is not None and int(round(self.window_s / self.hop_s)) < self.window_frames:
             raise UsageError(
                 f"--window {self.window_s:g} s is shorter than the model's window ({self.window_s_model:.2f} s)"
@@ -230,9 +256,16 @@ class DeepPredictor(Predictor):
         onset = _OnsetTracker(self.frontend) if "tempo" not in self.outputs else None
         fe = StreamingFrontEnd(self.frontend)
         energy = EnergyTracker(fe.hop)
+        an = self._analyzer(fe.sr)
         pending: list[np.ndarray] = []
-        for frames in spectrogram_frames(path, self.frontend, budget=budget, energy=energy, fe=fe):
+        band_sum = np.zeros(rows)
+        band_sumsq = np.zeros(rows)
+        for frames in spectrogram_frames(path, self.frontend, budget=budget, energy=energy, fe=fe, gate=an):
             total += len(frames)
+            if self.dist is not None:  # the out-of-distribution check's per-band statistics
+                f64 = frames.astype(np.float64)
+                band_sum += f64.sum(axis=0)
+                band_sumsq += np.einsum("ij,ij->j", f64, f64)
             if onset is not None:
                 onset.push(frames)
             pending.extend(ws.push(frames))
@@ -258,7 +291,7 @@ class DeepPredictor(Predictor):
         keep = [i for i, q in enumerate(silent) if not q]
         segments = self._segments(starts, ends, silent, seg_genre, seg_tempo, seg_tags, onset) if self.timeline else None
         if not keep:
-            return self._silent_prediction(path, warnings, n_win, total * self.hop_s, segments)
+            return self._gated(self._silent_prediction(path, warnings, n_win, total * self.hop_s, segments), an)
         w = np.asarray([seg_nwin[i] for i in keep], np.float64)
         top: list[tuple[str, float]] = []
         if seg_genre:  # (a tagger has no genre head)
@@ -280,8 +313,12 @@ class DeepPredictor(Predictor):
         genre, reason = self._confident(top) if seg_genre else (None, None)
         if reason:
             warnings.append(reason)
-        return Prediction(str(path), genre, top, bpm, tempo_src, tags, warnings, n_win, total * self.hop_s,
-                          reason, segments)
+        pred = Prediction(str(path), genre, top, bpm, tempo_src, tags, warnings, n_win, total * self.hop_s, reason,
+                          segments)
+        pred = self._gated(pred, an)
+        if self.dist is not None and seg_genre:
+            pred = self._judge_distribution(pred, self.dist, self.dist.score(band_stats(band_sum, band_sumsq, total)))
+        return pred
 
     def _tags(self, scores: np.ndarray) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
         """(tags at or above the threshold, the top-k tags) of mean tag scores."""
@@ -351,6 +388,10 @@ class ClassicalPredictor(Predictor):
         audio = card.get("audio") or {}
         self.sr = int(audio.get("sample_rate", audio.get("sr", 22050)))
         self.audio = audio
+        self.dist = self._distribution(ccard, model_dir)
+        if self.dist is not None and self.dist.dims != len(self.columns):
+            raise ArtifactError(f"{model_dir / 'model.json'}: distribution has {self.dist.dims} dimensions, "
+                                f"the model reads {len(self.columns)} features")
 
     def predict_file(self, path: Path) -> Prediction:
         frames, file_sr, channels, budget = self._open(path)
@@ -396,9 +437,12 @@ class ClassicalPredictor(Predictor):
                 segs = stream_segments(path, self.sr, n, hop, budget=budget, with_starts=True)
         rows, tempos, starts, ends, silent = [], [], [], [], []
         decoded = 0
+        an = self._analyzer(self.sr)
         try:
             for start, seg, real, *shared in segs:
                 budget.check()
+                if an is not None and start + real > decoded:  # the gate sees each sample once, in order
+                    an.push(seg[max(0, decoded - start) : real])
                 starts.append(start)
                 ends.append(start + max(real, 1))
                 decoded = max(decoded, start + real)
@@ -439,7 +483,7 @@ class ClassicalPredictor(Predictor):
                                         [], False, r))
                 k += 1
         if not rows:
-            return self._silent_prediction(path, warnings, len(starts), duration, segments)
+            return self._gated(self._silent_prediction(path, warnings, len(starts), duration, segments), an, offset)
         top = self._top(*self._combine(seg_probs))
         # one segment: its tempo (= librosa.feature.tempo of the clip); several: their median
         tempo_values = [t for t in tempos if t and np.isfinite(t)]
@@ -448,7 +492,11 @@ class ClassicalPredictor(Predictor):
         genre, reason = self._confident(top)
         if reason:
             warnings.append(reason)
-        return Prediction(str(path), genre, top, bpm, tempo_src, [], warnings, len(starts), duration, reason, segments)
+        pred = self._gated(Prediction(str(path), genre, top, bpm, tempo_src, [], warnings, len(starts), duration, reason,
+                                      segments), an, offset)
+        if self.dist is not None:  # the median over segments of their distance from the training features
+            pred = self._judge_distribution(pred, self.dist, float(np.median([self.dist.score(r) for r in X])))
+        return pred
 
     def _segment_workers(self, duration: float, n: int, hop: int) -> int:
         """Worker processes for the streamed ``gtzan57`` segments of a file of ``duration`` seconds

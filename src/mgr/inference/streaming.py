@@ -138,10 +138,10 @@ def is_silent(mean_square: float) -> bool:
 
 def spectrogram_frames(path: Path, frontend: dict, block_s: float = BLOCK_S, *,
                        budget: _Budget | None = None, energy: EnergyTracker | None = None,
-                       fe: StreamingFrontEnd | None = None) -> Iterator[np.ndarray]:
+                       fe: StreamingFrontEnd | None = None, gate: Any = None) -> Iterator[np.ndarray]:
     """Stream a file's spectrogram as frames-major blocks ``(k, rows)`` (bounded memory).
-    ``budget`` (duration and time limits) is charged for every decoded block; ``energy``
-    (when given) sees every decoded sample; ``fe`` (when given) is the front end used (its
+    ``budget`` (duration and time limits) is charged for every decoded block; ``energy`` and
+    ``gate`` (a :class:`mgr.inference.gate.GateAnalyzer`; when given) see every decoded sample; ``fe`` (when given) is the front end used (its
     ``n_samples`` tells how much was decoded)."""
     fe = fe if fe is not None else StreamingFrontEnd(frontend)
     for block in stream_blocks(path, fe.sr, block_s):
@@ -151,6 +151,8 @@ def spectrogram_frames(path: Path, frontend: dict, block_s: float = BLOCK_S, *,
             raise AudioError("decoded samples contain NaN or inf")
         if energy is not None:
             energy.push(block)
+        if gate is not None:
+            gate.push(block)
         out = fe.push(block)
         if len(out):
             _check_frames(out)

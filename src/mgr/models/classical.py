@@ -46,6 +46,7 @@ from mgr.evaluation.metrics import aggregate_tracks, classification_metrics, mea
 from mgr.features.tables import feature_names
 from mgr.inference.runtime import OnnxModel
 from mgr.io import n_workers
+from mgr.models import distribution
 from mgr.models.classical_artifact import ONNX_FILE, feature_columns, feature_matrix
 from mgr.models.estimators import (
     REGISTRY,
@@ -348,6 +349,8 @@ def train(
         "cv": cv,
     }
     first_tr = fold_assignments(table)[0][1] == "train"
+    # predict's out-of-distribution check: the training features' statistics (mgr.models.distribution)
+    card["distribution"] = distribution.fit(X[first_tr], X[fold_assignments(table)[0][1] == "val"], kind="features")
     return Outcome(art.model, card, metrics, results, sample=X[first_tr][:32])
 
 

@@ -61,7 +61,7 @@ from mgr.evaluation.calibration import calibration_record
 from mgr.evaluation.metrics import mean_std
 from mgr.features.store import SpectrogramStore
 from mgr.io import atomic_path, library_versions, write_json
-from mgr.models import deep
+from mgr.models import deep, distribution
 from mgr.models.deep import bpm_from_probs, bpm_to_class, write_artifact
 from mgr.models.feeder import (
     Targets,
@@ -353,6 +353,8 @@ def train_model(
         name, store, tp, mp, window_frames=window_frames, mean=mean, std=std, targets=targets,
         n_tags=n_tags, val=vm, fold=fold, input_shape=(n_mels, window_frames, 1),
     )
+    # predict's out-of-distribution check: per-band log-mel statistics of the training tracks
+    card["distribution"] = distribution.store_distribution(store, train_idx, val_idx)
     if val_probs is not None:  # temperature of the genre probabilities (applied by evaluate and predict)
         tracks = np.unique(tv)
         card["calibration"] = calibration_record(val_probs["genre"], np.asarray(store.genre_idx)[tracks], tv)

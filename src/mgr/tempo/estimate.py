@@ -10,7 +10,10 @@
 Both estimators read the same onset envelopes (:func:`mgr.tempo.features.envelopes`) of the file
 (its first :data:`MAX_ANALYSIS_S` seconds). The confidence is the learned model's probability
 within +-4 % of the reported tempo (``None`` without the model), after the card's tempo prior
-(:func:`prior_of`). With ``--timeline`` each segment
+(:func:`prior_of`), mapped by the card's ``confidence_calibration`` (:mod:`mgr.tempo.calibration`)
+to the probability that the tempo is right (Acc1); when calibrated, a tempo whose confidence is
+below :data:`mgr.tempo.calibration.MIN_CONFIDENCE` is reported as null (``tempo_error`` says why).
+Files the no-music gate refused (``music: false``) and silent ones keep their null tempo. With ``--timeline`` each segment
 gets a local tempo from at least :data:`MIN_CONTEXT_S` seconds of audio centred on it (segments
 past the first :data:`MAX_ANALYSIS_S` seconds decode their own stretch of the file).
 Imports NumPy at module level only (onnxruntime when a model is opened; never TensorFlow).
@@ -28,6 +31,7 @@ from mgr.audio.decode import load_audio
 from mgr.cards import CARD_FILE
 from mgr.errors import ArtifactError, UserError
 from mgr.inference.runtime import InferenceError, OnnxModel
+from mgr.tempo import calibration as C
 from mgr.tempo import features as F
 
 MODES = ("auto", "dsp", "learned")
@@ -81,6 +85,8 @@ class LearnedTempo:
         self.model = OnnxModel(self.model_dir / self.card["onnx_file"], sha256=self.card["sha256"], threads=threads)
         self.beats_dsp = bool(self.card.get("beats_dsp_on_validation"))
         self.weights = prior_of(self.card)
+        rec = self.card.get("confidence_calibration")  # (mgr.tempo.calibration; older cards: none)
+        self.calibration = None if rec is None else C.check(rec, f"{self.model_dir / CARD_FILE}")
 
     def probs(self, envs: list[np.ndarray], sr: int) -> np.ndarray:
         X = np.stack([F.evidence(e, F.fps(sr)) for e in envs]).astype(np.float32)
@@ -91,12 +97,16 @@ class LearnedTempo:
         return F.apply_prior(p, self.weights)
 
     def estimate(self, envs: list[np.ndarray], sr: int) -> tuple[np.ndarray, np.ndarray]:
-        return F.readout(self.probs(envs, sr))
+        """(BPM, confidence): the confidence calibrated by the card's map when it has one
+        (:mod:`mgr.tempo.calibration`: the probability that the BPM is right within 4 %)."""
+        bpm, raw = F.readout(self.probs(envs, sr))
+        return bpm, C.apply(self.calibration, raw)
 
     def confidence_at(self, env: np.ndarray, sr: int, bpm: float) -> float:
-        """The model's probability within +-4 % of ``bpm`` (e.g. of the DSP estimate)."""
+        """The model's probability within +-4 % of ``bpm`` (e.g. of the DSP estimate), calibrated
+        like :meth:`estimate`'s."""
         p = self.probs([env], sr)[0]
-        return float(p[np.abs(F.BPM_GRID / bpm - 1.0) <= 0.04].sum())
+        return float(C.apply(self.calibration, float(p[np.abs(F.BPM_GRID / bpm - 1.0) <= 0.04].sum())))
 
 
 class TempoChoice:
@@ -130,6 +140,8 @@ class TempoChoice:
         estimate; set ``tempo_source`` (``learned`` | ``dsp``) and ``tempo_confidence``."""
         if not self.applies() or pred.tempo_source == "none" and pred.tempo_bpm is None and pred.reason:
             return pred
+        if getattr(pred, "music", None) is False or pred.tempo_source == "silence":  # the no-music gate said no
+            return pred
 
         y = load_audio(path, sr=self.sr, duration_s=MAX_ANALYSIS_S, pad=False)
         if y.size == 0 or not np.any(y):
@@ -138,10 +150,14 @@ class TempoChoice:
         bpm, conf = self._one(env)
         pred.tempo_bpm, pred.tempo_source, pred.tempo_confidence = bpm, self.mode, conf
         pred.tempo_estimator = self.mode
+        if self._unsure(conf):  # a calibrated confidence under MIN_CONFIDENCE: more likely wrong than right
+            pred.tempo_bpm, pred.tempo_source = None, "none"
+            pred.warnings.append(f"tempo not estimated: confidence {conf:.2f} is below {C.MIN_CONFIDENCE:g} "
+                                 f"(a {bpm:.1f} BPM answer would more likely be wrong than right)")
         fr = F.fps(self.sr)
         analysed_s = y.size / self.sr
         for sg in pred.segments or []:
-            if sg.silent:
+            if sg.silent or getattr(sg, "music", None) is False:
                 continue
             t0, t1 = float(sg.start_s), float(sg.end_s)
             if t1 - t0 < MIN_CONTEXT_S:  # at least MIN_CONTEXT_S of audio, centred on the segment
@@ -153,8 +169,19 @@ class TempoChoice:
             else:  # past the analysed start of a long file: decode this stretch on its own
                 ys = load_audio(path, sr=self.sr, offset_s=t0, duration_s=t1 - t0, pad=False)
                 seg_env = F.envelopes(ys, self.sr) if ys.size and np.any(ys) else env[:, :0]
-            sg.tempo_bpm = self._one(seg_env)[0] if seg_env.shape[1] >= MIN_FRAMES else None
+            if seg_env.shape[1] >= MIN_FRAMES:
+                bpm_s, conf_s = self._one(seg_env)
+                sg.tempo_bpm = None if self._unsure(conf_s) else bpm_s
+            else:
+                sg.tempo_bpm = None
         return pred
+
+    def _unsure(self, conf: float | None) -> bool:
+        """Whether the learned answer's confidence is calibrated (the card has a map) and below
+        :data:`C.MIN_CONFIDENCE`. (``--tempo dsp`` reports the DSP estimate whatever the learned
+        model thinks of it: its confidence is shown, the tempo kept.)"""
+        return (self.mode == "learned" and conf is not None and self.learned is not None
+                and self.learned.calibration is not None and conf < C.MIN_CONFIDENCE)
 
     def _one(self, env: np.ndarray) -> tuple[float, float | None]:
         if self.mode == "learned":

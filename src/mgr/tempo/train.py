@@ -28,6 +28,7 @@ from mgr.dsp import portable
 from mgr.io import file_hash, write_json
 from mgr.models.export import export_keras
 from mgr.synth.styles import GENRES
+from mgr.tempo import calibration as tempo_calibration
 from mgr.tempo import dataset as D
 from mgr.tempo import features as F
 from mgr.tempo import protocol
@@ -154,6 +155,10 @@ def run(p: Any, *, tracks_dir: str | Path, split_csv: str | Path, out_dir: str |
         log(f"train-tempo: {name} ({m['n']}): learned Acc1 {m['acc1']:.3f} Acc2 {m['acc2']:.3f} | "
             f"dsp Acc1 {d['acc1']:.3f} Acc2 {d['acc2']:.3f}")
     beat = protocol.beats(results["validation"]["learned"], results["validation"]["dsp"]) if "validation" in results else False
+    # calibrated confidence (mgr.tempo.calibration): fitted on validation, its reliability on every set
+    calib, calib_report = tempo_calibration.calibrate(
+        lambda Xs: predict_keras(model, Xs, weights), {k: (_features(v), np.array([i.tempo_bpm for i in v]))
+                                                        for k, v in eval_sets.items() if v})
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -178,11 +183,12 @@ def run(p: Any, *, tracks_dir: str | Path, split_csv: str | Path, out_dir: str |
             "note": "posteriors x weights, renormalised (label-shift correction from the training sets' tempo prior)"},
         "validation": results.get("validation"),
         "beats_dsp_on_validation": beat,
+        "confidence_calibration": calib,
         "license": "MIT (weights trained by this project's pipeline)",
     }
     write_json(out_dir / CARD_FILE, card)
     log(f"train-tempo: wrote {out_dir}/ (beats DSP on validation: {beat})")
-    return {"sets": results, "beats_dsp_on_validation": beat,
+    return {"sets": results, "beats_dsp_on_validation": beat, "confidence_reliability": calib_report,
             "n": {"train": len(train_items), "train_augmented": int(len(X)), "validation": len(val_items),
                   "heldout_styles": len(sets["heldout"]), "clicks": len(sets["click"]),
                   "clicks_subdivided": len(sets["click_sub"]), "heldout_feels": len(sets["feels"]),

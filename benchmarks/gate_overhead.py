@@ -1,0 +1,78 @@
+"""What the no-music gate (and the out-of-distribution check riding on it) adds to `mgr predict`.
+
+Run: ``uv run python benchmarks/gate_overhead.py [--models models] [--repeat 7] [--clip FILE]``
+
+For each model (``svm``, ``cnn2d`` and the built-in ``musicnn-msd`` tagger when present), in one
+run and on the same 30 s clip (synthetic music, 22.05 kHz WAV, unless ``--clip``), the same loaded
+artifact predicts the file with the gate on (``gate=True``, what ``mgr predict`` does) and off
+(``gate=False``, ``--no-music-gate``), alternately, ``--repeat`` times after one untimed warm-up
+each; the ratio of the median process-CPU times (steadier than wall time on a shared machine;
+wall time printed too) is the gate's cost. Goal (issue 24): gated / ungated <= 1.10. The model
+load is not timed (it is the same either way). Prints a table and a JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+
+def _time(fn) -> tuple[float, float]:
+    c0, w0 = time.process_time(), time.perf_counter()
+    fn()
+    return time.process_time() - c0, time.perf_counter() - w0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="models")
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--clip", help="audio file to predict (default: a 30 s synthetic music clip)")
+    ap.add_argument("--names", default="svm,cnn2d,musicnn-msd")
+    args = ap.parse_args()
+
+    from mgr.inference.catalog import resolve_model
+    from mgr.inference.nonmusic import music
+    from mgr.inference.predictors import load_predictor
+
+    with tempfile.TemporaryDirectory(prefix="mgr-gate-bench-") as tmp:
+        clip = Path(args.clip) if args.clip else Path(tmp) / "clip30.wav"
+        if not args.clip:
+            sf.write(clip, music(30.0, 22050, -16.0, np.random.default_rng(0), "rock"), 22050)
+        rows = []
+        for name in args.names.split(","):
+            try:
+                model_dir = resolve_model(name, Path(args.models).parent if Path(args.models).name == "models" else ".")
+            except Exception as e:  # noqa: BLE001 - a missing model is skipped, said so
+                print(f"skip {name}: {e}", file=sys.stderr)
+                continue
+            on, off = load_predictor(model_dir, gate=True), load_predictor(model_dir, gate=False)
+            on.predict_file(clip), off.predict_file(clip)  # warm-up (onnxruntime sessions, caches)
+            t_on, t_off = [], []
+            for _ in range(args.repeat):
+                t_off.append(_time(lambda: off.predict_file(clip)))
+                t_on.append(_time(lambda: on.predict_file(clip)))
+            c_on, c_off = statistics.median(t[0] for t in t_on), statistics.median(t[0] for t in t_off)
+            w_on, w_off = statistics.median(t[1] for t in t_on), statistics.median(t[1] for t in t_off)
+            rows.append({"model": name, "cpu_on_s": round(c_on, 4), "cpu_off_s": round(c_off, 4),
+                         "cpu_ratio": round(c_on / c_off, 4), "wall_on_s": round(w_on, 4),
+                         "wall_off_s": round(w_off, 4), "wall_ratio": round(w_on / w_off, 4),
+                         "music": on.predict_file(clip).music})
+        print(f"{'model':12s} {'cpu on':>8s} {'cpu off':>8s} {'ratio':>6s} {'wall on':>8s} {'wall off':>8s} {'ratio':>6s}")
+        for r in rows:
+            print(f"{r['model']:12s} {r['cpu_on_s']:8.3f} {r['cpu_off_s']:8.3f} {r['cpu_ratio']:6.3f} "
+                  f"{r['wall_on_s']:8.3f} {r['wall_off_s']:8.3f} {r['wall_ratio']:6.3f}")
+        print(json.dumps({"clip_s": 30.0 if not args.clip else None, "repeat": args.repeat, "results": rows,
+                          "goal": "cpu_ratio <= 1.10"}))
+
+
+if __name__ == "__main__":
+    main()
