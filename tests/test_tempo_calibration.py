@@ -121,9 +121,8 @@ def test_predict_reports_no_tempo_under_min_confidence(tempo_dir, tmp_path):
         TempoChoice("learned", plain)
 
 
-def test_calibration_map_in_a_real_card_is_usable():
-    """The tempo card the default pipeline wrote (when there is one) carries a well-formed map."""
-    card_path = Path("models/tempo/model.json")
-    if not card_path.is_file() or "confidence_calibration" not in json.loads(card_path.read_text()):
-        pytest.skip("no calibrated models/tempo here (run dvc repro train-tempo)")
-    C.check(json.loads(card_path.read_text())["confidence_calibration"])
+@pytest.mark.slow  # the tiny pipeline (shared with test_pipeline)
+def test_calibration_map_in_a_real_card_is_usable(tiny_project: Path):
+    """The tempo card that train-tempo writes (the tiny pipeline's) carries a well-formed map."""
+    card = json.loads((tiny_project / "models" / "tempo" / "model.json").read_text())
+    C.check(card["confidence_calibration"])
