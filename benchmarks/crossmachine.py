@@ -7,10 +7,11 @@ Run: uv run python benchmarks/crossmachine.py [--seconds 30] [--clips 8] [--epoc
   fixed-order mel sums, ``re*re + im*im``) against the same front end with NumPy's dispatched
   ``np.abs(X)**2``, BLAS ``@`` and ``np.log10`` (what it was before), per clip of ``--seconds``;
 - ``gtzan57``: the handcrafted features per clip (no naive twin kept: reported as time per clip);
-- ``train``: a small genre CNN (``cnn2d`` at width 0.25 on 3 s windows) trained ``--epochs``
-  epochs in a fresh process, as training runs now (oneDNN off, 2 intra-op threads, op
-  determinism) against TensorFlow's defaults (oneDNN on, one thread per core), alternating the
-  two ``--repeats`` times and taking each one's median.
+- ``train``: per model (``cnn2d`` at width 0.25 on 3 s windows, 512 windows; ``musicnn_transfer``
+  on 128 of its patches, backbone trained too) ``--epochs`` epochs in a fresh process, as training
+  runs now (``mgr.tfsetup``: oneDNN capped at AVX2, 2 intra-op threads, op determinism) against
+  TensorFlow's defaults (oneDNN at the CPU's best instruction set, one thread per core, op
+  determinism), alternating the two ``--repeats`` times and taking each one's median.
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ from mgr.models import deep
 keras.utils.set_random_seed(0)
 rng = np.random.default_rng(0)
 from mgr.params import DlModelParams
-X = rng.standard_normal((512, 128, 130, 1)).astype("float32")
-y = keras.utils.to_categorical(rng.integers(0, 10, 512), 10)
-m = deep.build("cnn2d", (128, 130, 1), 10, params=DlModelParams(width=0.25, dropout=0.3))
+name = sys.argv[4]
+shape, n, width = ((128, 130, 1), 512, 0.25) if name == "cnn2d" else ((96, 187, 1), 128, 1.0)
+X = rng.standard_normal((n, *shape)).astype("float32")
+y = keras.utils.to_categorical(rng.integers(0, 10, n), 10)
+m = deep.build(name, shape, 10, params=DlModelParams(width=width, dropout=0.3))
 deep.compile_model(m, 0.003, ["genre"])
 m.fit(X[:64], {"genre": y[:64]}, epochs=1, batch_size=32, verbose=0)  # trace/compile outside the timing
 t = time.perf_counter()
@@ -108,19 +111,19 @@ def bench_frontend(seconds: float, clips: int) -> dict:
             "gtzan57_ms_per_clip": round(1000 * (time.perf_counter() - t) / 2, 1)}
 
 
-def bench_train(epochs: int, repeats: int) -> dict:
+def bench_train(epochs: int, repeats: int, model: str = "cnn2d") -> dict:
     times: dict[str, list[float]] = {"default": [], "portable": []}
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS",)}
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA")}
     for _ in range(repeats):
         for mode in ("default", "portable"):
-            r = subprocess.run([sys.executable, "-c", _TRAIN, mode, str(ROOT / "src"), str(epochs)],
+            r = subprocess.run([sys.executable, "-c", _TRAIN, mode, str(ROOT / "src"), str(epochs), model],
                                capture_output=True, text=True, env=env)
             if r.returncode:
                 raise SystemExit(f"training run ({mode}) failed: {r.stderr.strip().splitlines()[-1:]}")
             times[mode].append(json.loads(r.stdout.strip().splitlines()[-1])["seconds"])
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"train_seconds": {k: round(v, 2) for k, v in med.items()},
-            "train_ratio": round(med["portable"] / med["default"], 2)}
+    return {f"train_{model}_seconds": {k: round(v, 2) for k, v in med.items()},
+            f"train_{model}_ratio": round(med["portable"] / med["default"], 2)}
 
 
 def main() -> None:
@@ -130,10 +133,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--models", nargs="*", default=["cnn2d", "musicnn_transfer"],
+                    help="deep models to train (cnn2d at width 0.25 on 3 s windows; musicnn_transfer on its 187-frame patches)")
     args = ap.parse_args()
     res = {"cpus": len(os.sched_getaffinity(0)), **bench_frontend(args.seconds, args.clips)}
     if not args.skip_train:
-        res.update(bench_train(args.epochs, args.repeats))
+        for model in args.models:
+            res.update(bench_train(args.epochs, args.repeats, model))
     print(json.dumps(res, indent=2))
 
 
