@@ -120,6 +120,20 @@ def test_combinations_are_standardised_per_block():
     assert type(one.named_steps["scale"]) is StandardScaler
 
 
+@pytest.mark.parametrize("algo", ["svm", "random_forest"])
+def test_multi_block_models_export_to_onnx(algo, tmp_path):
+    """An embedding model on a two-block combination (per-block ColumnTransformer in front of the
+    SVC; a plain forest) runs the same through its ONNX export."""
+    df = fusion_table(signal=(0.3, 0.05, 0.3))
+    p = _params(embedding_candidates=["handcrafted+tags"], embedding_models=[algo])
+    o = C.train(f"{algo}-musicnn_msd", df, p.ml, feature_set="gtzan57", features=p.features)
+    assert o.card["feature_set"] == "gtzan57+musicnn_msd_tags" and o.card["feature_selection"] is None
+    card = classical_artifact.save(o.model, tmp_path / algo, o.card, sample=o.sample)
+    art = classical_artifact.load(tmp_path / algo)
+    np.testing.assert_allclose(art.predict_proba(df, calibrated=False),
+                               o.model.predict_proba(df[card["feature_columns"]].to_numpy()), atol=1e-5)
+
+
 # ------------------------------------------------- the embedding models' choice of feature set
 def test_embedding_model_picks_the_winning_combination_by_inner_cv(tmp_path):
     """Only the taggram carries the genre: the embedding model must train on a set holding it,

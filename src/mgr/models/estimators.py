@@ -28,8 +28,9 @@ holds the same share ``D / B`` of the total variance and a 400-column embedding 
 variance stays ``D``, so ``gamma="scale"`` and ``C`` keep their meaning. It is one
 ``ColumnTransformer`` (a ``StandardScaler`` per block, ``transformer_weights``) in place of the
 ``StandardScaler``; a single block keeps the plain ``StandardScaler``. Trees (random forest,
-XGBoost) are scale-invariant and get no scaling. With ``columns`` (the base models of
-:mod:`mgr.models.stacking`) the same step also selects the model's own columns of a wider table.
+XGBoost) are scale-invariant and get no scaling. When the layout covers only some of the columns
+(the base models of :mod:`mgr.models.stacking`) the same step also selects the model's own
+columns of the wider table.
 
 Search (``ml.search``: ``grid`` or ``random`` over ``ml.<name>.grid``): ``ParameterGrid`` /
 ``ParameterSampler`` candidates scored by ``GridSearchCV`` with stratified ``ml.search_cv``-fold
@@ -62,14 +63,13 @@ def block_layout(columns: list[str] | None) -> Layout | None:
     column belongs to no known set (a user's own table: one block)."""
     if not columns:
         return None
-    from mgr.errors import DataError as _DataError
     from mgr.features.tables import feature_set_of
 
     groups: dict[str, list[int]] = {}
     try:
         for i, c in enumerate(columns):
             groups.setdefault(feature_set_of(c), []).append(i)
-    except _DataError:
+    except DataError:
         return None
     return list(groups.items())
 
