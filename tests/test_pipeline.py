@@ -99,10 +99,15 @@ def test_repro_produces_every_output(project: Path) -> None:
     assert set(models) <= set(summary)
     board = (project / "reports/leaderboard.md").read_text()
     assert all(m in board for m in models)
-    # the embedding models use the 400 embedding columns only; the transfer model carries the
-    # provenance of the pretrained weights and the musicnn front end
+    # the embedding models train on the candidate combination that won inner CV (named in the
+    # card with every candidate's score); the transfer model carries the provenance of the
+    # pretrained weights and the musicnn front end
+    from mgr.features.tables import feature_names
+
     emb = json.loads((project / "models/svm-musicnn_msd/model.json").read_text())
-    assert emb["feature_set"] == "musicnn_msd" and len(emb["feature_columns"]) == 400
+    sel = emb["feature_selection"]
+    assert emb["feature_set"] == sel["chosen"] and emb["feature_columns"] == feature_names(sel["chosen"])
+    assert len(sel["candidates"]) == 6 and "musicnn_msd" in sel["chosen"]
     tr = json.loads((project / "models/musicnn_transfer/model.json").read_text())
     assert tr["frontend"]["preset"] == "musicnn" and tr["window_frames"] == 187
     assert tr["pretrained"]["source"]["package"] == "musicnn" and tr["pretrained"]["licence"]["spdx"] == "ISC"

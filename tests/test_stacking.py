@@ -183,6 +183,16 @@ def test_fusion_is_a_stacking_classifier_exported_to_onnx(fused, tmp_path):
     assert o.metrics["val"]["accuracy"] > 0.9  # out-of-fold over the non-test tracks
 
 
+def test_fusion_on_too_few_tracks_is_one_clear_error():
+    from mgr.errors import DataError
+
+    df = fusion_table(n_per_class=3)
+    df["split"] = np.where(np.arange(len(df)) % 3 == 0, "test", "train")  # 2 training tracks per genre
+    p = _params()
+    with pytest.raises(DataError, match="at least 3 training tracks per genre"):
+        C.train("fusion", df, p.ml, feature_set="gtzan57", features=p.features)
+
+
 def _perturb(df: pd.DataFrame, rows: np.ndarray, seed: int = 1) -> pd.DataFrame:
     """``rows`` get other features and other genres."""
     rng = np.random.default_rng(seed)

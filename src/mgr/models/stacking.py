@@ -105,7 +105,8 @@ def cap_folds(model: Any, y: np.ndarray) -> None:
         cv = est.get_params().get("cv")
         if isinstance(cv, int) and cv > inner:
             if inner < 2:
-                raise DataError(f"fusion: base {label}: too few tracks per genre for its calibration folds")
+                raise DataError(f"fusion: base {label} calibrates on inner folds: it needs at least 3 training "
+                                f"tracks per genre (the smallest genre has {rarest})")
             est.set_params(cv=inner)
 
 
