@@ -4,7 +4,7 @@ Usage: ``python stages/train_ml.py <name>`` (``<name>`` in ``ml.models``; dvc.ya
 per entry with ``foreach``: ``<model>`` of ``ml.models`` trains on ``features.set``,
 ``<model>-<embedding>`` of ``ml.embedding_models`` on the ``ml.embedding_candidates`` combination of
 ``features.embedding``, its taggram and the handcrafted set that wins inner cross-validation,
-``fusion`` stacks ``ml.fusion.estimators``).
+``fusion`` of ``ml.stacked_models`` stacks ``ml.fusion.estimators``).
 Writes ``models/<name>/`` (``model.json`` + ``model.skops`` or ``model.ubj`` + ``model.onnx``,
 what evaluate and predict run) and ``metrics/train-ml/<name>.json``. The work is in
 :func:`mgr.models.classical.train`; see that module for the protocol.

@@ -94,7 +94,9 @@ def test_feature_sets_needed_and_fusion_params():
     for doc, needle in (({"ml": {"embedding_candidates": ["embedding+knn"]}}, "embedding_candidates"),
                         ({"ml": {"fusion": {"estimators": ["xgboost-tags", "svm-tags"]}}}, "ml.fusion.estimators"),
                         ({"ml": {"fusion": {"estimators": ["svm-tags"]}}}, "at least two"),
-                        ({"ml": {"embedding_models": ["fusion"]}}, "ml.embedding_models")):
+                        ({"ml": {"embedding_models": ["fusion"]}}, "ml.embedding_models"),
+                        ({"ml": {"models": ["fusion"]}}, "ml.models"),
+                        ({"ml": {"stacked_models": ["stack"]}}, "ml.stacked_models")):
         with pytest.raises(ParamsError, match=needle):
             params_from_dict(doc)
 

@@ -84,7 +84,7 @@ def test_stage_kfold_metrics(workdir):
     [
         ("knn", None, 2, "error: params: 'knn' is neither in ml.models nor an ml.embedding_models entry"),
         ("svm", None, 2, "error: params: 'svm' is neither in ml.models nor an ml.embedding_models entry"),
-        ("svm-musicnn_mtt", None, 2, "(logreg, xgboost, svm-musicnn_msd, logreg-musicnn_msd)"),
+        ("svm-musicnn_mtt", None, 2, "(logreg, xgboost, svm-musicnn_msd, logreg-musicnn_msd, fusion)"),
         ("logreg", "nofeatures", 1, "features.parquet not found (run the features stage first"),
         ("logreg", "garbage", 1, "is not a readable parquet file"),
     ],
@@ -126,9 +126,14 @@ def test_dvc_stage_fans_out_over_ml_models():
     assert emb["do"]["cmd"].startswith("python stages/train_ml.py ${item}-${features.embedding} --features ")
     for key in ("features.embedding", "features.set", "ml.embedding_candidates", "ml.validation", "ml.inner_cv"):
         assert key in emb["do"]["params"], key
-    for key in ("features.embedding", "ml.svm", "ml.logreg", "ml.random_forest", "ml.validation", "ml.inner_cv"):
-        assert key in do["params"], key
-    assert "features.set" in do["params"]
+    assert {"features.set", "ml.validation", "ml.inner_cv"} <= set(do["params"])
+    assert not {"features.embedding", "ml.svm", "ml.logreg"} & set(do["params"])  # ml.svm reruns svm, not xgboost
+    # the stacked model: its own stage, with the blocks of its base models
+    st = dvc["stages"]["train-ml-stacked"]
+    assert st["foreach"] == "${ml.stacked_models}" and st["do"]["outs"] == ["models/${item}"]
+    assert "src/mgr/models/stacking.py" in st["do"]["deps"]
+    for key in ("ml.${item}", "ml.svm", "ml.logreg", "ml.random_forest", "features.set", "features.embedding"):
+        assert key in st["do"]["params"], key
     assert emb["do"]["outs"] == ["models/${item}-${features.embedding}"]
 
 

@@ -30,7 +30,7 @@ PARAMS_FILE = "params.yaml"
 DATA_SOURCES = ("synthetic", "folder", "gtzan", "fma")
 SPLIT_STRATEGIES = ("stratified", "kfold", "group", "predefined")
 ML_MODELS = ("svm", "xgboost", "logreg", "random_forest")
-# stacked models (mgr.models.stacking): allowed in ml.models besides ML_MODELS
+# stacked models (mgr.models.stacking): ml.stacked_models
 STACKED_MODELS = ("fusion",)
 DL_MODELS = (
     "cnn2d",
@@ -236,12 +236,14 @@ class FusionParams:
 
 @dataclass(frozen=True)
 class MlParams:
-    models: list[Literal[ML_MODELS + STACKED_MODELS]] = field(
-        default_factory=lambda: ["svm", "xgboost", "logreg", "random_forest", "fusion"]
+    models: list[Literal[ML_MODELS]] = field(
+        default_factory=lambda: ["svm", "xgboost", "logreg", "random_forest"]
     )
     # also trained on the pretrained embedding features.embedding, as models `<model>-<embedding>`
     # (e.g. svm-musicnn_msd), with the same `ml.<model>` hyper-parameters
     embedding_models: list[Literal[ML_MODELS]] = field(default_factory=lambda: ["svm", "logreg"])
+    # stacked models (their own train-ml-stacked stage; params ml.fusion): [] or [fusion]
+    stacked_models: list[Literal[STACKED_MODELS]] = field(default_factory=lambda: ["fusion"])
     # embedding models train on the candidate (blocks of BLOCK_WORDS joined by "+") with the best
     # inner-CV score on each fold's non-test tracks (one candidate: no selection)
     embedding_candidates: list[str] = field(default_factory=lambda: [
@@ -608,10 +610,11 @@ def _cross_checks(p: Params) -> None:
         parse_fusion_estimator(e, f"ml.fusion.estimators[{i}]")
     if len(p.ml.fusion.estimators) < 2:
         raise ParamsError("params: ml.fusion.estimators must list at least two base models")
-    if "fusion" in p.ml.models and not [s for s in parse_feature_sets(p.features.set) if s in HANDCRAFTED] and any(
+    if "fusion" in p.ml.stacked_models and not [s for s in parse_feature_sets(p.features.set) if s in HANDCRAFTED] and any(
             "handcrafted" in parse_fusion_estimator(e)[1] for e in p.ml.fusion.estimators):
         raise ParamsError("params: ml.fusion.estimators use 'handcrafted' but features.set holds no handcrafted set")
-    for section, names in (("ml", p.ml.models), ("ml", p.ml.embedding_models), ("dl", p.dl.models)):
+    for section, names in (("ml", p.ml.models), ("ml", p.ml.embedding_models), ("ml", p.ml.stacked_models),
+                           ("dl", p.dl.models)):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ParamsError(f"params: {section}.models lists {sorted(dup)} more than once")
@@ -686,20 +689,21 @@ def ml_instance(name: str, default_set: str | None = None) -> tuple[str, str | N
 
 
 def classical_models(p: Params) -> list[str]:
-    """Every classical model the pipeline trains: ``ml.models`` (on ``features.set``) then
-    ``<model>-<features.embedding>`` for each of ``ml.embedding_models``."""
-    return list(p.ml.models) + [f"{m}-{p.features.embedding}" for m in p.ml.embedding_models]
+    """Every classical model the pipeline trains: ``ml.models`` (on ``features.set``), then
+    ``<model>-<features.embedding>`` for each of ``ml.embedding_models``, then ``ml.stacked_models``."""
+    return (list(p.ml.models) + [f"{m}-{p.features.embedding}" for m in p.ml.embedding_models]
+            + list(p.ml.stacked_models))
 
 
 def feature_sets_needed(p: Params) -> list[str]:
     """Every feature set the features table must hold: ``features.set``'s, then the sets that
     ``ml.embedding_candidates`` (when ``ml.embedding_models`` is not empty) and
-    ``ml.fusion.estimators`` (when ``fusion`` is in ``ml.models``) name, without repeats."""
+    ``ml.fusion.estimators`` (when ``fusion`` is in ``ml.stacked_models``) name, without repeats."""
     sets = parse_feature_sets(p.features.set)
     specs: list[str] = []
     if p.ml.embedding_models:
         specs += p.ml.embedding_candidates
-    if "fusion" in p.ml.models:
+    if "fusion" in p.ml.stacked_models:
         specs += ["+".join(parse_fusion_estimator(e)[1]) for e in p.ml.fusion.estimators]
     for spec in specs:
         resolved = resolve_blocks(spec, p.features)
