@@ -89,7 +89,7 @@ def test_repro_produces_every_output(project: Path) -> None:
     assert (project / "data/spectrograms.h5").exists()
     assert (project / "data/features.parquet").exists()
     assert (project / "data/spectrograms_musicnn.h5").exists()
-    models = ("logreg", "xgboost", "cnn2d", "svm-musicnn_msd", "logreg-musicnn_msd", "musicnn_transfer")
+    models = ("logreg", "xgboost", "cnn2d", "svm-musicnn_msd", "logreg-musicnn_msd", "fusion", "musicnn_transfer")
     for m in models:
         assert (project / "models" / m / "model.json").exists(), m
         assert (project / "models" / m / "model.onnx").exists(), m  # what evaluate and predict run
@@ -152,7 +152,7 @@ def test_forced_rerun_changes_no_metric(project: Path) -> None:
         _no_run_facts(json.loads(f.read_text()), str(f.relative_to(project)))
     before = {f: f.read_bytes() for f in (project / "metrics" / "train-dl").glob("*.json")}
     preds = {f: f.read_bytes() for f in (project / "reports" / "predictions").glob("*.csv")}
-    assert len(before) == 2 and len(preds) == 6
+    assert len(before) == 2 and len(preds) == 7
     r = _run([DVC, "repro", "--force"], project)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert {"train-dl@cnn2d", "train-dl@musicnn_transfer", "evaluate"} <= _ran_stages(r.stdout)
@@ -200,16 +200,19 @@ def test_compare_two_commits_that_differ_in_one_model_param(project: Path) -> No
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     r = _run([DVC, "repro"], project)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert _ran_stages(r.stdout) == {"train-ml@logreg", "train-ml-embedding@logreg", "evaluate"}
+    # the fusion's logreg bases use ml.logreg too
+    assert _ran_stages(r.stdout) == {"train-ml@logreg", "train-ml-embedding@logreg", "train-ml-stacked@fusion",
+                                     "evaluate"}
     _git(project, "add", "-A")
     _git(project, "commit", "-qm", "logreg C=0.001")
     r = _mgr(project, "compare", "HEAD~1", "HEAD", "--format", "json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     models = {m["model"]: m for m in out["models"]}
-    assert set(models) == {"logreg", "xgboost", "cnn2d", "musicnn_transfer", "svm-musicnn_msd", "logreg-musicnn_msd"}
+    assert set(models) == {"logreg", "xgboost", "cnn2d", "musicnn_transfer", "svm-musicnn_msd", "logreg-musicnn_msd",
+                           "fusion"}
     changed = {n for n, m in models.items() if not m["identical"]}
-    assert "logreg" in changed and changed <= {"logreg", "logreg-musicnn_msd"}, changed
+    assert "logreg" in changed and changed <= {"logreg", "logreg-musicnn_msd", "fusion"}, changed
     for row in models["logreg"]["rows"]:
         iv = row["interval"]
         assert row["p_value"] is not None and 0 < row["p_value"] <= 1
