@@ -229,13 +229,14 @@ def test_compare_two_commits_that_differ_in_one_model_param(project: Path) -> No
 
 
 def test_exp_run_switches_the_feature_set(project: Path) -> None:
-    """`dvc exp run -S features.set=...` retrains the models of ml.models on the new set and
-    leaves the embedding models (params by key) alone."""
+    """`dvc exp run -S features.set=...` retrains the models of ml.models on the new set (and the
+    embedding and stacked models, whose `handcrafted` blocks follow features.set) and leaves the
+    deep models alone."""
     r = _run([DVC, "exp", "run", "-S", "features.set=gtzan57+musicnn_msd"], project)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     ran = _ran_stages(r.stdout)
     assert {"features", "train-ml@logreg", "train-ml@xgboost", "evaluate"} <= ran, ran
-    assert not any(s.startswith(("train-ml-embedding", "train-dl", "spectrogram")) for s in ran), ran
+    assert not any(s.startswith(("train-dl", "spectrogram")) for s in ran), ran
     card = json.loads((project / "models/logreg/model.json").read_text())
     assert card["feature_set"] == "gtzan57+musicnn_msd" and len(card["feature_columns"]) == 57 + 400
     _git(project, "checkout", "--", "params.yaml")
@@ -254,7 +255,7 @@ def test_changing_split_seed_reruns_split_and_dependants_only(project: Path) -> 
     assert "split" in ran
     # dependants rerun unless their inputs came out identical (DVC then skips them)
     assert ran <= {"split", "spectrogram", "spectrogram-musicnn", "features", "train-ml@logreg", "train-ml@xgboost",
-                   "train-ml-embedding@svm", "train-ml-embedding@logreg", "train-dl@cnn2d",
+                   "train-ml-embedding@svm", "train-ml-embedding@logreg", "train-ml-stacked@fusion", "train-dl@cnn2d",
                    "train-dl@musicnn_transfer", "train-tempo", "evaluate"}
 
 
