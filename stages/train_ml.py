@@ -2,7 +2,9 @@
 
 Usage: ``python stages/train_ml.py <name>`` (``<name>`` in ``ml.models``; dvc.yaml runs one
 per entry with ``foreach``: ``<model>`` of ``ml.models`` trains on ``features.set``,
-``<model>-<embedding>`` of ``ml.embedding_models`` on ``features.embedding``).
+``<model>-<embedding>`` of ``ml.embedding_models`` on the ``ml.embedding_candidates`` combination of
+``features.embedding``, its taggram and the handcrafted set that wins inner cross-validation,
+``fusion`` of ``ml.stacked_models`` stacks ``ml.fusion.estimators``).
 Writes ``models/<name>/`` (``model.json`` + ``model.skops`` or ``model.ubj`` + ``model.onnx``,
 what evaluate and predict run) and ``metrics/train-ml/<name>.json``. The work is in
 :func:`mgr.models.classical.train`; see that module for the protocol.
@@ -42,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
 
     table = classical.load_table(args.features)
     outcome = classical.train(
-        args.name, table, p.ml, feature_set=p.features.set, workers=p.ml.workers, log=lambda s: print(s, flush=True)
+        args.name, table, p.ml, feature_set=p.features.set, features=p.features, workers=p.ml.workers,
+        log=lambda s: print(s, flush=True)
     )
     model_dir = Path(args.models_dir) / args.name
     from mgr.cards import trained_on

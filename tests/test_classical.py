@@ -111,11 +111,12 @@ def test_card_contents(trained, table):
     assert disk["kind"] == "classical" and disk["name"] == "svm" and disk["feature_set"] == "gtzan57"
     assert disk["params"]["C"] == 3.0 and disk["params"]["gamma"] == "scale"
     assert "scikit-learn" in disk["versions"] and "skops" in disk["versions"]
-    train = table[table["split"] == "train"]
-    assert disk["n_train"] == len(train)
+    # inner_cv (the default): every non-test track trains the model; val metrics are out-of-fold
+    train = table[table["split"] != "test"]
+    assert disk["n_train"] == len(train) and disk["params"]["validation"] == "inner_cv"
     assert disk["train_data_hash"] == C.train_data_hash(train.sort_values("track_id"), disk["feature_columns"])
     vm = disk["val_metrics"]
-    assert vm["n"] == int((table["split"] == "val").sum())
+    assert vm["n"] == len(train)
     assert set(vm["per_class"]) == set(GENRES)
     assert o.metrics["val"] == {k: vm[k] for k in C.HEADLINE}
     assert "test" not in o.metrics  # holdout mode: test is left to the evaluate stage
@@ -276,23 +277,33 @@ def test_foreign_and_broken_artifacts(trained, tmp_path):
 
 
 def test_kfold_reports_every_fold_and_saves_fold0(tmp_path):
+    """k-fold with inner_cv (the default): fold f's model trains on every track outside fold f
+    (val fold included: 4/5 of the data, not 3/5), its val scores are out-of-fold over those
+    tracks, the metrics show each fold's train and test sizes; holdout validation keeps the old
+    protocol (train = the rest, val = fold f+1)."""
     df = make_table(n_per_class=30, folds=5)
     o = C.train("logreg", df, small_ml(), feature_set="gtzan57")
     m = o.metrics
-    assert m["folds"] == 5 and len(m["per_fold"]) == 5
+    assert m["folds"] == 5 and len(m["per_fold"]) == 5 and m["validation"].startswith("inner_cv")
     for part in ("val", "test"):
         per = [m["per_fold"][str(f)][part]["accuracy"] for f in range(5)]
         assert m[part]["accuracy"] == pytest.approx(np.mean(per))
         assert m[f"{part}_std"]["accuracy"] == pytest.approx(np.std(per))
-        for f in range(5):  # each fold's test part is that fold's tracks
-            assert m["per_fold"][str(f)][part]["n"] == int((df["fold"] == (f if part == "test" else (f + 1) % 5)).sum())
+    for f in range(5):  # each fold's test part is that fold's tracks; all the others train it
+        pf = m["per_fold"][str(f)]
+        assert pf["test"]["n"] == pf["n_test"] == int((df["fold"] == f).sum())
+        assert pf["n_train"] == pf["val"]["n"] == int((df["fold"] != f).sum())
     # folds differ (different training rows), the artifact is fold 0's model
     assert len({r.train_hash for r in o.folds}) == 5
-    fold0_train = df[~df["fold"].isin([0, 1])]
+    fold0_train = df[df["fold"] != 0]
     assert o.card["n_train"] == len(fold0_train)
     assert o.card["train_data_hash"] == C.train_data_hash(fold0_train.sort_values("track_id"), classical_artifact.feature_columns(df))
     assert o.card["cv"]["k"] == 5 and o.card["val_metrics"] == o.folds[0].val
     assert o.model is o.folds[0].model
+    h = C.train("logreg", df, small_ml(validation="holdout"), feature_set="gtzan57").metrics
+    for f in range(5):
+        assert h["per_fold"][str(f)]["n_train"] == int((~df["fold"].isin([f, (f + 1) % 5])).sum())
+        assert h["per_fold"][str(f)]["val"]["n"] == int((df["fold"] == (f + 1) % 5).sum())
 
 
 def test_grid_search_on_train_picks_best(table):
@@ -327,9 +338,12 @@ def test_bad_grid_is_a_params_error(table):
 
 def test_data_errors(table):
     ml = small_ml()
-    no_jazz_train = table[~((table["genre"] == "jazz") & (table["split"] == "train"))]
+    no_jazz_train = table[~((table["genre"] == "jazz") & (table["split"] != "test"))]
     with pytest.raises(DataError, match=r"genre\(s\) \['jazz'\] have no train tracks"):
         C.train("logreg", no_jazz_train, ml, feature_set="x")
+    with pytest.raises(DataError, match=r"genre\(s\) \['jazz'\] have no train tracks"):  # holdout: val does not train
+        C.train("logreg", table[~((table["genre"] == "jazz") & (table["split"] == "train"))],
+                small_ml(validation="holdout"), feature_set="x")
     with pytest.raises(DataError, match="non-finite feature values.*mfcc4_mean"):
         C.train("logreg", table.assign(mfcc4_mean=np.inf), ml, feature_set="x")
     with pytest.raises(DataError, match="lacks column"):
@@ -337,8 +351,9 @@ def test_data_errors(table):
     with pytest.raises(DataError, match="not numeric"):
         C.train("logreg", table.assign(mfcc1_mean="x"), ml, feature_set="x")
     two_folds = table.assign(fold=np.arange(len(table)) % 2)
-    with pytest.raises(DataError, match=r"fold 0: no train tracks \(k-fold mode needs split.k >= 3"):
-        C.train("logreg", two_folds, ml, feature_set="x")
+    with pytest.raises(DataError, match=r"fold 0: no train tracks \(k-fold mode with ml.validation: holdout needs split.k >= 3"):
+        C.train("logreg", two_folds, small_ml(validation="holdout"), feature_set="x")
+    assert C.train("logreg", two_folds, ml, feature_set="x").metrics["per_fold"]["0"]["n_train"] == len(table) // 2
 
 
 def test_track_level_metrics_average_rows_of_a_track():
@@ -388,7 +403,8 @@ def test_svm_grid_from_yaml_mixes_names_and_numbers():
 
 @pytest.mark.parametrize("name", ML_MODELS)
 def test_temperature_fitted_on_val_stored_and_applied(trained, table, name):
-    """Each classical model gets a temperature fitted on the validation tracks at train time,
+    """Each classical model gets a temperature fitted at train time on out-of-fold probabilities
+    of inner CV over its training (all non-test) tracks,
     stored in its card and applied by the artifact's predict_proba (what evaluate and predict
     call); the ranking is unchanged and calibrated=False gives the raw ONNX probabilities."""
     from mgr.evaluation.calibration import apply_temperature
@@ -397,7 +413,7 @@ def test_temperature_fitted_on_val_stored_and_applied(trained, table, name):
     disk = json.loads((model_dir / classical_artifact.CARD_FILE).read_text())
     cal = disk["calibration"]
     assert cal == o.card["calibration"] and cal["temperature"] > 0
-    assert "validation tracks" in cal["method"] and cal["n_val_tracks"] == int((table["split"] == "val").sum())
+    assert "inner cross-validation" in cal["method"] and cal["n_val_tracks"] == int((table["split"] != "test").sum())
     assert cal["val_nll_after"] <= cal["val_nll_before"] + 1e-9
     art = classical_artifact.load(model_dir)
     assert art.temperature == cal["temperature"]
@@ -415,7 +431,7 @@ def test_some_classical_temperature_is_not_one(trained):
 def test_temperature_from_out_of_fold_probabilities_without_val_rows():
     df = make_table(n_per_class=20)
     df.loc[df["split"] == "val", "split"] = "train"
-    o = C.train("logreg", df, small_ml(), feature_set="gtzan57")
+    o = C.train("logreg", df, small_ml(validation="holdout"), feature_set="gtzan57")
     cal = o.card["calibration"]
     assert cal["temperature"] > 0 and "out-of-fold" in cal["method"]
     assert cal["n_val_tracks"] == int((df["split"] == "train").sum())

@@ -206,9 +206,10 @@ def test_classical_models_on_the_embedding_and_the_feature_sets_needed():
         ml_instance("knn-gtzan57")
     p = params_from_dict({"features": {"set": "fma518+gtzan57", "embedding": "musicnn_mtt"},
                           "ml": {"models": ["svm"], "embedding_models": ["svm", "xgboost"]}})
-    assert classical_models(p) == ["svm", "svm-musicnn_mtt", "xgboost-musicnn_mtt"]
-    assert feature_sets_needed(p) == ["fma518", "gtzan57", "musicnn_mtt"]  # one table holds them all
-    none = params_from_dict({"ml": {"embedding_models": []}})
+    assert classical_models(p) == ["svm", "svm-musicnn_mtt", "xgboost-musicnn_mtt", "fusion"]
+    # one table holds them all: the embedding candidates add the taggram
+    assert feature_sets_needed(p) == ["fma518", "gtzan57", "musicnn_mtt", "musicnn_mtt_tags"]
+    none = params_from_dict({"ml": {"embedding_models": [], "stacked_models": []}})
     assert classical_models(none) == none.ml.models and feature_sets_needed(none) == ["gtzan57"]
     for doc, needle in (({"ml": {"embedding_models": ["knn"]}}, "ml.embedding_models"),
                         ({"features": {"embedding": "gtzan57"}}, "features.embedding"),

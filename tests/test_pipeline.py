@@ -81,7 +81,7 @@ def test_repro_produces_every_output(project: Path) -> None:
     assert (project / "data/spectrograms.h5").exists()
     assert (project / "data/features.parquet").exists()
     assert (project / "data/spectrograms_musicnn.h5").exists()
-    models = ("logreg", "xgboost", "cnn2d", "svm-musicnn_msd", "logreg-musicnn_msd", "musicnn_transfer")
+    models = ("logreg", "xgboost", "cnn2d", "svm-musicnn_msd", "logreg-musicnn_msd", "fusion", "musicnn_transfer")
     for m in models:
         assert (project / "models" / m / "model.json").exists(), m
         assert (project / "models" / m / "model.onnx").exists(), m  # what evaluate and predict run
@@ -91,10 +91,15 @@ def test_repro_produces_every_output(project: Path) -> None:
     assert set(models) <= set(summary)
     board = (project / "reports/leaderboard.md").read_text()
     assert all(m in board for m in models)
-    # the embedding models use the 400 embedding columns only; the transfer model carries the
-    # provenance of the pretrained weights and the musicnn front end
+    # the embedding models train on the candidate combination that won inner CV (named in the
+    # card with every candidate's score); the transfer model carries the provenance of the
+    # pretrained weights and the musicnn front end
+    from mgr.features.tables import feature_names
+
     emb = json.loads((project / "models/svm-musicnn_msd/model.json").read_text())
-    assert emb["feature_set"] == "musicnn_msd" and len(emb["feature_columns"]) == 400
+    sel = emb["feature_selection"]
+    assert emb["feature_set"] == sel["chosen"] and emb["feature_columns"] == feature_names(sel["chosen"])
+    assert len(sel["candidates"]) == 6 and "musicnn_msd" in sel["chosen"]
     tr = json.loads((project / "models/musicnn_transfer/model.json").read_text())
     assert tr["frontend"]["preset"] == "musicnn" and tr["window_frames"] == 187
     assert tr["pretrained"]["source"]["package"] == "musicnn" and tr["pretrained"]["licence"]["spdx"] == "ISC"
@@ -139,7 +144,7 @@ def test_forced_rerun_changes_no_metric(project: Path) -> None:
         _no_run_facts(json.loads(f.read_text()), str(f.relative_to(project)))
     before = {f: f.read_bytes() for f in (project / "metrics" / "train-dl").glob("*.json")}
     preds = {f: f.read_bytes() for f in (project / "reports" / "predictions").glob("*.csv")}
-    assert len(before) == 2 and len(preds) == 6
+    assert len(before) == 2 and len(preds) == 7
     r = _run([DVC, "repro", "--force"], project)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert {"train-dl@cnn2d", "train-dl@musicnn_transfer", "evaluate"} <= _ran_stages(r.stdout)
@@ -187,16 +192,19 @@ def test_compare_two_commits_that_differ_in_one_model_param(project: Path) -> No
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     r = _run([DVC, "repro"], project)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert _ran_stages(r.stdout) == {"train-ml@logreg", "train-ml-embedding@logreg", "evaluate"}
+    # the fusion's logreg bases use ml.logreg too
+    assert _ran_stages(r.stdout) == {"train-ml@logreg", "train-ml-embedding@logreg", "train-ml-stacked@fusion",
+                                     "evaluate"}
     _git(project, "add", "-A")
     _git(project, "commit", "-qm", "logreg C=0.001")
     r = _mgr(project, "compare", "HEAD~1", "HEAD", "--format", "json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     models = {m["model"]: m for m in out["models"]}
-    assert set(models) == {"logreg", "xgboost", "cnn2d", "musicnn_transfer", "svm-musicnn_msd", "logreg-musicnn_msd"}
+    assert set(models) == {"logreg", "xgboost", "cnn2d", "musicnn_transfer", "svm-musicnn_msd", "logreg-musicnn_msd",
+                           "fusion"}
     changed = {n for n, m in models.items() if not m["identical"]}
-    assert "logreg" in changed and changed <= {"logreg", "logreg-musicnn_msd"}, changed
+    assert "logreg" in changed and changed <= {"logreg", "logreg-musicnn_msd", "fusion"}, changed
     for row in models["logreg"]["rows"]:
         iv = row["interval"]
         assert row["p_value"] is not None and 0 < row["p_value"] <= 1
@@ -213,13 +221,14 @@ def test_compare_two_commits_that_differ_in_one_model_param(project: Path) -> No
 
 
 def test_exp_run_switches_the_feature_set(project: Path) -> None:
-    """`dvc exp run -S features.set=...` retrains the models of ml.models on the new set and
-    leaves the embedding models (params by key) alone."""
+    """`dvc exp run -S features.set=...` retrains the models of ml.models on the new set (and the
+    embedding and stacked models, whose `handcrafted` blocks follow features.set) and leaves the
+    deep models alone."""
     r = _run([DVC, "exp", "run", "-S", "features.set=gtzan57+musicnn_msd"], project)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     ran = _ran_stages(r.stdout)
     assert {"features", "train-ml@logreg", "train-ml@xgboost", "evaluate"} <= ran, ran
-    assert not any(s.startswith(("train-ml-embedding", "train-dl", "spectrogram")) for s in ran), ran
+    assert not any(s.startswith(("train-dl", "spectrogram")) for s in ran), ran
     card = json.loads((project / "models/logreg/model.json").read_text())
     assert card["feature_set"] == "gtzan57+musicnn_msd" and len(card["feature_columns"]) == 57 + 400
     _git(project, "checkout", "--", "params.yaml")
@@ -238,7 +247,7 @@ def test_changing_split_seed_reruns_split_and_dependants_only(project: Path) -> 
     assert "split" in ran
     # dependants rerun unless their inputs came out identical (DVC then skips them)
     assert ran <= {"split", "spectrogram", "spectrogram-musicnn", "features", "train-ml@logreg", "train-ml@xgboost",
-                   "train-ml-embedding@svm", "train-ml-embedding@logreg", "train-dl@cnn2d",
+                   "train-ml-embedding@svm", "train-ml-embedding@logreg", "train-ml-stacked@fusion", "train-dl@cnn2d",
                    "train-dl@musicnn_transfer", "train-tempo", "evaluate"}
 
 

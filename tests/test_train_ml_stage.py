@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from mgr.errors import DataError
 from mgr.models import classical as C
 from mgr.models import classical_artifact
 
@@ -54,7 +55,10 @@ def test_stage_writes_artifact_and_metrics(workdir, name, capsys):
     _stage().main(_args(workdir, name))
     metrics = json.loads((workdir / "metrics" / "train-ml" / f"{name}.json").read_text())
     assert metrics["folds"] == 1
-    assert set(metrics["val"]) == set(C.HEADLINE) and metrics["val"]["n"] == 24
+    # inner_cv (default): the 96 non-test tracks train the model and are validated out of fold
+    assert set(metrics["val"]) == set(C.HEADLINE) and metrics["val"]["n"] == 96 == metrics["n_train"]
+    assert metrics["per_fold"]["holdout"] == {"n_train": 96, "n_test": 24, "feature_set": "gtzan57",
+                                              "val": metrics["val"], "test": None}
     assert metrics["val"]["accuracy"] > 0.5
     art = classical_artifact.load(workdir / "models" / name)
     assert art.card["feature_set"] == "gtzan57" and art.card["params"]["seed"] == 42
@@ -70,6 +74,9 @@ def test_stage_kfold_metrics(workdir):
     m = json.loads((workdir / "metrics" / "train-ml" / "logreg.json").read_text())
     assert m["folds"] == 4 and set(m["per_fold"]) == {"0", "1", "2", "3"}
     assert {"val", "val_std", "test", "test_std"} <= set(m)
+    # train size per fold: every track outside the test fold (60 of 80, not 40)
+    assert [m["per_fold"][str(f)]["n_train"] for f in range(4)] == [60] * 4
+    assert [m["per_fold"][str(f)]["n_test"] for f in range(4)] == [20] * 4
 
 
 @pytest.mark.parametrize(
@@ -77,7 +84,7 @@ def test_stage_kfold_metrics(workdir):
     [
         ("knn", None, 2, "error: params: 'knn' is neither in ml.models nor an ml.embedding_models entry"),
         ("svm", None, 2, "error: params: 'svm' is neither in ml.models nor an ml.embedding_models entry"),
-        ("svm-musicnn_mtt", None, 2, "(logreg, xgboost, svm-musicnn_msd, logreg-musicnn_msd)"),
+        ("svm-musicnn_mtt", None, 2, "(logreg, xgboost, svm-musicnn_msd, logreg-musicnn_msd, fusion)"),
         ("logreg", "nofeatures", 1, "features.parquet not found (run the features stage first"),
         ("logreg", "garbage", 1, "is not a readable parquet file"),
     ],
@@ -112,13 +119,21 @@ def test_dvc_stage_fans_out_over_ml_models():
     assert "ml.${item}" in do["params"] and "ml.seed" in do["params"]
     assert do["outs"] == ["models/${item}"]
     assert list(do["metrics"][0]) == ["metrics/train-ml/${item}.json"]
-    # the same models on the pretrained embedding: params by key, so features.set changes retrain
-    # only the plain models and features.embedding changes only these
+    # the same models on the pretrained embedding: params by key; both stages read features.set
+    # (handcrafted candidates / fusion bases) and features.embedding (the fusion's embedding bases)
     emb = dvc["stages"]["train-ml-embedding"]
     assert emb["foreach"] == "${ml.embedding_models}"
     assert emb["do"]["cmd"].startswith("python stages/train_ml.py ${item}-${features.embedding} --features ")
-    assert "features.embedding" in emb["do"]["params"] and "features.set" not in emb["do"]["params"]
-    assert "features.set" in do["params"] and "features.embedding" not in do["params"]
+    for key in ("features.embedding", "features.set", "ml.embedding_candidates", "ml.validation", "ml.inner_cv"):
+        assert key in emb["do"]["params"], key
+    assert {"features.set", "ml.validation", "ml.inner_cv"} <= set(do["params"])
+    assert not {"features.embedding", "ml.svm", "ml.logreg"} & set(do["params"])  # ml.svm reruns svm, not xgboost
+    # the stacked model: its own stage, with the blocks of its base models
+    st = dvc["stages"]["train-ml-stacked"]
+    assert st["foreach"] == "${ml.stacked_models}" and st["do"]["outs"] == ["models/${item}"]
+    assert "src/mgr/models/stacking.py" in st["do"]["deps"]
+    for key in ("ml.${item}", "ml.svm", "ml.logreg", "ml.random_forest", "features.set", "features.embedding"):
+        assert key in st["do"]["params"], key
     assert emb["do"]["outs"] == ["models/${item}-${features.embedding}"]
 
 
@@ -131,6 +146,10 @@ def test_stage_trains_a_model_on_the_embedding_columns_only(workdir):
     names = feature_names("musicnn_msd")
     emb = pd.DataFrame(rng.standard_normal((len(df), len(names))), columns=names)
     pd.concat([df, emb], axis=1).to_parquet(workdir / "features.parquet", index=False)
+    # the default candidates need the taggram too: a table without it is a one-line error
+    with pytest.raises(DataError, match="lacks 50 musicnn_msd_tags column"):
+        _stage().main(_args(workdir, "logreg-musicnn_msd"))
+    (workdir / "params.yaml").write_text(yaml.safe_dump({"ml": {**PARAMS["ml"], "embedding_candidates": ["embedding"]}}))
     _stage().main(_args(workdir, "logreg-musicnn_msd"))
     card = json.loads((workdir / "models" / "logreg-musicnn_msd" / "model.json").read_text())
     assert card["feature_set"] == "musicnn_msd" and card["feature_columns"] == names

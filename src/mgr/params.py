@@ -30,6 +30,8 @@ PARAMS_FILE = "params.yaml"
 DATA_SOURCES = ("synthetic", "folder", "gtzan", "fma")
 SPLIT_STRATEGIES = ("stratified", "kfold", "group", "predefined")
 ML_MODELS = ("svm", "xgboost", "logreg", "random_forest")
+# stacked models (mgr.models.stacking): ml.stacked_models
+STACKED_MODELS = ("fusion",)
 DL_MODELS = (
     "cnn2d",
     "pons_blackbox",
@@ -42,9 +44,13 @@ DL_MODELS = (
     "tempo_genre",
     "musicnn_transfer",
 )
-# handcrafted tables and pretrained embeddings; `features.set` may join several with "+"
-FEATURE_SETS = ("gtzan57", "fma518", "musicnn_msd", "musicnn_mtt")
+# handcrafted tables, pretrained embeddings and their taggrams; `features.set` may join several with "+"
+FEATURE_SETS = ("gtzan57", "fma518", "musicnn_msd", "musicnn_mtt", "musicnn_msd_tags", "musicnn_mtt_tags")
 EMBEDDINGS = ("musicnn_msd", "musicnn_mtt")
+HANDCRAFTED = ("gtzan57", "fma518")
+# the words of ml.embedding_candidates and ml.fusion.estimators, joined by "+" (see resolve_blocks):
+# embedding = features.embedding, tags = its taggram, handcrafted = the handcrafted sets of features.set
+BLOCK_WORDS = ("handcrafted", "embedding", "tags")
 PRETRAINED_BACKBONES = ("msd", "mtt")
 GENRES_GTZAN = (
     "blues",
@@ -215,6 +221,20 @@ class RandomForestParams:
 
 
 @dataclass(frozen=True)
+class FusionParams:
+    """The stacked model ``fusion`` (:mod:`mgr.models.stacking`): scikit-learn's
+    ``StackingClassifier`` over ``estimators`` (``<model>-<blocks>``, blocks of :data:`BLOCK_WORDS`
+    joined by ``+``), out-of-fold probabilities from ``cv`` inner folds, meta-learner
+    ``LogisticRegression(C)`` on them."""
+
+    estimators: list[str] = field(default_factory=lambda: [
+        "logreg-handcrafted", "svm-handcrafted", "logreg-embedding", "svm-embedding", "logreg-tags", "svm-tags"])
+    cv: int = num(5, 2, 20)
+    C: float = num(1.0, 0.0, lo_open=True)
+    grid: dict[str, list] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class MlParams:
     models: list[Literal[ML_MODELS]] = field(
         default_factory=lambda: ["svm", "xgboost", "logreg", "random_forest"]
@@ -222,6 +242,18 @@ class MlParams:
     # also trained on the pretrained embedding features.embedding, as models `<model>-<embedding>`
     # (e.g. svm-musicnn_msd), with the same `ml.<model>` hyper-parameters
     embedding_models: list[Literal[ML_MODELS]] = field(default_factory=lambda: ["svm", "logreg"])
+    # stacked models (their own train-ml-stacked stage; params ml.fusion): [] or [fusion]
+    stacked_models: list[Literal[STACKED_MODELS]] = field(default_factory=lambda: ["fusion"])
+    # embedding models train on the candidate (blocks of BLOCK_WORDS joined by "+") with the best
+    # inner-CV score on each fold's non-test tracks (one candidate: no selection)
+    embedding_candidates: list[str] = field(default_factory=lambda: [
+        "embedding", "tags", "embedding+tags", "handcrafted+tags", "handcrafted+embedding",
+        "handcrafted+embedding+tags"])
+    # inner_cv: every non-test track (train + val) trains the final model; validation scores,
+    # calibration and candidate selection come from ml.inner_cv-fold cross-validation over them.
+    # holdout: train on the train part only, validate and calibrate on the val part
+    validation: Literal["inner_cv", "holdout"] = "inner_cv"
+    inner_cv: int = num(5, 2, 20)
     search: Literal["none", "grid", "random"] = "none"  # hyper-parameter search on train (CV)
     search_cv: int = num(3, 2, 20)
     search_iter: int = num(10, 1, 10_000)
@@ -231,6 +263,7 @@ class MlParams:
     xgboost: XgboostParams = field(default_factory=XgboostParams)
     logreg: LogregParams = field(default_factory=LogregParams)
     random_forest: RandomForestParams = field(default_factory=RandomForestParams)
+    fusion: FusionParams = field(default_factory=FusionParams)
 
 
 # ----------------------------------------------------------------------------------- train-dl
@@ -573,7 +606,19 @@ def _cross_checks(p: Params) -> None:
         raise ParamsError("params: train.tempo_min_bpm must be below train.tempo_max_bpm")
     for fs in (p.features.set,):
         parse_feature_sets(fs, "features.set")
-    for section, names in (("ml", p.ml.models), ("ml", p.ml.embedding_models), ("dl", p.dl.models)):
+    for i, c in enumerate(p.ml.embedding_candidates):
+        parse_blocks(c, f"ml.embedding_candidates[{i}]")
+    if not p.ml.embedding_candidates:
+        raise ParamsError("params: ml.embedding_candidates must name at least one candidate (e.g. [embedding])")
+    for i, e in enumerate(p.ml.fusion.estimators):
+        parse_fusion_estimator(e, f"ml.fusion.estimators[{i}]")
+    if len(p.ml.fusion.estimators) < 2:
+        raise ParamsError("params: ml.fusion.estimators must list at least two base models")
+    if "fusion" in p.ml.stacked_models and not [s for s in parse_feature_sets(p.features.set) if s in HANDCRAFTED] and any(
+            "handcrafted" in parse_fusion_estimator(e)[1] for e in p.ml.fusion.estimators):
+        raise ParamsError("params: ml.fusion.estimators use 'handcrafted' but features.set holds no handcrafted set")
+    for section, names in (("ml", p.ml.models), ("ml", p.ml.embedding_models), ("ml", p.ml.stacked_models),
+                           ("dl", p.dl.models)):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ParamsError(f"params: {section}.models lists {sorted(dup)} more than once")
@@ -592,10 +637,53 @@ def parse_feature_sets(spec: str, key: str = "features.set") -> list[str]:
     return parts
 
 
+def parse_blocks(spec: str, key: str) -> list[str]:
+    """``"handcrafted+tags"`` -> ``["handcrafted", "tags"]`` (words of :data:`BLOCK_WORDS`, no repeats)."""
+    parts = [s.strip() for s in str(spec).split("+")]
+    bad = [s for s in parts if s not in BLOCK_WORDS]
+    if bad or len(set(parts)) != len(parts):
+        raise ParamsError(f"params: {key}: {spec!r} is not allowed (words {', '.join(BLOCK_WORDS)} joined by '+', "
+                          f"each at most once)")
+    return parts
+
+
+FUSION_BASES = ("svm", "logreg", "random_forest")
+
+
+def parse_fusion_estimator(spec: str, key: str = "ml.fusion.estimators") -> tuple[str, list[str]]:
+    """``"svm-handcrafted+tags"`` -> ``("svm", ["handcrafted", "tags"])``."""
+    model, sep, blocks = str(spec).partition("-")
+    if model not in FUSION_BASES or not sep:
+        raise ParamsError(f"params: {key}: {spec!r} is not allowed (<model>-<blocks> with a model from "
+                          f"{', '.join(FUSION_BASES)}, e.g. logreg-handcrafted+tags)")
+    return model, parse_blocks(blocks, key)
+
+
+def resolve_blocks(words: list[str] | str, features: FeaturesParams) -> str:
+    """The feature set (sets joined by ``+``) that block words name: ``handcrafted`` -> the
+    handcrafted sets of ``features.set``, ``embedding`` -> ``features.embedding``, ``tags`` -> its
+    taggram (``<embedding>_tags``); in the order given. ``""`` when nothing is named (only
+    ``handcrafted`` and ``features.set`` holds no handcrafted set)."""
+    if isinstance(words, str):
+        words = parse_blocks(words, "blocks")
+    out: list[str] = []
+    for w in words:
+        if w == "handcrafted":
+            out += [s for s in parse_feature_sets(features.set) if s in HANDCRAFTED]
+        elif w == "embedding":
+            out.append(features.embedding)
+        else:
+            out.append(f"{features.embedding}_tags")
+    return "+".join(dict.fromkeys(out))
+
+
 def ml_instance(name: str, default_set: str | None = None) -> tuple[str, str | None]:
     """A classical model's name -> ``(model, feature set)``: ``svm`` -> ``("svm", default_set)``,
-    ``svm-musicnn_msd`` -> ``("svm", "musicnn_msd")`` (see :func:`classical_models`)."""
+    ``svm-musicnn_msd`` -> ``("svm", "musicnn_msd")`` (see :func:`classical_models`); ``fusion``
+    -> ``("fusion", default_set)`` (its own sets come from ``ml.fusion.estimators``)."""
     model, sep, fs = str(name).partition("-")
+    if model in STACKED_MODELS and not sep:
+        return model, default_set
     if model not in ML_MODELS or (sep and fs not in FEATURE_SETS):
         raise ParamsError(
             f"params: classical model {name!r} is not known (allowed: {', '.join(ML_MODELS)}, "
@@ -605,17 +693,27 @@ def ml_instance(name: str, default_set: str | None = None) -> tuple[str, str | N
 
 
 def classical_models(p: Params) -> list[str]:
-    """Every classical model the pipeline trains: ``ml.models`` (on ``features.set``) then
-    ``<model>-<features.embedding>`` for each of ``ml.embedding_models``."""
-    return list(p.ml.models) + [f"{m}-{p.features.embedding}" for m in p.ml.embedding_models]
+    """Every classical model the pipeline trains: ``ml.models`` (on ``features.set``), then
+    ``<model>-<features.embedding>`` for each of ``ml.embedding_models``, then ``ml.stacked_models``."""
+    return (list(p.ml.models) + [f"{m}-{p.features.embedding}" for m in p.ml.embedding_models]
+            + list(p.ml.stacked_models))
 
 
 def feature_sets_needed(p: Params) -> list[str]:
-    """Every feature set the features table must hold: ``features.set``'s, then
-    ``features.embedding`` when ``ml.embedding_models`` use it, without repeats."""
+    """Every feature set the features table must hold: ``features.set``'s, then the sets that
+    ``ml.embedding_candidates`` (when ``ml.embedding_models`` is not empty) and
+    ``ml.fusion.estimators`` (when ``fusion`` is in ``ml.stacked_models``) name, without repeats."""
     sets = parse_feature_sets(p.features.set)
-    if p.ml.embedding_models and p.features.embedding not in sets:
-        sets.append(p.features.embedding)
+    specs: list[str] = []
+    if p.ml.embedding_models:
+        specs += p.ml.embedding_candidates
+    if "fusion" in p.ml.stacked_models:
+        specs += ["+".join(parse_fusion_estimator(e)[1]) for e in p.ml.fusion.estimators]
+    for spec in specs:
+        resolved = resolve_blocks(spec, p.features)
+        for s in parse_feature_sets(resolved) if resolved else []:
+            if s not in sets:
+                sets.append(s)
     return sets
 
 

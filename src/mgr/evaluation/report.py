@@ -132,8 +132,9 @@ def leaderboard_markdown(
         "accuracy = headline track-level accuracy (± std over folds in k-fold mode); per-model detail",
         "(window level, mean vs vote, per-class precision/recall) is in `metrics/<model>.json`.",
         f"ECE = top-label expected calibration error ({ECE_BINS} bins) of the calibrated probabilities (each model's",
-        "temperature, fitted on validation tracks at train time), ECE raw = the same before it, Brier = multiclass",
-        "Brier score; all on the track-level (mean) probabilities: lower is better. Per-track predictions:",
+        "temperature, fitted at train time: deep models on validation tracks, classical models on out-of-fold",
+        "probabilities of inner cross-validation over their training tracks), ECE raw = the same before it,",
+        "Brier = multiclass Brier score; all on the track-level (mean) probabilities: lower is better. Per-track predictions:",
         "`reports/predictions/<model>.csv`; `mgr compare` tests differences between commits.",
     ]
     if has_folds:

@@ -19,8 +19,15 @@
     over every 3 s patch of the track (musicnn's own 16 kHz front end, resampled from
     ``audio.sample_rate``), pooled as mean and max over patches: 400 columns
     ``musicnn_msd_mean_000`` ... ``musicnn_msd_max_199``. Run through the exported ONNX model.
+``musicnn_msd_tags`` / ``musicnn_mtt_tags``
+    The taggram of the same models: the 50 sigmoid tag scores (MSD: last.fm tags such as
+    ``rock``, ``jazz``, ``Hip-Hop``; MTT: MagnaTagATune tags) averaged over the track's 3 s
+    patches, 50 columns ``musicnn_msd_tags_00_rock`` ... in output order. Computed in the same
+    forward pass as the embedding (:func:`mgr.pretrained.builtin.track_taggram`), so a table
+    holding both costs one pass.
 
-Sets combine with ``+`` (``gtzan57+musicnn_msd``): the columns of each, in that order.
+Sets combine with ``+`` (``gtzan57+musicnn_msd``): the columns of each, in that order. Models
+standardise such a combination per block (:func:`mgr.models.estimators.block_layout`).
 
 :func:`extract_features` works on one signal and has no import-time side effects (librosa and
 scipy are imported on first call), so ``mgr predict`` and the classical models can call it on
@@ -44,7 +51,7 @@ from mgr.dsp.kernels import gtzan57
 from mgr.errors import DataError, ParamsError
 from mgr.features.extract import run_parallel, skip_on_failure
 from mgr.io import atomic_path, n_workers
-from mgr.pretrained.builtin import embedding_names, ensure_builtin, track_embedding
+from mgr.pretrained.builtin import embedding_names, ensure_builtin, tag_names, track_embedding, track_taggram
 
 __all__ = ["FEATURE_SETS", "build_feature_table", "extract_features", "feature_names"]
 
@@ -82,6 +89,8 @@ def feature_names(feature_set: str) -> list[str]:
         return [n for fs in parse_feature_sets(feature_set) for n in feature_names(fs)]
     if feature_set in ("musicnn_msd", "musicnn_mtt"):
         return embedding_names(feature_set)
+    if feature_set in ("musicnn_msd_tags", "musicnn_mtt_tags"):
+        return tag_names(feature_set)
     if feature_set == "gtzan57":
         names = [f"{b}_{s}" for b in _GTZAN_BASE for s in ("mean", "var")] + ["tempo"]
         names += [f"mfcc{i}_{s}" for i in range(1, 21) for s in ("mean", "var")]
@@ -96,7 +105,7 @@ def feature_names(feature_set: str) -> list[str]:
 
 def feature_set_of(column: str) -> str:
     """The feature set a table column belongs to."""
-    for fs in FEATURE_SETS:
+    for fs in sorted(FEATURE_SETS, key=len, reverse=True):  # musicnn_msd_tags before musicnn_msd
         if fs.startswith("musicnn") and column.startswith(fs + "_"):
             return fs
     for fs in ("gtzan57", "fma518"):
@@ -115,7 +124,7 @@ def _names_cached(fs: str) -> frozenset:
 
 
 def _musicnn(y: np.ndarray, sr: int, feature_set: str) -> dict[str, float]:
-    vec = track_embedding(feature_set, y, sr)
+    vec = track_taggram(feature_set, y, sr) if feature_set.endswith("_tags") else track_embedding(feature_set, y, sr)
     return dict(zip(feature_names(feature_set), (float(v) for v in vec)))
 
 
@@ -310,7 +319,7 @@ def build_feature_table(
 
         for fs in parse_feature_sets(feature_set):
             if fs.startswith("musicnn"):  # build the exported backbone once, before the workers fork
-                ensure_builtin(fs)
+                ensure_builtin(fs.removesuffix("_tags"))
         if workers > 1 and "fma518" in parse_feature_sets(feature_set):  # the others need no librosa
             # import librosa and JIT-compile its numba kernels once in the parent: the forked
             # workers inherit them instead of each compiling its own copy

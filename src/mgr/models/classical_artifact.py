@@ -86,6 +86,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.calibration._TemperatureScaling",
     "sklearn.tree._tree.Tree",
+    "sklearn.utils._bunch.Bunch",  # a dict subclass: StackingClassifier.named_estimators_ (the fusion model)
 )
 
 

@@ -20,6 +20,18 @@ Registry (:data:`REGISTRY`, name -> :class:`ModelSpec`):
 ``random_forest``
     ``RandomForestClassifier(n_estimators, max_depth, min_samples_leaf)``.
 
+Feature blocks (:func:`block_layout`): a feature set joined from several (``gtzan57+musicnn_msd_tags``)
+is standardised **per block**: each column to zero mean and unit variance, then each block scaled by
+``sqrt(D / (B * d_b))`` (``D`` columns in ``B`` blocks, ``d_b`` in block ``b``), so that every block
+holds the same share ``D / B`` of the total variance and a 400-column embedding does not drown a
+50-column taggram in the SVM's RBF distance or the logistic regression's L2 penalty; the total
+variance stays ``D``, so ``gamma="scale"`` and ``C`` keep their meaning. It is one
+``ColumnTransformer`` (a ``StandardScaler`` per block, ``transformer_weights``) in place of the
+``StandardScaler``; a single block keeps the plain ``StandardScaler``. Trees (random forest,
+XGBoost) are scale-invariant and get no scaling. When the layout covers only some of the columns
+(the base models of :mod:`mgr.models.stacking`) the same step also selects the model's own
+columns of the wider table.
+
 Search (``ml.search``: ``grid`` or ``random`` over ``ml.<name>.grid``): ``ParameterGrid`` /
 ``ParameterSampler`` candidates scored by ``GridSearchCV`` with stratified ``ml.search_cv``-fold
 cross-validation on the train rows only, balanced accuracy.
@@ -42,20 +54,63 @@ def proba(model: Any, X: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict_proba(X), dtype=np.float64)
 
 
-def _build_svm(p: Any, seed: int, n_jobs: int) -> Any:
+Layout = list[tuple[str, list[int]]]
+
+
+def block_layout(columns: list[str] | None) -> Layout | None:
+    """``[(feature set, column indices)]`` of ``columns`` grouped by feature set
+    (:func:`mgr.features.tables.feature_set_of`), in order of first appearance; ``None`` when a
+    column belongs to no known set (a user's own table: one block)."""
+    if not columns:
+        return None
+    from mgr.features.tables import feature_set_of
+
+    groups: dict[str, list[int]] = {}
+    try:
+        for i, c in enumerate(columns):
+            groups.setdefault(feature_set_of(c), []).append(i)
+    except DataError:
+        return None
+    return list(groups.items())
+
+
+def block_weights(layout: Layout) -> dict[str, float]:
+    """``sqrt(D / (B * d_b))`` per block (module docstring): equal variance shares, total ``D``."""
+    D, B = sum(len(ix) for _, ix in layout), len(layout)
+    return {name: float(np.sqrt(D / (B * len(ix)))) for name, ix in layout}
+
+
+def _front(layout: Layout | None, n_features: int | None, scale: bool) -> Any:
+    """The first step of a model: ``StandardScaler`` (one block, all columns), a per-block
+    ``ColumnTransformer`` (several blocks, or a subset of the columns), or ``None`` (a tree on all
+    columns)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import StandardScaler
+
+    covers_all = layout is None or (n_features is not None
+                                    and sorted(i for _, ix in layout for i in ix) == list(range(n_features)))
+    if layout is None or (len(layout) == 1 and covers_all):
+        return StandardScaler() if scale else None
+    if not scale:
+        return None if covers_all else ColumnTransformer(
+            [("cols", "passthrough", [i for _, ix in layout for i in ix])], remainder="drop")
+    return ColumnTransformer([(name, StandardScaler(), list(ix)) for name, ix in layout], remainder="drop",
+                             transformer_weights=block_weights(layout) if len(layout) > 1 else None)
+
+
+def _build_svm(p: Any, seed: int, n_jobs: int, front: Any) -> Any:
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
     svc = SVC(kernel="rbf", C=p.C, gamma=p.gamma, random_state=seed)
-    pipe = Pipeline([("scale", StandardScaler()), ("svc", svc)])
+    pipe = Pipeline([("scale", front), ("svc", svc)])
     # ensemble=False: one SVC fitted on all rows; temperature scaling (one parameter, fitted on
     # out-of-fold decision values) is monotone, so the argmax is the SVC's own decision
     return CalibratedClassifierCV(pipe, method="temperature", cv=p.calibration_cv, ensemble=False)
 
 
-def _build_xgboost(p: Any, seed: int, n_jobs: int) -> Any:
+def _build_xgboost(p: Any, seed: int, n_jobs: int, front: Any) -> Any:
     from xgboost import XGBClassifier
 
     return XGBClassifier(
@@ -70,42 +125,45 @@ def _build_xgboost(p: Any, seed: int, n_jobs: int) -> Any:
     )
 
 
-def _build_logreg(p: Any, seed: int, n_jobs: int) -> Any:
+def _build_logreg(p: Any, seed: int, n_jobs: int, front: Any) -> Any:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
 
     clf = LogisticRegression(C=p.C, max_iter=p.max_iter, random_state=seed)
-    return Pipeline([("scale", StandardScaler()), ("logreg", clf)])
+    return Pipeline([("scale", front), ("logreg", clf)])
 
 
-def _build_random_forest(p: Any, seed: int, n_jobs: int) -> Any:
+def _build_random_forest(p: Any, seed: int, n_jobs: int, front: Any) -> Any:
     from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
 
-    return RandomForestClassifier(
+    rf = RandomForestClassifier(
         n_estimators=p.n_estimators,
         max_depth=p.max_depth,
         min_samples_leaf=p.min_samples_leaf,
         random_state=seed,
         n_jobs=n_jobs,
     )
+    return rf if front is None else Pipeline([("cols", front), ("random_forest", rf)])
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registry entry: ``build(params_block, seed, n_jobs)`` -> an unfitted estimator."""
+    """A registry entry: ``build(params_block, seed, n_jobs, front)`` -> an unfitted estimator
+    (``front``: the first step, see :func:`_front`)."""
 
     name: str
-    build: Callable[[Any, int, int], Any]
+    build: Callable[[Any, int, int, Any], Any]
     fmt: str  # "skops" | "xgboost"
     description: str
+    scaled: bool = True  # takes a standardising front step (False: trees)
 
 
 REGISTRY: dict[str, ModelSpec] = {
     "svm": ModelSpec("svm", _build_svm, "skops", "StandardScaler + SVC(rbf) fitted on all rows, temperature-scaled on out-of-fold decisions"),
-    "xgboost": ModelSpec("xgboost", _build_xgboost, "xgboost", "XGBClassifier (hist) on label-encoded genres"),
+    "xgboost": ModelSpec("xgboost", _build_xgboost, "xgboost", "XGBClassifier (hist) on label-encoded genres", False),
     "logreg": ModelSpec("logreg", _build_logreg, "skops", "StandardScaler + LogisticRegression"),
-    "random_forest": ModelSpec("random_forest", _build_random_forest, "skops", "RandomForestClassifier"),
+    "random_forest": ModelSpec("random_forest", _build_random_forest, "skops", "RandomForestClassifier", False),
 }
 
 
@@ -120,10 +178,16 @@ def block_params(block: Any) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(block).items() if k != "grid"}
 
 
-def build(name: str, ml: MlParams, *, n_jobs: int = 1, block: Any | None = None) -> Any:
-    """An unfitted estimator for ``name`` configured by ``ml.<name>`` (or ``block``)."""
+def build(name: str, ml: MlParams, *, n_jobs: int = 1, block: Any | None = None, layout: Layout | None = None,
+          n_features: int | None = None) -> Any:
+    """An unfitted estimator for ``name`` configured by ``ml.<name>`` (or ``block``), on columns
+    grouped as ``layout`` (:func:`block_layout`; ``None``: one block) of ``n_features`` columns."""
     spec = get_spec(name)
-    return spec.build(block if block is not None else getattr(ml, name), ml.seed, n_jobs)
+    if spec.name == "xgboost" and layout is not None and n_features is not None and \
+            sorted(i for _, ix in layout for i in ix) != list(range(n_features)):
+        raise ParamsError("xgboost cannot train on a subset of the table's columns (its artifact is a bare booster)")
+    front = _front(layout, n_features, spec.scaled)
+    return spec.build(block if block is not None else getattr(ml, name), ml.seed, n_jobs, front)
 
 
 def _block_with(name: str, block: Any, overrides: dict[str, Any]) -> Any:
@@ -184,12 +248,14 @@ def _candidate_estimator() -> type:
     from sklearn.base import BaseEstimator, ClassifierMixin
 
     class Candidate(ClassifierMixin, BaseEstimator):
-        def __init__(self, name: str = "logreg", ml: Any = None, n_jobs: int = 1, overrides: dict | None = None):
-            self.name, self.ml, self.n_jobs, self.overrides = name, ml, n_jobs, overrides
+        def __init__(self, name: str = "logreg", ml: Any = None, n_jobs: int = 1, overrides: dict | None = None,
+                     layout: Any = None):
+            self.name, self.ml, self.n_jobs, self.overrides, self.layout = name, ml, n_jobs, overrides, layout
 
         def fit(self, X: np.ndarray, y: np.ndarray) -> Any:
             block = _block_with(self.name, getattr(self.ml, self.name), dict(self.overrides or {}))
-            self.model_ = build(self.name, self.ml, n_jobs=self.n_jobs, block=block)
+            self.model_ = build(self.name, self.ml, n_jobs=self.n_jobs, block=block, layout=self.layout,
+                                n_features=X.shape[1])
             cap_calibration_folds(self.name, self.model_, y)
             self.model_.fit(X, y)
             self.classes_ = self.model_.classes_
@@ -202,7 +268,7 @@ def _candidate_estimator() -> type:
 
 
 def search(
-    name: str, X: np.ndarray, y: np.ndarray, ml: MlParams, *, n_jobs: int = 1
+    name: str, X: np.ndarray, y: np.ndarray, ml: MlParams, *, n_jobs: int = 1, layout: Layout | None = None
 ) -> tuple[Any, dict[str, Any] | None]:
     """Cross-validated search on (X, y) - the train rows only - with scikit-learn's
     ``GridSearchCV`` over :func:`candidates` (stratified ``ml.search_cv`` folds, shuffled with
@@ -221,7 +287,7 @@ def search(
             f"(the smallest genre has {int(counts[counts > 0].min())}); lower ml.search_cv"
         )
     cv = StratifiedKFold(n_splits=ml.search_cv, shuffle=True, random_state=ml.seed)
-    gs = GridSearchCV(_candidate_estimator()(name, ml, n_jobs), {"overrides": combos}, scoring="balanced_accuracy",
+    gs = GridSearchCV(_candidate_estimator()(name, ml, n_jobs, layout=layout), {"overrides": combos}, scoring="balanced_accuracy",
                       cv=cv, refit=False, error_score="raise")
     gs.fit(X, y)
     res = gs.cv_results_

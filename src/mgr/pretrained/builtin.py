@@ -9,7 +9,9 @@ and the card ``model.json``. Nothing is downloaded: the weights come from the wh
 caller never imports TensorFlow, and forked extraction workers inherit no TF threads); later
 calls only check the card's hashes and open the ONNX file with onnxruntime.
 
-:func:`track_embedding` is the ``musicnn_msd`` / ``musicnn_mtt`` feature set: the exported
+:func:`track_embedding` is the ``musicnn_msd`` / ``musicnn_mtt`` feature set (and
+:func:`track_taggram` the ``musicnn_msd_tags`` / ``musicnn_mtt_tags`` set, from the same forward
+pass: the last signal's outputs are kept, so a table holding both runs the backbone once): the exported
 backbone run by onnxruntime (one session per process, one intra-op thread, so that extraction
 workers do not oversubscribe the cores) on musicnn's front end
 (:func:`mgr.dsp.frontend.musicnn_frontend`).
@@ -37,7 +39,8 @@ from mgr.pretrained import embedding, musicnn
 BUILTIN = {"musicnn_msd": "MSD_musicnn", "musicnn_mtt": "MTT_musicnn"}
 ALIASES = {"musicnn-msd": "musicnn_msd", "musicnn-mtt": "musicnn_mtt"}
 
-__all__ = ["BUILTIN", "builtin_name", "cache_root", "embedding_names", "ensure_builtin", "track_embedding"]
+__all__ = ["BUILTIN", "builtin_name", "cache_root", "embedding_names", "ensure_builtin", "tag_names",
+           "track_embedding", "track_taggram"]
 
 
 def builtin_name(spec: str) -> str | None:
@@ -83,8 +86,9 @@ def _complete(d: Path) -> bool:
 
 
 def ensure_builtin(name: str) -> Path:
-    """The directory of built-in model ``name`` (built on first use; see the module docstring)."""
-    name = builtin_name(name) or name
+    """The directory of built-in model ``name`` (built on first use; see the module docstring;
+    a taggram feature set ``musicnn_msd_tags`` names its backbone ``musicnn_msd``)."""
+    name = builtin_name(name) or builtin_name(name.removesuffix("_tags")) or name
     if name not in BUILTIN:
         raise ArtifactError(f"unknown built-in model {name!r} (built in: {', '.join(BUILTIN)})")
     try:
@@ -119,20 +123,45 @@ def embedding_names(feature_set: str) -> list[str]:
     return musicnn.embedding_names(feature_set)
 
 
+def tag_names(feature_set: str) -> list[str]:
+    """Column names of feature set ``musicnn_msd_tags`` / ``musicnn_mtt_tags``."""
+    return embedding.tag_names(feature_set.removesuffix("_tags"))
+
+
 _SESSIONS: dict[str, object] = {}
+#: the last signal's outputs per backbone: (key of the signal, outputs)
+_LAST: dict[str, tuple[tuple, dict[str, np.ndarray]]] = {}
+
+
+def _track_outputs(backbone: str, y: np.ndarray, sr: int) -> dict[str, np.ndarray]:
+    """:func:`mgr.pretrained.embedding.track_features` of a mono signal at any sample rate
+    (resampled to 16 kHz); the same signal twice in a row (the embedding, then the taggram of one
+    clip) runs the backbone once."""
+    import hashlib
+
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    key = (int(sr), y.shape, hashlib.blake2b(y.tobytes(), digest_size=16).digest())
+    last = _LAST.get(backbone)
+    if last is not None and last[0] == key:
+        return last[1]
+    if backbone not in _SESSIONS:
+        d = ensure_builtin(backbone)
+        card = _card(d)
+        _SESSIONS[backbone] = OnnxModel(d / card["onnx_file"], sha256=card["onnx_sha256"], threads=1)
+    y16 = resample(y, int(sr), musicnn.SR) if int(sr) != musicnn.SR else y
+    out = embedding.track_features(_SESSIONS[backbone].run, y16)
+    _LAST[backbone] = (key, out)
+    return out
 
 
 def track_embedding(feature_set: str, y: np.ndarray, sr: int) -> np.ndarray:
     """``(400,)`` embedding of a mono signal at any sample rate (resampled to 16 kHz)."""
+    return _track_outputs(feature_set, y, sr)["embedding"]
 
-    if feature_set not in _SESSIONS:
-        d = ensure_builtin(feature_set)
-        card = _card(d)
-        _SESSIONS[feature_set] = OnnxModel(d / card["onnx_file"], sha256=card["onnx_sha256"], threads=1)
-    y = np.asarray(y, dtype=np.float32)
-    if int(sr) != musicnn.SR:
-        y = resample(y, int(sr), musicnn.SR)
-    return embedding.track_embedding(_SESSIONS[feature_set].run, y)
+
+def track_taggram(feature_set: str, y: np.ndarray, sr: int) -> np.ndarray:
+    """``(50,)`` mean taggram (``musicnn_msd_tags``: the MSD backbone's tag scores) of a mono signal."""
+    return _track_outputs(feature_set.removesuffix("_tags"), y, sr)["tags"]
 
 
 # ------------------------------------------------------------------- the artifact (child process)

@@ -1,7 +1,9 @@
 """musicnn embeddings: runners (a Keras model or its ONNX export on onnxruntime) and the track
 embedding — mean and max over 3 s patches of the penultimate layer (400 values,
-:func:`mgr.pretrained.musicnn.embedding_names`), the ``musicnn_msd`` / ``musicnn_mtt`` feature sets.
-onnxruntime is imported inside :func:`onnx_runner`.
+:func:`mgr.pretrained.musicnn.embedding_names`), the ``musicnn_msd`` / ``musicnn_mtt`` feature sets —
+and, from the same forward pass, the track taggram: the mean over patches of the 50 sigmoid tag
+scores (:func:`tag_names`), the ``musicnn_msd_tags`` / ``musicnn_mtt_tags`` feature sets
+(:func:`track_features` returns both). onnxruntime is imported inside :func:`onnx_runner`.
 """
 
 from __future__ import annotations
@@ -64,6 +66,31 @@ def embed_patches(run: Runner, patch_batch: np.ndarray) -> np.ndarray:
     if pen.shape != (len(X), musicnn.PENULTIMATE):
         raise ValueError(f"embed_patches: run returned penultimate of shape {pen.shape}")
     return pen
+
+
+def tag_names(name: str) -> list[str]:
+    """Column names of the taggram feature set of backbone ``name`` (``musicnn_msd``):
+    ``musicnn_msd_tags_00_rock`` ... -- the output index, then the tag in lower case with every
+    run of other characters as ``_`` (``Hip-Hop`` -> ``hip_hop``), in taggram order."""
+    import re
+
+    art = musicnn.ARTIFACT_NAMES[musicnn.canonical_name(name)]
+    return [f"{art}_tags_{i:02d}_{re.sub(r'[^a-z0-9]+', '_', t.lower()).strip('_')}"
+            for i, t in enumerate(musicnn.tag_vocab(name))]
+
+
+def track_features(run: Runner, y16k: np.ndarray, hop: int | None = None,
+                   pad_mode: str = "reflect") -> dict[str, np.ndarray]:
+    """One forward pass over the patches of a mono 16 kHz signal (see :func:`track_embedding`):
+    ``{"embedding": (400,) mean then max of the penultimate layer, "tags": (50,) mean taggram}``."""
+    X = np.asarray(musicnn.patches(musicnn.logmel(y16k, pad_mode), hop), dtype=np.float32)
+    out = run(X)
+    pen = np.asarray(out["penultimate"], dtype=np.float32)
+    tags = np.asarray(out["taggram"], dtype=np.float32)
+    if pen.shape != (len(X), musicnn.PENULTIMATE) or tags.shape != (len(X), musicnn.N_TAGS):
+        raise ValueError(f"track_features: run returned penultimate {pen.shape}, taggram {tags.shape}")
+    return {"embedding": np.concatenate([pen.mean(axis=0), pen.max(axis=0)]).astype(np.float32),
+            "tags": tags.mean(axis=0).astype(np.float32)}
 
 
 def track_embedding(run: Runner, y16k: np.ndarray, hop: int | None = None, pad_mode: str = "reflect") -> np.ndarray:
