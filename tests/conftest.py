@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# linear algebra as every stage runs it (stages/_common.py): one OpenBLAS core type and one thread,
+# so in-process fits are the same bits whatever other tests did to BLAS's thread pool
+for _k, _v in (("OPENBLAS_CORETYPE", "Sandybridge"), ("OPENBLAS_NUM_THREADS", "1")):
+    os.environ.setdefault(_k, _v)
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -60,7 +60,7 @@ from mgr.features.tables import feature_names
 from mgr.inference.runtime import OnnxModel
 from mgr.io import n_workers
 from mgr.models import distribution
-from mgr.models.classical_artifact import ONNX_FILE, feature_columns, feature_matrix
+from mgr.models.classical_artifact import ONNX_FILE, feature_columns, feature_matrix, settle
 from mgr.models.estimators import (
     REGISTRY,
     block_layout,
@@ -228,7 +228,10 @@ def _cap(algo: str, model: Any, y: np.ndarray) -> None:
 
 def fit(name: str, X: np.ndarray, y: np.ndarray, ml: MlParams, *, n_jobs: int = 1, cand: Candidate | None = None,
         features: FeaturesParams | None = None) -> tuple[Any, dict, dict | None]:
-    """Search (if configured) on (X, y), then fit the final model on all of (X, y)."""
+    """Search (if configured) on (X, y), then fit the final model on all of (X, y); its linear
+    coefficients are settled to float32 precision at once (:func:`classical_artifact.settle`), so
+    every number computed from it -- metrics, calibration, the saved files -- is the same on
+    every machine."""
     features = features or FeaturesParams()
     if name in STACKED_MODELS:
         block, report = ml.fusion, None
@@ -241,7 +244,7 @@ def fit(name: str, X: np.ndarray, y: np.ndarray, ml: MlParams, *, n_jobs: int = 
         model = build(name, ml, n_jobs=n_jobs, block=block)
     _cap(name, model, y)
     model.fit(X, y)
-    return model, block_params(block), report
+    return settle(model), block_params(block), report
 
 
 def inner_folds(y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]] | None:
