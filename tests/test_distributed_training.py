@@ -47,8 +47,10 @@ def test_mirrored_over_two_logical_cpus_matches_one_device(tmp_path):
     # same global batch and draws: the same run up to the order of the gradient sums (the default
     # path draws other windows per epoch, see tests/_distributed_train.py: similar loss, not equal)
     np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-3, atol=1e-4)
+    # weights: Adam normalises each update, so where a gradient is ~0 the sum order can flip its
+    # sign and move that weight by a step (learning rate 0.003) now and then: a few steps, not 1e-4
     for a, b in zip(one["weights"], two["weights"]):
-        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-2)
     assert one["val_accuracy"] == pytest.approx(two["val_accuracy"], abs=1e-9)
     assert res["none"]["loss"][0] == pytest.approx(one["loss"][0], rel=0.1)
 

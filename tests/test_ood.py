@@ -90,7 +90,8 @@ def test_synthetic_model_flags_foreign_audio_not_its_own(synth_model):
 
     card = json.loads((synth_model / "model.json").read_text())
     dist = D.Distribution(card["distribution"])
-    assert card["distribution"]["n_train"] == 32 and card["distribution"]["n_val"] == 24
+    # inner CV (the default): every non-test track (32 train + 24 val) trains the model and its statistics
+    assert card["distribution"]["n_train"] == 56 and card["distribution"]["n_val"] == 0
     cols = card["feature_columns"]
     rng = np.random.default_rng(2)
 
