@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-GRID = np.exp(np.linspace(np.log(0.05), np.log(20.0), 241))  # T from 0.05 to 20, ~2.5 % steps
+from mgr.dsp import portable
+
+GRID = portable.exp(np.linspace(float(portable.log(0.05)), float(portable.log(20.0)), 241))  # T from 0.05 to 20, ~2.5 % steps
 EPS = 1e-12
 ECE_BINS = 15
 
@@ -25,9 +27,9 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     p = np.asarray(probs, dtype=np.float64)
     if temperature == 1.0:
         return p
-    z = np.log(np.clip(p, EPS, None)) / float(temperature)
+    z = portable.log(np.clip(p, EPS, None)) / float(temperature)  # the same bits on every machine
     z -= z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
+    e = portable.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
 
 
@@ -42,7 +44,7 @@ def _track_mean(p: np.ndarray, track_index: np.ndarray | None) -> tuple[np.ndarr
 
 def nll(probs: np.ndarray, y: np.ndarray) -> float:
     p = np.asarray(probs, dtype=np.float64)
-    return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), np.asarray(y)], EPS, None))))
+    return float(-np.mean(portable.log(np.clip(p[np.arange(len(y)), np.asarray(y)], EPS, None))))
 
 
 def fit_temperature(probs: np.ndarray, y: np.ndarray, track_index: np.ndarray | None = None) -> float:
@@ -57,7 +59,7 @@ def fit_temperature(probs: np.ndarray, y: np.ndarray, track_index: np.ndarray | 
         return 1.0
     losses = np.array([nll(_track_mean(apply_temperature(p, t), track_index)[0], y) for t in GRID])
     best = np.flatnonzero(losses <= losses.min() + 1e-12)
-    return float(GRID[best[np.argmin(np.abs(np.log(GRID[best])))]])
+    return float(GRID[best[np.argmin(np.abs(portable.log(GRID[best])))]])
 
 
 def _pair(y_true: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

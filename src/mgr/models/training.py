@@ -55,6 +55,7 @@ import numpy as np
 
 from mgr import cards, tfsetup
 from mgr.distributed.strategy import train_scope
+from mgr.dsp import portable
 from mgr.errors import DataError, ParamsError
 from mgr.evaluation import metrics as ev
 from mgr.evaluation.calibration import calibration_record
@@ -81,12 +82,12 @@ VERSION_PACKAGES = ("keras", "tensorflow", "tensorflow-cpu", "numpy", "h5py", "d
 
 
 def _ce(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    return -(y * np.log(np.clip(p, 1e-7, 1.0))).sum(axis=1)
+    return -(y * portable.log(np.clip(p, 1e-7, 1.0))).sum(axis=1)  # portable: the same bits on every machine
 
 
 def _bce(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-7, 1 - 1e-7)
-    return -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean(axis=1)
+    return -(y * portable.log(p) + (1 - y) * portable.log(1 - p)).mean(axis=1)
 
 
 def val_metrics(
