@@ -23,6 +23,86 @@ ROOT = Path(__file__).resolve().parent.parent
 for _k, _v in (("OPENBLAS_CORETYPE", "Sandybridge"), ("OPENBLAS_NUM_THREADS", "1")):
     os.environ.setdefault(_k, _v)
 
+#: glibc's hardware capabilities every stage runs without. glibc's libm picks exp, log, pow,
+#: sin, cos ... variants by CPU (FMA/AVX2, FMA4 on old AMD) and the variants differ in the last
+#: bit (measured: 10 of 11 functions on 300k arguments). scikit-learn's losses, libsvm's RBF kernel
+#: and SciPy call them, so a logistic regression's fit moved (1e-11 in an inner-CV NLL) between a
+#: machine with FMA and one without. Without these, every x86-64 CPU runs the same baseline
+#: variants. The names before glibc 2.33 carry "_Usable"; glibc ignores the names it does not know.
+LIBM_BASELINE = ("-AVX2_Usable", "-FMA_Usable", "-FMA4_Usable", "-AVX2", "-FMA", "-FMA4")
+
+#: NumPy's baseline feature group per machine type (the ``NPY_ENABLE_CPU_FEATURES`` value that
+#: turns every dispatched SIMD target off). NumPy's ``exp``/``log``/... loops differ in the last bit
+#: between targets (AVX-512, AVX2, baseline), and scikit-learn calls them where the project cannot
+#: replace them (e.g. the SVM's temperature fit moved by 5e-9 between AVX-512 and baseline).
+NUMPY_BASELINE = {"x86_64": "X86_V2", "amd64": "X86_V2", "aarch64": "ASIMD", "arm64": "ASIMD"}
+
+
+def _libm_tunables(current: str) -> str | None:
+    """``GLIBC_TUNABLES`` with :data:`LIBM_BASELINE` in its ``glibc.cpu.hwcaps`` list (what the
+    user set is kept), or ``None`` when it already has them."""
+    items = [t for t in current.split(":") if t]
+    caps = next((i for i, t in enumerate(items) if t.startswith("glibc.cpu.hwcaps=")), None)
+    have = items[caps].split("=", 1)[1].split(",") if caps is not None else []
+    missing = [c for c in LIBM_BASELINE if c not in have]
+    if not missing:
+        return None
+    value = "glibc.cpu.hwcaps=" + ",".join([h for h in have if h] + missing)
+    if caps is None:
+        items.append(value)
+    else:
+        items[caps] = value
+    return ":".join(items)
+
+
+def machine_pins(env: dict[str, str], machine: str, libc: str) -> dict[str, str | None]:
+    """The environment changes (``None``: unset) that make this machine compute like every
+    other: glibc's libm without its FMA/AVX2 variants (glibc only) and NumPy's baseline loops
+    only (:data:`NUMPY_BASELINE`; a ``NPY_DISABLE_CPU_FEATURES`` the user set is dropped: it cannot
+    be combined with the enable list and disables a subset of it). Empty when already pinned."""
+    out: dict[str, str | None] = {}
+    if libc.startswith("glibc"):
+        tunables = _libm_tunables(env.get("GLIBC_TUNABLES", ""))
+        if tunables is not None:
+            out["GLIBC_TUNABLES"] = tunables
+    base = NUMPY_BASELINE.get(machine.lower())
+    if base is not None:
+        if env.get("NPY_ENABLE_CPU_FEATURES") != base:
+            out["NPY_ENABLE_CPU_FEATURES"] = base
+        if "NPY_DISABLE_CPU_FEATURES" in env:
+            out["NPY_DISABLE_CPU_FEATURES"] = None
+    return out
+
+
+def _pin_machine() -> None:
+    """Re-execute this stage script under :func:`machine_pins` (glibc and NumPy read them only at
+    start-up). ``MGR_NO_MACHINE_PIN=1`` skips it (results may then differ in the last bits from a
+    run on another machine)."""
+    import platform
+
+    if os.environ.get("MGR_NO_MACHINE_PIN") == "1" or not getattr(sys, "orig_argv", None):
+        return
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError, AttributeError):  # not glibc, not POSIX
+        libc = ""
+    pins = machine_pins(dict(os.environ), platform.machine(), libc)
+    if not pins:
+        return
+    for k, v in pins.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
+# only when a stage script is the program (not when a test imports this module)
+if sys.argv and Path(sys.argv[0]).resolve().parent == ROOT / "stages":
+    _pin_machine()
+
 # Use this checkout's package even if another copy of mgr is installed in the environment.
 sys.path.insert(0, str(ROOT / "src"))
 

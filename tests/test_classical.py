@@ -449,3 +449,28 @@ def test_no_temperature_for_perfectly_separated_calibration_tracks():
         df.loc[df["genre"] == g, cols[i]] = 100.0
     o = C.train("logreg", df, small_ml(), feature_set="gtzan57")
     assert o.card["calibration"] is None
+
+
+
+def test_onnx_export_is_the_same_bytes_from_any_run(tmp_path: Path) -> None:
+    # converters name graphs with UUIDs and list the opsets in an order that varied from process to
+    # process: the same model must still be the same file (its hash is in the card and dvc.lock)
+    import onnx
+    from sklearn.linear_model import LogisticRegression
+
+    from mgr.models.export import canonicalize, export_sklearn
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 5)), np.arange(60) % 3
+    model = LogisticRegression(max_iter=200).fit(X, y)
+    export_sklearn(model, 5, tmp_path / "a.onnx", sample=X[:4])
+    export_sklearn(model, 5, tmp_path / "b.onnx", sample=X[:4])
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+    proto = onnx.load(tmp_path / "a.onnx")
+    assert len(proto.opset_import) >= 2
+    opsets = [(o.domain, o.version) for o in proto.opset_import][::-1]
+    del proto.opset_import[:]
+    for domain, version in opsets:
+        proto.opset_import.add(domain=domain, version=version)
+    canonicalize(proto)
+    assert proto.SerializeToString() == (tmp_path / "a.onnx").read_bytes()

@@ -9,8 +9,9 @@ is copied and its stages rerun, forced, under two other simulated machines:
 - ``middle``: NumPy up to AVX2, oneDNN capped at AVX2 explicitly, three workers.
 
 Each must reproduce the stores (log-mel and musicnn front ends), the feature table (handcrafted
-features and the musicnn embedding), a classical model, a deep model (training, Keras and ONNX
-files), the tempo estimator and evaluate's metrics, predictions and reports byte for byte, and
+features and the musicnn embedding), a logistic regression, a deep model (training, Keras and ONNX
+files), the SVM (libsvm and its temperature fit call libm and NumPy), the stacked model, the tempo
+estimator and evaluate's metrics, predictions and reports byte for byte, and
 the same output hashes in dvc.lock. What cannot be simulated on one machine (onnxruntime's and
 oneDNN's kernel choice by CPU generation) is covered by the pull-request report, which reproduces
 the base on the same runner (tests/test_metrics_diff.py).
@@ -31,10 +32,10 @@ from test_pipeline import DVC, _run
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["spectrogram", "spectrogram-musicnn", "features", "train-ml@logreg", "train-dl@cnn2d", "train-tempo",
-          "evaluate"]
+STAGES = ["spectrogram", "spectrogram-musicnn", "features", "train-ml@logreg", "train-ml-embedding@svm",
+          "train-ml-stacked@fusion", "train-dl@cnn2d", "train-tempo", "evaluate"]
 COMPARED = ["data/spectrograms.h5", "data/spectrograms_musicnn.h5", "data/features.parquet", "models/logreg",
-            "models/cnn2d", "models/tempo", "metrics", "reports/predictions", "reports/leaderboard.md",
+            "models/svm-musicnn_msd", "models/fusion", "models/cnn2d", "models/tempo", "metrics", "reports/predictions", "reports/leaderboard.md",
             "reports/tempo.md", "reports/confusion", "dvclive/cnn2d/plots"]
 
 

@@ -131,6 +131,12 @@ def canonicalize(model_proto: Any) -> None:
     apply(g)
     g.name = "mgr"
     model_proto.doc_string = ""
+    # skl2onnx lists the opsets from a set of domain names, whose order follows the process's
+    # string hash seed (and may repeat one)
+    opsets = sorted({(o.domain, o.version) for o in model_proto.opset_import})
+    del model_proto.opset_import[:]
+    for domain, version in opsets:
+        model_proto.opset_import.add(domain=domain, version=version)
 
 
 def _canonical_order(graph: Any) -> None:
