@@ -11,7 +11,13 @@ Run: uv run python benchmarks/crossmachine.py [--seconds 30] [--clips 8] [--epoc
   on 128 of its patches, backbone trained too) ``--epochs`` epochs in a fresh process, as training
   runs now (``mgr.tfsetup``: oneDNN capped at AVX2, 2 intra-op threads, op determinism) against
   TensorFlow's defaults (oneDNN at the CPU's best instruction set, one thread per core, op
-  determinism), alternating the two ``--repeats`` times and taking each one's median.
+  determinism), alternating the two ``--repeats`` times and taking each one's median;
+- ``stage``: the classical training stage as ``dvc repro`` runs it (``stages/train_ml.py`` for
+  each of ``--stage-models`` on the project's ``data/features.parquet``, written to a temporary
+  directory), re-executed under the machine pins of ``stages/_common.py`` (glibc's libm without
+  its FMA/AVX2 variants, NumPy's baseline loops) against the same stage with
+  ``MGR_NO_MACHINE_PIN=1``, alternating ``--repeats`` times, medians (skipped without the table:
+  run ``dvc repro features`` first).
 """
 
 from __future__ import annotations
@@ -126,6 +132,34 @@ def bench_train(epochs: int, repeats: int, model: str = "cnn2d") -> dict:
             f"train_{model}_ratio": round(med["portable"] / med["default"], 2)}
 
 
+def bench_stage(models: list[str], repeats: int) -> dict:
+    import tempfile
+
+    table = ROOT / "data" / "features.parquet"
+    if not table.is_file():
+        return {"stage": f"skipped: no {table.relative_to(ROOT)} (dvc repro features)"}
+    out: dict = {}
+    for name in models:
+        times: dict[str, list[float]] = {"unpinned": [], "pinned": []}
+        for _ in range(repeats):
+            for mode in ("unpinned", "pinned"):
+                env = dict(os.environ)
+                env.pop("MGR_NO_MACHINE_PIN", None)
+                if mode == "unpinned":
+                    env["MGR_NO_MACHINE_PIN"] = "1"
+                with tempfile.TemporaryDirectory() as tmp:
+                    t = time.perf_counter()
+                    r = subprocess.run([sys.executable, str(ROOT / "stages" / "train_ml.py"), name, "--features", str(table),
+                                        "--models-dir", tmp, "--metrics-dir", tmp], capture_output=True, text=True, env=env)
+                    times[mode].append(time.perf_counter() - t)
+                if r.returncode:
+                    raise SystemExit(f"train_ml {name} ({mode}) failed: {r.stderr.strip().splitlines()[-1:]}")
+        med = {k: statistics.median(v) for k, v in times.items()}
+        out[f"stage_train_ml_{name}_seconds"] = {k: round(v, 2) for k, v in med.items()}
+        out[f"stage_train_ml_{name}_ratio"] = round(med["pinned"] / med["unpinned"], 2)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=30.0)
@@ -133,6 +167,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--stage-models", nargs="*", default=["svm", "logreg-musicnn_msd"],
+                    help="classical models whose training stage is timed pinned vs unpinned ([] skips)")
     ap.add_argument("--models", nargs="*", default=["cnn2d", "musicnn_transfer"],
                     help="deep models to train (cnn2d at width 0.25 on 3 s windows; musicnn_transfer on its 187-frame patches)")
     args = ap.parse_args()
@@ -140,6 +176,7 @@ def main() -> None:
     if not args.skip_train:
         for model in args.models:
             res.update(bench_train(args.epochs, args.repeats, model))
+    res.update(bench_stage(args.stage_models, args.repeats) if args.stage_models else {})
     print(json.dumps(res, indent=2))
 
 

@@ -222,7 +222,7 @@ def trained(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tempo_root")
     p = Params()
     p = dataclasses.replace(p, tempo=dataclasses.replace(
-        p.tempo, train_clips=8, val_clips=4, heldout_clips=3, click_clips=2, feels_clips=2, duration_s=3.0, epochs=2, stretches=1,
+        p.tempo, train_clips=8, val_clips=4, heldout_clips=3, click_clips=2, feels_clips=2, calib_clips=4, duration_s=3.0, epochs=2, stretches=1,
         workers=1, ensemble=2))
     metrics, facts = run(p, tracks_dir=root / "data" / "raw" / p.data.source, split_csv=root / "data" / "split.csv",
                          out_dir=root / "models" / "tempo", log=lambda s: None)
@@ -241,6 +241,10 @@ def test_stage_writes_the_artifact_card_and_protocol(trained: Path) -> None:
     assert isinstance(card["beats_dsp_on_validation"], bool) and card["validation"]["learned"]["n"] == 4
     m = json.loads((trained / "metrics.json").read_text())
     assert set(m["sets"]) == {"validation", "heldout_styles", "clicks", "clicks_subdivided", "heldout_feels"}
+    # the confidence map is fitted on the calibration clips (never trained on), measured on every set
+    cal = card["confidence_calibration"]
+    assert cal["n"] == m["n"]["calibration"] == 4 and "(calibration set)" in cal["method"]
+    assert set(m["confidence_reliability"]) == {"calibration", *m["sets"]}
     for s in m["sets"].values():
         assert set(s) == {"dsp", "learned", "learned (training prior)"}
         assert {"acc1", "acc2", "mae_bpm", "octave", "errors"} <= set(s["learned"])

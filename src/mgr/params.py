@@ -379,7 +379,9 @@ class TempoParams:
     of every style except ``heldout_styles``, ``heldout_clips`` of those styles only (never
     trained on), ``click_clips`` metronome tracks (plain, and as many with soft subdivision
     clicks) and ``feels_clips`` clips of the held-out styles with real-music feels (heavy
-    backbeat, 16th hats over a slow pulse, half-/double-time, dense, rubato); plus (``use_dataset``) the ``data.source``
+    backbeat, 16th hats over a slow pulse, half-/double-time, dense, rubato), ``calib_clips`` clips
+    of the train styles (in turn: with a feel at real music's tempi, plain, a metronome with
+    subdivision clicks) that only fit the confidence calibration (``mgr.tempo.calibration``; 0: fit it on validation); plus (``use_dataset``) the ``data.source``
     tracks with a ``tempo_bpm``, by split part. Each training clip is also seen at ``stretches``
     random tempo scales in [stretch_min, stretch_max] (label scaled). The trained posteriors are
     moved from the training sets' tempo prior (log-uniform) to a log-normal one with median
@@ -394,6 +396,7 @@ class TempoParams:
     heldout_clips: int = num(90, 0, 1_000_000)
     click_clips: int = num(40, 0, 1_000_000)
     feels_clips: int = num(60, 0, 1_000_000)  # test clips of heldout_styles, each with a real-music feel
+    calib_clips: int = num(120, 0, 1_000_000)  # clips for the confidence calibration only (0: validation)
     duration_s: float = num(8.0, 2.0, 600.0)
     heldout_styles: list[Literal[SYNTH_STYLES]] = field(default_factory=lambda: ["country", "jazz", "reggae"])
     use_dataset: bool = True

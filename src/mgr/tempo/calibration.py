@@ -2,7 +2,11 @@
 mass within +-4 % of the answer, :func:`mgr.tempo.features.readout`) mapped to the probability
 that the answer is right (Acc1: within 4 % of the true tempo).
 
-The map is fitted at train time (``train-tempo``) on the validation set by isotonic regression
+The map is fitted at train time (``train-tempo``) on the ``calib`` clips of
+:mod:`mgr.tempo.dataset` (train styles; in turn real-music feels at real music's tempi, plain
+plans and metronomes with subdivision clicks; neither trained on nor used to stop training: the
+validation set that stopped training flatters the model, and one without strong subdivisions
+never shows it its confident octave errors) by isotonic regression
 (pool-adjacent-violators: the monotone step function closest to the 0/1 outcomes), read as the
 **lower** bound of a one-sided :data:`LOWER_Z` Wilson interval of each block's accuracy (so a
 small block cannot claim much), made monotone again, and stored in the tempo card as knots
@@ -60,8 +64,9 @@ def _wilson_lower(p: float, n: float, z: float = LOWER_Z) -> float:
     return max(0.0, (centre - margin) / den)
 
 
-def fit(raw: np.ndarray, correct: np.ndarray) -> dict[str, Any]:
-    """The card record mapping raw confidences to calibrated ones, from validation answers."""
+def fit(raw: np.ndarray, correct: np.ndarray, fitted_on: str = "validation") -> dict[str, Any]:
+    """The card record mapping raw confidences to calibrated ones, from the answers on one set
+    (named ``fitted_on`` in the record)."""
     raw = np.asarray(raw, np.float64)
     correct = np.asarray(correct, bool)
     if raw.shape != correct.shape or raw.ndim != 1 or len(raw) < 2 or not np.isfinite(raw).all():
@@ -79,7 +84,7 @@ def fit(raw: np.ndarray, correct: np.ndarray) -> dict[str, Any]:
     knots_x, knots_y = [knots_x[i] for i in keep], [knots_y[i] for i in keep]
     return {
         "version": VERSION,
-        "method": "isotonic regression of Acc1 correctness on the raw confidence (validation set), "
+        "method": f"isotonic regression of Acc1 correctness on the raw confidence ({fitted_on} set), "
                   f"each block's Wilson lower bound (z={LOWER_Z:g}), interpolated between block centres",
         "x": [round(v, 6) for v in knots_x],
         "y": [round(float(v), 6) for v in knots_y],
@@ -138,5 +143,5 @@ def calibrate(predict: Any, sets: dict[str, tuple[np.ndarray, np.ndarray]], fit_
     ok = {k: correct_acc1(raw[k][0], sets[k][1]) for k in raw}
     if fit_on not in raw or len(raw[fit_on][1]) < 2:
         return None, {}
-    record = fit(raw[fit_on][1], ok[fit_on])
+    record = fit(raw[fit_on][1], ok[fit_on], fitted_on=fit_on)
     return record, {k: reliability(apply(record, raw[k][1]), ok[k]) for k in raw}

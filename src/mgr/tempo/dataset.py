@@ -13,7 +13,12 @@ Three synthetic sources, each deterministic in ``(seed, kind, style, index)``:
   :func:`mgr.synth.styles.apply_feel` (heavy backbeat, 16th hats over a slow pulse, half-time,
   double-time, dense, rubato; in turn): the rhythms on which an estimator halves or doubles, at
   tempi drawn like real music's (:data:`REAL_TEMPO`: GTZAN's annotated tempi as a log-normal),
-  not log-uniformly like the other sets.
+  not log-uniformly like the other sets;
+* ``calib``: clips of the *train* styles for the confidence calibration
+  (:mod:`mgr.tempo.calibration`), neither trained on nor used to stop training, in turn: one with
+  a feel at real music's tempi (as ``feels``), one plain plan (as ``val``), one metronome with
+  soft subdivision clicks (as ``click_sub``: the rhythm on which the model makes confident octave
+  errors; a calibration that never saw it over-claimed there).
 
 ``train``/``val``/``heldout`` plans get a feel half of the time (:data:`mgr.synth.styles.FEEL_PROBABILITY`).
 
@@ -40,7 +45,7 @@ from mgr.synth.render import render, render_click
 from mgr.synth.styles import FEELS, GENRES, SLOW_PULSE_BPM, sample_tempo_plan
 from mgr.tempo.features import dsp_tempo, envelopes
 
-KINDS = ("train", "val", "heldout", "click", "click_sub", "feels")  # (append only: the index seeds the clips)
+KINDS = ("train", "val", "heldout", "click", "click_sub", "feels", "calib")  # (append only: the index seeds the clips)
 #: the ``feels`` set's tempo distribution: a log-normal (median BPM, sd in octaves) with GTZAN's
 #: annotated mean 94.3 and sd 24.5 BPM (tempo_eval_report): median 94.3 / sqrt(1 + (24.5 / 94.3)^2),
 #: sd sqrt(ln(1 + (24.5 / 94.3)^2)) / ln 2
@@ -80,8 +85,11 @@ def render_item(seed: int, kind: str, style: str, index: int, duration_s: float,
 def _render_item(seed: int, kind: str, style: str, index: int, duration_s: float, sr: int = 22050) -> tuple[np.ndarray, float]:
 
     rng = _rng(seed, kind, style, index)
-    click = kind in ("click", "click_sub")
-    feel = FEELS[int(index) % len(FEELS)] if kind == "feels" else None
+    sub = kind == "click_sub" or (kind == "calib" and index % 3 == 2)  # clicks on every subdivision
+    click = kind == "click" or sub
+    feel = None
+    if kind == "feels" or (kind == "calib" and index % 3 == 0):
+        feel = FEELS[(int(index) // (3 if kind == "calib" else 1)) % len(FEELS)]
     plan = sample_tempo_plan(style, rng, pulse=not click, feel=feel)  # clicks: no comping to draw
     if feel is not None:  # real music's tempi (the 16th-hat feel: within its slow pulses)
         lo, hi = SLOW_PULSE_BPM if feel == "sixteenths" else (50.0, 220.0)
@@ -89,12 +97,12 @@ def _render_item(seed: int, kind: str, style: str, index: int, duration_s: float
         plan.phase_s = float(rng.uniform(0, plan.beats_per_bar * 60.0 / plan.tempo_bpm))
     if click:
         y = render_click(plan, sr, duration_s).astype(np.float64)
-        if kind == "click_sub":  # a softer click on every subdivision: the beat stays the label
-            sub = plan.steps_per_beat // 2 if plan.steps_per_beat == 4 else 3
-            step = plan.beat_s / sub
+        if sub:  # a softer click on every subdivision: the beat stays the label
+            n_sub = plan.steps_per_beat // 2 if plan.steps_per_beat == 4 else 3
+            step = plan.beat_s / n_sub
             off = (-plan.phase_s) % plan.beat_s
             for b in np.arange(off, duration_s, plan.beat_s):
-                for j in range(1, sub):
+                for j in range(1, n_sub):
                     i = int(round((b + j * step) * sr))
                     if i < len(y):
                         dsp.add_at(y, 0.35 * dsp.click(sr, accent=False), i)

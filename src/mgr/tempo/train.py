@@ -108,7 +108,8 @@ def run(p: Any, *, tracks_dir: str | Path, split_csv: str | Path, out_dir: str |
             + D.synthetic_jobs("heldout", tp.heldout_clips, tp.heldout_styles, seed=tp.seed, duration_s=tp.duration_s, sr=sr)
             + D.synthetic_jobs("click", tp.click_clips, GENRES, seed=tp.seed, duration_s=tp.duration_s, sr=sr)
             + D.synthetic_jobs("click_sub", tp.click_clips, GENRES, seed=tp.seed, duration_s=tp.duration_s, sr=sr)
-            + D.synthetic_jobs("feels", tp.feels_clips, tp.heldout_styles, seed=tp.seed, duration_s=tp.duration_s, sr=sr))
+            + D.synthetic_jobs("feels", tp.feels_clips, tp.heldout_styles, seed=tp.seed, duration_s=tp.duration_s, sr=sr)
+            + D.synthetic_jobs("calib", tp.calib_clips, train_styles, seed=tp.seed, duration_s=tp.duration_s, sr=sr))
     items = D.synthetic_items(jobs, tp.workers)
     sets: dict[str, list[Item]] = {k: [i for i in items if i.source == f"synthetic:{k}"] for k in D.KINDS}
     t_synth = time.perf_counter() - t0
@@ -155,10 +156,14 @@ def run(p: Any, *, tracks_dir: str | Path, split_csv: str | Path, out_dir: str |
         log(f"train-tempo: {name} ({m['n']}): learned Acc1 {m['acc1']:.3f} Acc2 {m['acc2']:.3f} | "
             f"dsp Acc1 {d['acc1']:.3f} Acc2 {d['acc2']:.3f}")
     beat = protocol.beats(results["validation"]["learned"], results["validation"]["dsp"]) if "validation" in results else False
-    # calibrated confidence (mgr.tempo.calibration): fitted on validation, its reliability on every set
+    # calibrated confidence (mgr.tempo.calibration): fitted on the calibration clips (train styles:
+    # feels, plain, subdivided clicks; validation stopped training, so it flatters the model), its
+    # reliability on every set
+    cal_sets = {"calibration": sets["calib"], **eval_sets}
     calib, calib_report = tempo_calibration.calibrate(
         lambda Xs: predict_keras(model, Xs, weights), {k: (_features(v), np.array([i.tempo_bpm for i in v]))
-                                                        for k, v in eval_sets.items() if v})
+                                                        for k, v in cal_sets.items() if v},
+        fit_on="calibration" if sets["calib"] else "validation")
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -192,5 +197,6 @@ def run(p: Any, *, tracks_dir: str | Path, split_csv: str | Path, out_dir: str |
             "n": {"train": len(train_items), "train_augmented": int(len(X)), "validation": len(val_items),
                   "heldout_styles": len(sets["heldout"]), "clicks": len(sets["click"]),
                   "clicks_subdivided": len(sets["click_sub"]), "heldout_feels": len(sets["feels"]),
+                  "calibration": len(sets["calib"]),
                   "dataset_test": len(ds["test"])}}, \
         {"seconds": round(time.perf_counter() - t0, 3), "render_seconds": round(t_synth, 3), "train_seconds": round(t_fit, 3)}
