@@ -11,13 +11,16 @@ wall time printed too) is the gate's cost per file, the strict measure (what a l
 per file once the model is loaded). Then, as a user runs it, the whole ``mgr predict CLIP --model
 NAME`` command (a fresh process: start-up, model load, prediction) with and without
 ``--no-music-gate``, alternately, ``--cli-repeat`` times: the ratio of the median wall times.
-Goal (issue 24): gated / ungated <= 1.10. Prints a table and a JSON line.
+Goal (issue 24): gated / ungated <= 1.10. ``--blas`` also times the command (gated) with
+OpenBLAS's own default of one thread per CPU (``OPENBLAS_NUM_THREADS`` = the CPU count) against
+predict's default of one, wall and CPU time. Prints a table and a JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -25,8 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the mgr predict command runs (before NumPy loads)
+
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
 
 
 def _time(fn) -> tuple[float, float]:
@@ -35,21 +40,37 @@ def _time(fn) -> tuple[float, float]:
     return time.process_time() - c0, time.perf_counter() - w0
 
 
-def _cli(clip: Path, model_dir: Path, repeat: int) -> dict:
-    """Median wall time of the ``mgr predict`` command, gated and not (alternately, after one
-    untimed run each: the OS file cache)."""
+def _commands(clip: Path, model_dir: Path, repeat: int, modes: dict[str, tuple[list[str], dict[str, str]]]) -> dict:
+    """Median wall and CPU (the child's) time of the ``mgr predict`` command per mode (extra
+    arguments, extra environment), the modes alternating, after one untimed run each (the OS
+    file cache)."""
     base = [sys.executable, "-m", "mgr.cli", "predict", str(clip), "--model", str(model_dir), "--format", "json", "--quiet"]
-    t: dict[str, list[float]] = {"on": [], "off": []}
+    t: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
     for i in range(repeat + 1):
-        for mode, extra in (("off", ["--no-music-gate"]), ("on", [])):
-            w = time.perf_counter()
-            r = subprocess.run(base + extra, capture_output=True, text=True)
+        for mode, (extra, env) in modes.items():
+            c0, w = os.times(), time.perf_counter()
+            r = subprocess.run(base + extra, capture_output=True, text=True, env={**os.environ, **env})
+            wall, c1 = time.perf_counter() - w, os.times()
             if r.returncode:
                 raise SystemExit(f"mgr predict failed ({mode}): {(r.stderr.strip().splitlines() or [''])[-1]}")
             if i:
-                t[mode].append(time.perf_counter() - w)
-    on, off = statistics.median(t["on"]), statistics.median(t["off"])
+                t[mode].append((wall, c1.children_user + c1.children_system - c0.children_user - c0.children_system))
+    return {m: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) for m, v in t.items()}
+
+
+def _cli(clip: Path, model_dir: Path, repeat: int) -> dict:
+    """The ``mgr predict`` command gated and with ``--no-music-gate``: median wall times."""
+    med = _commands(clip, model_dir, repeat, {"off": (["--no-music-gate"], {}), "on": ([], {})})
+    on, off = med["on"][0], med["off"][0]
     return {"cli_on_s": round(on, 3), "cli_off_s": round(off, 3), "cli_ratio": round(on / off, 4)}
+
+
+def _cli_blas(clip: Path, model_dir: Path, repeat: int) -> dict:
+    """The ``mgr predict`` command (gated) with one OpenBLAS thread per CPU against one thread."""
+    med = _commands(clip, model_dir, repeat, {"per_cpu": ([], {"OPENBLAS_NUM_THREADS": str(os.cpu_count() or 1)}),
+                                              "one": ([], {"OPENBLAS_NUM_THREADS": "1"})})
+    return {"blas_wall_s": {k: round(v[0], 3) for k, v in med.items()},
+            "blas_cpu_s": {k: round(v[1], 3) for k, v in med.items()}}
 
 
 def main() -> None:
@@ -59,6 +80,7 @@ def main() -> None:
     ap.add_argument("--clip", help="audio file to predict (default: a 30 s synthetic music clip)")
     ap.add_argument("--names", default="svm,cnn2d,musicnn-msd")
     ap.add_argument("--cli-repeat", type=int, default=5, help="runs of the mgr predict command each way (0: skip)")
+    ap.add_argument("--blas", action="store_true", help="also time mgr predict with one OpenBLAS thread per CPU vs one")
     args = ap.parse_args()
 
     from mgr.inference.catalog import resolve_model
@@ -90,6 +112,8 @@ def main() -> None:
                          "music": on.predict_file(clip).music})
             if args.cli_repeat > 0:
                 rows[-1].update(_cli(clip, model_dir, args.cli_repeat))
+            if args.blas and args.cli_repeat > 0:
+                rows[-1].update(_cli_blas(clip, model_dir, args.cli_repeat))
         print(f"{'model':12s} {'cpu on':>8s} {'cpu off':>8s} {'ratio':>6s} {'wall on':>8s} {'wall off':>8s} {'ratio':>6s}")
         for r in rows:
             print(f"{r['model']:12s} {r['cpu_on_s']:8.3f} {r['cpu_off_s']:8.3f} {r['cpu_ratio']:6.3f} "
@@ -99,6 +123,11 @@ def main() -> None:
             for r in rows:
                 if "cli_ratio" in r:
                     print(f"{r['model']:12s} {r['cli_on_s']:8.3f} {r['cli_off_s']:8.3f} {r['cli_ratio']:6.3f}")
+        for r in rows:
+            if "blas_wall_s" in r:
+                w, c = r["blas_wall_s"], r["blas_cpu_s"]
+                print(f"{r['model']:12s} OpenBLAS threads per CPU / one: wall {w['per_cpu']:.3f} / {w['one']:.3f} s, "
+                      f"CPU {c['per_cpu']:.3f} / {c['one']:.3f} s")
         print(json.dumps({"clip_s": 30.0 if not args.clip else None, "repeat": args.repeat, "results": rows,
                           "goal": "cli_ratio (the mgr predict command) <= 1.10"}))
 

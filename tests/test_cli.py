@@ -150,6 +150,35 @@ def test_installed_entry_point_runs_without_traceback(project):
     assert len(p.stdout.strip().splitlines()) == 2
 
 
+_BLAS_PROBE = """
+import json, sys
+from mgr.cli import main
+sys.argv = ["mgr", "predict", sys.argv[1], "--root", sys.argv[2], "-f", "json", "-q"]
+try:
+    main()
+except SystemExit:
+    pass
+from threadpoolctl import threadpool_info
+print(json.dumps([p["num_threads"] for p in threadpool_info() if p["internal_api"] == "openblas"]))
+"""
+
+
+@pytest.mark.parametrize("user", [None, "2"])
+def test_predict_runs_one_openblas_thread_unless_the_user_set_it(project, user):
+    """Idle OpenBLAS threads spun through predict's few BLAS calls (+20-40 % CPU): predict loads
+    NumPy with one, and keeps what the user asked for."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if user:
+        env["OPENBLAS_NUM_THREADS"] = user
+    p = subprocess.run([sys.executable, "-c", _BLAS_PROBE, str(project / "audio" / "a.wav"), str(project)],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert p.returncode == 0, p.stderr[-500:]
+    threads = json.loads(p.stdout.strip().splitlines()[-1])
+    assert threads and set(threads) == {int(user or 1)}
+
+
 def test_progress_bar_on_stderr_for_many_files(project, monkeypatch):
     for i in range(3):
         _clip(project / "audio" / f"x{i}.wav", seconds=1.2, seed=10 + i)

@@ -98,6 +98,12 @@ def predict_cmd(
     line each on stderr; the others were still predicted); 2 bad command line; 3 the model could
     not be found or loaded safely (nothing predicted).
     """
+    # One OpenBLAS thread (before NumPy loads it; what the user set is kept): predict's few small
+    # BLAS calls left its idle threads spinning, measured +20-40 % CPU and +3-9 % wall time per
+    # 30 s clip (benchmarks/gate_overhead.py --blas); parallelism is --jobs and onnxruntime's.
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from mgr.errors import ArtifactError, UserError
     from mgr.inference.inputs import (
         EXIT_INPUT_FAILED,
